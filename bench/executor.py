@@ -42,9 +42,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SHARED_DATA, machine_line, median, print_table, save_figures  # noqa: E402
-from graphs.batch import BatchTask, run_batch  # noqa: E402
-from graphs.services import Services  # noqa: E402
-from graphs.settings import load_settings  # noqa: E402
+from dynagraph.graphs.batch import BatchTask, run_batch  # noqa: E402
+from dynagraph.graphs.services import Services  # noqa: E402
+from dynagraph.graphs.settings import load_settings  # noqa: E402
 from tests.support.config import (  # noqa: E402
     coder_cell,
     planner_answer,
@@ -52,9 +52,9 @@ from tests.support.config import (  # noqa: E402
     write_stub_config,
 )
 from tests.support.openai_stub import StubLLM  # noqa: E402
-from tools import probes  # noqa: E402
-from tools.kernel import KernelSession  # noqa: E402
-from tools.kernel_pool import KernelPool  # noqa: E402
+from dynagraph.tools import probes  # noqa: E402
+from dynagraph.tools.kernel import KernelSession  # noqa: E402
+from dynagraph.tools.kernel_pool import KernelPool  # noqa: E402
 
 CRAFT = SHARED_DATA / "craft-tabmwp"
 CRAFT_HEADER = (

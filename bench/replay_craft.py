@@ -49,8 +49,8 @@ from bench.common import (  # noqa: E402
     save_figures,
 )
 from bench.replay_model import ReplayModel, python_block, replay_settings  # noqa: E402
-from graphs.run import run_task  # noqa: E402
-from graphs.services import Services  # noqa: E402
+from dynagraph.graphs.run import run_task  # noqa: E402
+from dynagraph.graphs.services import Services  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 DEFAULT_OUT = RESULTS_DIR / "replay_craft.json"

@@ -5,15 +5,15 @@ resumable JSON Lines results and the summary reports accuracy, steps, tokens per
 much the function library was reused. ``dynagraph eval`` (``evals.cli``) ties them together.
 """
 
-from evals.benchmarks import BENCHMARKS, Benchmark
-from evals.gaia import load_gaia, score_gaia
-from evals.gaia_scorer import question_scorer
-from evals.math_answers import last_boxed, math_equal, normalize_math
-from evals.math_dataset import load_math, score_math
-from evals.runner import read_results, run_eval, task_record
-from evals.summary import format_summary, summarize
-from evals.tabmwp import load_tabmwp, normalize_tabmwp, score_tabmwp, tabmwp_equal
-from evals.tasks import EvalDataError, EvalTask
+from dynagraph.evals.benchmarks import BENCHMARKS, Benchmark
+from dynagraph.evals.gaia import load_gaia, score_gaia
+from dynagraph.evals.gaia_scorer import question_scorer
+from dynagraph.evals.math_answers import last_boxed, math_equal, normalize_math
+from dynagraph.evals.math_dataset import load_math, score_math
+from dynagraph.evals.runner import read_results, run_eval, task_record
+from dynagraph.evals.summary import format_summary, summarize
+from dynagraph.evals.tabmwp import load_tabmwp, normalize_tabmwp, score_tabmwp, tabmwp_equal
+from dynagraph.evals.tasks import EvalDataError, EvalTask
 
 __all__ = [
     "BENCHMARKS",

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from evals.gaia import load_gaia, score_gaia
-from evals.math_dataset import load_math, score_math
-from evals.tabmwp import load_tabmwp, score_tabmwp
-from evals.tasks import EvalTask
+from dynagraph.evals.gaia import load_gaia, score_gaia
+from dynagraph.evals.math_dataset import load_math, score_math
+from dynagraph.evals.tabmwp import load_tabmwp, score_tabmwp
+from dynagraph.evals.tasks import EvalTask
 
 
 @dataclass(frozen=True)

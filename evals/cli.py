@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evals.benchmarks import BENCHMARKS
-from evals.runner import run_eval
-from evals.summary import format_summary, summarize
-from evals.tasks import EvalDataError
+from dynagraph.evals.benchmarks import BENCHMARKS
+from dynagraph.evals.runner import run_eval
+from dynagraph.evals.summary import format_summary, summarize
+from dynagraph.evals.tasks import EvalDataError
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 
@@ -75,11 +75,11 @@ def _with_library_path(settings: Any, path: str | None) -> Any:
 
 def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     """Load the benchmark, solve every task with ``run_task``, print and save the summary."""
-    from graphs.context import Context
-    from graphs.run import run_task
-    from graphs.services import Services
-    from graphs.settings import ConfigError
-    from tools.models import ModelEndpointError
+    from dynagraph.nodes.context import Context
+    from dynagraph.graphs.run import run_task
+    from dynagraph.graphs.services import Services
+    from dynagraph.graphs.settings import ConfigError
+    from dynagraph.tools.models import ModelEndpointError
 
     benchmark = BENCHMARKS[args.benchmark]
     use_library = not args.no_library

@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.gaia_scorer import question_scorer
-from evals.tasks import EvalDataError, EvalTask
+from dynagraph.evals.gaia_scorer import question_scorer
+from dynagraph.evals.tasks import EvalDataError, EvalTask
 
 ANSWER_FORMAT = (
     "Finish with the final answer only: a number, as few words as possible, or a comma "

@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.math_answers import last_boxed, math_equal
-from evals.tasks import EvalDataError, EvalTask
+from dynagraph.evals.math_answers import last_boxed, math_equal
+from dynagraph.evals.tasks import EvalDataError, EvalTask
 
 ANSWER_FORMAT = (
     "Finish with the final answer only, exact and in simplest form (LaTeX is fine, e.g. "

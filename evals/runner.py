@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from evals.progress import ProgressBar
-from evals.tasks import EvalDataError, EvalTask
+from dynagraph.evals.progress import ProgressBar
+from dynagraph.evals.tasks import EvalDataError, EvalTask
 
 Solver = Callable[[str], Any]
 Scorer = Callable[[str | None, EvalTask], bool]

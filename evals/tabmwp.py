@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evals.tasks import EvalDataError, EvalTask
+from dynagraph.evals.tasks import EvalDataError, EvalTask
 
 ANSWER_FORMAT = (
     "Finish with the final answer only: a number (digits, no units) or, when choices are "

@@ -1,26 +1,4 @@
-"""dynagraph: an agent that writes and runs Python and keeps the functions it writes.
+"""The composition root: settings, services, the graph, run_task, batch and the CLI.
 
-Public API::
-
-    from graphs import run_task, build_graph, load_settings, Context
-    result = run_task("What is 17 * 23?")
-    print(result.answer, result.functions_created)
+The only package that knows every part. Scripts import the public API from ``dynagraph``.
 """
-
-from graphs.context import Context
-from graphs.settings import ConfigError, Settings, load_settings
-
-__all__ = ["Context", "ConfigError", "Settings", "load_settings", "build_graph", "run_task"]
-
-
-def __getattr__(name: str):
-    # Lazy: importing graphs.settings (e.g. from the CLI's --help) must not load LangGraph.
-    if name == "build_graph":
-        from graphs.dynagraph import build_graph
-
-        return build_graph
-    if name == "run_task":
-        from graphs.run import run_task
-
-        return run_task
-    raise AttributeError(name)

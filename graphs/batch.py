@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from graphs.context import Context
-from graphs.run import TaskResult, preflight, run_task
-from graphs.services import Services
-from graphs.settings import Settings
-from tools.kernel import BWRAP_INSTALL_HINT, KernelError
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.run import TaskResult, preflight, run_task
+from dynagraph.graphs.services import Services
+from dynagraph.graphs.settings import Settings
+from dynagraph.tools.kernel import BWRAP_INSTALL_HINT, KernelError
 
 FINAL_STATUSES = ("done", "failed")
 

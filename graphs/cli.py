@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evals.cli import add_eval_parser
-from graphs.cli_batch import add_batch_parser
-from graphs.cli_library import UserError, add_library_parser
-from graphs.settings import ConfigError, Settings, load_settings
+from dynagraph.evals.cli import add_eval_parser
+from dynagraph.graphs.cli_batch import add_batch_parser
+from dynagraph.graphs.cli_library import UserError, add_library_parser
+from dynagraph.graphs.settings import ConfigError, Settings, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -57,8 +57,8 @@ def _progress_printer(stream) -> Callable[[dict[str, Any]], None]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from graphs.context import Context
-    from graphs.run import run_task
+    from dynagraph.nodes.context import Context
+    from dynagraph.graphs.run import run_task
 
     context = Context(
         planner_model=args.planner_model,
@@ -137,10 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_facing(exc: BaseException) -> str | None:
-    from tools.embeddings import EmbedderError
-    from tools.kernel import KernelError
-    from tools.library import LibraryError
-    from tools.models import ModelEndpointError
+    from dynagraph.tools.embeddings import EmbedderError
+    from dynagraph.tools.kernel import KernelError
+    from dynagraph.tools.library import LibraryError
+    from dynagraph.tools.models import ModelEndpointError
 
     if isinstance(exc, ConfigError | UserError | ModelEndpointError | LibraryError | EmbedderError):
         return str(exc)

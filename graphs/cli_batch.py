@@ -6,15 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from graphs.cli_library import UserError
-from graphs.settings import Settings
+from dynagraph.graphs.cli_library import UserError
+from dynagraph.graphs.settings import Settings
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
-    from graphs.batch import BatchInputError, read_tasks, run_batch
-    from graphs.context import Context
+    from dynagraph.graphs.batch import BatchInputError, read_tasks, run_batch
+    from dynagraph.nodes.context import Context
 
     if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")

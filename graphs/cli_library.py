@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from graphs.settings import Settings
+from dynagraph.graphs.settings import Settings
 
 EXIT_OK = 0
 
@@ -18,14 +18,14 @@ class UserError(RuntimeError):
 
 
 def _open_library(settings: Settings):
-    from graphs.services import Services
+    from dynagraph.graphs.services import Services
 
     return Services(settings).library
 
 
 def cmd_sync(settings: Settings) -> int:
     """Flush the Weaviate outbox: changes queued while the server was down, in order, once."""
-    from graphs.services import Services
+    from dynagraph.graphs.services import Services
 
     library = Services(settings).open_library_for_sync()
     try:
@@ -37,7 +37,7 @@ def cmd_sync(settings: Settings) -> int:
 
 
 def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
-    from tools.library import export_jsonl, import_jsonl
+    from dynagraph.tools.library import export_jsonl, import_jsonl
 
     if args.library_command == "sync":
         return cmd_sync(settings)
@@ -122,10 +122,10 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
     verification in a scratch kernel (its probes are the calls ``probe_file`` makes, recorded
     like a task's), same name, near neighbours. No model (nothing is generalized, nothing
     ambiguous is asked) and no use counted, so adding the same file twice changes nothing."""
-    from graphs.services import Services
-    from tools.codeparse import extract_functions
-    from tools.curator import Candidate, CurationOptions, Curator, Origin, log_entries
-    from tools.verify import ScratchVerifier
+    from dynagraph.graphs.services import Services
+    from dynagraph.tools.codeparse import extract_functions
+    from dynagraph.tools.curator import Candidate, CurationOptions, Curator, Origin, log_entries
+    from dynagraph.tools.verify import ScratchVerifier
 
     path = Path(file)
     source = _read(path)
@@ -215,7 +215,7 @@ def _print_record(record, versions: list, decisions: list[dict[str, Any]]) -> No
 
 
 def _log_manual(library, record, status: str, reason: str) -> None:
-    from tools.curator import Decision, Origin, log_entries
+    from dynagraph.tools.curator import Decision, Origin, log_entries
 
     decision = Decision(record.name, status, record.id, reason or "by hand", "cli")
     library.log_decisions(log_entries([decision], Origin(thread="cli")))
@@ -231,7 +231,7 @@ def _print_decisions(decisions: list, as_json: bool) -> None:
 
 
 def _prune(library, settings: Settings, args: argparse.Namespace) -> int:
-    from tools.curator import prune
+    from dynagraph.tools.curator import prune
 
     unused = args.unused_tasks or settings.librarian.prune_unused_tasks
     now, stale = prune(library, unused, dry_run=args.dry_run)

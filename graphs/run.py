@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from graphs.context import Context
-from graphs.dynagraph import build_graph
-from graphs.services import Services
-from graphs.settings import Settings, load_settings
-from tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.graph import build_graph
+from dynagraph.graphs.services import Services
+from dynagraph.graphs.settings import Settings, load_settings
+from dynagraph.tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
 
 
 @dataclass
@@ -130,6 +130,6 @@ def run_task(
 
 def _entry_for(settings: Settings, context: Context):
     try:
-        return resolve_model(settings, "planner", context.model_override("planner"))
+        return resolve_model(settings.models, "planner", context.model_override("planner"))
     except Exception:
         return None

@@ -1,6 +1,6 @@
 """The services nodes use, built once per graph from settings and passed to the nodes.
 
-Everything is created lazily: importing ``graphs.dynagraph`` (as LangGraph Studio does) costs
+Everything is created lazily: importing ``graphs.graph`` (as LangGraph Studio does) costs
 nothing and needs no API key; the first node that needs a library, a kernel or a model
 builds it. Kernels live in a registry keyed by thread id, outside the graph state.
 """
@@ -16,20 +16,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from graphs.settings import Settings
-from tools import probes
-from tools.actions import (
+from dynagraph.graphs.settings import Settings
+from dynagraph.tools import probes
+from dynagraph.tools.actions import (
     ActionsConfig,
     SearchProxy,
     action_specs,
     kernel_bootstrap,
     start_search_proxy,
 )
-from tools.embeddings import Embedder, make_embedder
-from tools.kernel import DEFAULT_ENV_ALLOW, KernelRegistry, KernelSession, scrubbed_env
-from tools.kernel_pool import KernelPool
-from tools.library import FunctionLibrary, LibraryError, open_library
-from tools.models import ModelFactory
+from dynagraph.tools.embeddings import Embedder, make_embedder
+from dynagraph.tools.kernel import DEFAULT_ENV_ALLOW, KernelRegistry, KernelSession, scrubbed_env
+from dynagraph.tools.kernel_pool import KernelPool
+from dynagraph.tools.library import FunctionLibrary, LibraryError, open_library
+from dynagraph.tools.models import ModelFactory
 
 
 class Services:
@@ -39,7 +39,7 @@ class Services:
         self.settings = settings
         self._library = library
         self._lock = threading.Lock()
-        self.models = ModelFactory(settings)
+        self.models = ModelFactory(settings.models)
         self.kernels = KernelRegistry(self._new_kernel)
         self._kernel_pool: KernelPool | None = None
         self._bootstrap: str | None = None
@@ -69,7 +69,7 @@ class Services:
 
     def _open_weaviate(self, *, flush_on_open: bool) -> FunctionLibrary:
         """Weaviate behind a local outbox: admissions made while it is down are kept."""
-        from tools.library.weaviate import WeaviateConfig, open_weaviate_library
+        from dynagraph.tools.library.weaviate import WeaviateConfig, open_weaviate_library
 
         lib = self.settings.library
         library = open_weaviate_library(
@@ -194,7 +194,7 @@ class Services:
         caller shuts it down (and removes the folder it gave)."""
         import tempfile
 
-        from tools.kernel import KernelError
+        from dynagraph.tools.kernel import KernelError
 
         folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
         # a warm kernel when the pool has one (already bootstrapped: the bootstrap below is then

@@ -17,59 +17,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-NODES_WITH_MODELS: tuple[str, ...] = ("planner", "coder", "librarian")
+from dynagraph.tools.config import StrictSettings as _Strict
+from dynagraph.tools.errors import ConfigError
+from dynagraph.tools.models import NODES_WITH_MODELS, ModelSettings, ModelsSettings
+
+__all__ = ["ConfigError", "ModelSettings", "ModelsSettings", "Settings", "load_settings"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-
-
-class ConfigError(RuntimeError):
-    """The configuration is unusable; the message is one line saying what to set."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelSettings(_Strict):
-    """One chat model entry. Unset fields fall back to ``models.default``."""
-
-    model: str | None = Field(None, description="model name sent to the endpoint")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; None = OpenAI")
-    api_key_env: str | None = Field(
-        None, description="environment variable holding the API key; '' = endpoint needs none"
-    )
-    temperature: float | None = None
-    max_tokens: int | None = None
-    timeout: float | None = Field(None, description="seconds per request")
-    max_retries: int | None = Field(None, description="client retries on 429/5xx/connection")
-
-    def merged_over(self, base: ModelSettings) -> ModelSettings:
-        """This entry with its unset fields taken from ``base``."""
-        data = base.model_dump()
-        data.update({k: v for k, v in self.model_dump().items() if v is not None})
-        return ModelSettings(**data)
-
-
-class ModelsSettings(_Strict):
-    default: ModelSettings = ModelSettings(
-        model="gpt-4o-mini",
-        base_url=None,
-        api_key_env="OPENAI_API_KEY",
-        temperature=0.0,
-        max_tokens=None,
-        timeout=120.0,
-        max_retries=2,
-    )
-    planner: ModelSettings = ModelSettings()
-    coder: ModelSettings = ModelSettings()
-    librarian: ModelSettings = ModelSettings()
-
-    def for_node(self, node: str) -> ModelSettings:
-        if node not in NODES_WITH_MODELS:
-            raise ConfigError(f"no model entry for node {node!r}; nodes: {NODES_WITH_MODELS}")
-        return getattr(self, node).merged_over(self.default)
 
 
 class EmbeddingSettings(_Strict):

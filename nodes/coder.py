@@ -12,13 +12,13 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from graphs.context import Context
-from graphs.services import Services
-from graphs.state import State
-from nodes import prompts
-from nodes.history import clip, render_history
-from nodes.protocol import ProtocolError, ask, parse_coder_reply
-from tools.library import SearchHit
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.services import Services
+from dynagraph.nodes.state import State
+from dynagraph.nodes import prompts
+from dynagraph.nodes.history import clip, render_history
+from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
+from dynagraph.tools.library import SearchHit
 
 
 class CoderNode:

@@ -15,13 +15,13 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from graphs.context import Context
-from graphs.services import Services
-from graphs.state import State
-from tools import codeparse, probes
-from tools.actions import parse_final_answer, strip_final_answer
-from tools.kernel import ExecutionResult, KernelSession
-from tools.library import FunctionRecord
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.services import Services
+from dynagraph.nodes.state import State
+from dynagraph.tools import codeparse, probes
+from dynagraph.tools.actions import parse_final_answer, strip_final_answer
+from dynagraph.tools.kernel import ExecutionResult, KernelSession
+from dynagraph.tools.library import FunctionRecord
 
 
 def kernel_key(state: State, config: RunnableConfig | None) -> str:

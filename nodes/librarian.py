@@ -15,11 +15,11 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from graphs.context import Context
-from graphs.services import Services
-from graphs.state import State
-from nodes.executor import kernel_key
-from tools.curator import (
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.services import Services
+from dynagraph.nodes.state import State
+from dynagraph.nodes.executor import kernel_key
+from dynagraph.tools.curator import (
     Candidate,
     CurationOptions,
     Curator,
@@ -28,9 +28,9 @@ from tools.curator import (
     log_entries,
     merge_task_candidates,
 )
-from tools.generalize import LibrarianModel
-from tools.models import resolve_model
-from tools.verify import ScratchVerifier
+from dynagraph.tools.generalize import LibrarianModel
+from dynagraph.tools.models import resolve_model
+from dynagraph.tools.verify import ScratchVerifier
 
 #: Decisions after which the function is in the library under the decision's name.
 STORED_ACTIONS = ("added", "new_version", "supersedes")
@@ -85,7 +85,7 @@ class LibrarianNode:
         if not candidates:
             return [], {}
 
-        coder_model = resolve_model(settings, "coder", context.model_override("coder")).model
+        coder_model = resolve_model(settings.models, "coder", context.model_override("coder")).model
         origin = Origin(task=state.get("task", ""), thread=key, model=coder_model or "")
         lib = settings.librarian
         options = CurationOptions(

@@ -30,12 +30,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tools.library import FunctionLibrary, FunctionRecord, utc_now
+from dynagraph.tools.library import FunctionLibrary, FunctionRecord, utc_now
 
 if TYPE_CHECKING:
-    from tools.codeparse import ExtractedFunction
-    from tools.generalize import LibrarianModel
-    from tools.verify import ScratchVerifier
+    from dynagraph.tools.codeparse import ExtractedFunction
+    from dynagraph.tools.generalize import LibrarianModel
+    from dynagraph.tools.verify import ScratchVerifier
 
 
 @dataclass
@@ -396,8 +396,8 @@ class AddStage:
 def default_stages() -> list[Stage]:
     """The whole cascade, cheapest first (stages needing a kernel or a model step aside when
     the context has none)."""
-    from tools.dedup import ModelVerdictStage, NearNeighbourStage, SameNameStage
-    from tools.generalize import GeneralizeStage
+    from dynagraph.tools.dedup import ModelVerdictStage, NearNeighbourStage, SameNameStage
+    from dynagraph.tools.generalize import GeneralizeStage
 
     return [
         ExactDuplicateStage(),

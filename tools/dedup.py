@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tools.curator import (
+from dynagraph.tools.curator import (
     Candidate,
     CurationContext,
     Decision,
@@ -36,8 +36,8 @@ from tools.curator import (
     supersede,
     with_reason,
 )
-from tools.library import FunctionRecord
-from tools.verify import ReplayReport
+from dynagraph.tools.library import FunctionRecord
+from dynagraph.tools.verify import ReplayReport
 
 Relation = Literal["same", "new_generalizes", "old_generalizes", "distinct", "ambiguous"]
 

@@ -43,12 +43,12 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from nodes import prompts
-from nodes.protocol import ReplyParseError, add_usage, ask
-from nodes.protocol import _first_json_object as first_json_object  # the planner's parser
-from tools.codeparse import ExtractedFunction, extract_functions, is_specific, strip_magics
-from tools.curator import Candidate, CurationContext, Decision, Restart, candidate_sources
-from tools.verify import parameters_of, shim_source
+from dynagraph.nodes import prompts
+from dynagraph.nodes.protocol import ReplyParseError, add_usage, ask
+from dynagraph.nodes.protocol import _first_json_object as first_json_object  # the planner's parser
+from dynagraph.tools.codeparse import ExtractedFunction, extract_functions, is_specific, strip_magics
+from dynagraph.tools.curator import Candidate, CurationContext, Decision, Restart, candidate_sources
+from dynagraph.tools.verify import parameters_of, shim_source
 
 __all__ = [
     "GeneralizeReply",

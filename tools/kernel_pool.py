@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.kernel import KernelSession
+from dynagraph.tools.kernel import KernelSession
 
 log = logging.getLogger(__name__)
 

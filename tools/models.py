@@ -13,15 +13,61 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from graphs.settings import ConfigError, ModelSettings, Settings
+from pydantic import Field
+
+from dynagraph.tools.config import StrictSettings
+from dynagraph.tools.errors import ConfigError, EndpointError
+
+NODES_WITH_MODELS: tuple[str, ...] = ("planner", "coder", "librarian")
 
 
-class ModelEndpointError(RuntimeError):
+class ModelSettings(StrictSettings):
+    """One chat model entry. Unset fields fall back to ``models.default``."""
+
+    model: str | None = Field(None, description="model name sent to the endpoint")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; None = OpenAI")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key; '' = endpoint needs none"
+    )
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = Field(None, description="seconds per request")
+    max_retries: int | None = Field(None, description="client retries on 429/5xx/connection")
+
+    def merged_over(self, base: ModelSettings) -> ModelSettings:
+        """This entry with its unset fields taken from ``base``."""
+        data = base.model_dump()
+        data.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return ModelSettings(**data)
+
+
+class ModelsSettings(StrictSettings):
+    default: ModelSettings = ModelSettings(
+        model="gpt-4o-mini",
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        temperature=0.0,
+        max_tokens=None,
+        timeout=120.0,
+        max_retries=2,
+    )
+    planner: ModelSettings = ModelSettings()
+    coder: ModelSettings = ModelSettings()
+    librarian: ModelSettings = ModelSettings()
+
+    def for_node(self, node: str) -> ModelSettings:
+        if node not in NODES_WITH_MODELS:
+            raise ConfigError(f"no model entry for node {node!r}; nodes: {NODES_WITH_MODELS}")
+        return getattr(self, node).merged_over(self.default)
+
+
+
+class ModelEndpointError(EndpointError):
     """The model endpoint cannot be used (unreachable, refused the key); one line to act on."""
 
 
-def resolve_model(settings: Settings, node: str, override: str | None = None) -> ModelSettings:
-    entry = settings.models.for_node(node)
+def resolve_model(models: ModelsSettings, node: str, override: str | None = None) -> ModelSettings:
+    entry = models.for_node(node)
     if override:
         entry = entry.model_copy(update={"model": override})
     if not entry.model:
@@ -45,19 +91,19 @@ def api_key_for(entry: ModelSettings, node: str) -> str:
 class ModelFactory:
     """Builds and caches one chat model per (node, resolved settings)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, models: ModelsSettings) -> None:
+        self._models = models
         self._cache: dict[tuple[Any, ...], BaseChatModel] = {}
         self._lock = threading.Lock()
 
     def check(self, node: str, override: str | None = None) -> ModelSettings:
         """Resolve a node's entry and check its key, without building a client."""
-        entry = resolve_model(self._settings, node, override)
+        entry = resolve_model(self._models, node, override)
         api_key_for(entry, node)
         return entry
 
     def for_node(self, node: str, override: str | None = None) -> BaseChatModel:
-        entry = resolve_model(self._settings, node, override)
+        entry = resolve_model(self._models, node, override)
         key = api_key_for(entry, node)
         cache_key = (node, *sorted(entry.model_dump().items()), key)
         with self._lock:

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tools import probes as probe_codec
-from tools.kernel import KernelSession
+from dynagraph.tools import probes as probe_codec
+from dynagraph.tools.kernel import KernelSession
 
 __all__ = ["ProbeOutcome", "ReplayReport", "ScratchVerifier", "shim_source"]
 

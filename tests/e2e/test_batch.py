@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from graphs.batch import BatchTask, finished_ids, read_tasks, run_batch
-from graphs.run import TaskResult
-from graphs.services import Services
-from graphs.settings import load_settings
+from dynagraph.graphs.batch import BatchTask, finished_ids, read_tasks, run_batch
+from dynagraph.graphs.run import TaskResult
+from dynagraph.graphs.services import Services
+from dynagraph.graphs.settings import load_settings
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.openai_stub import StubLLM
 
@@ -134,7 +134,7 @@ def task_model(
 
 def dynagraph(*args: str, env: dict[str, str], cwd: Path, timeout: float = 200):
     exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "graphs.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
     return subprocess.run(
         [*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
     )

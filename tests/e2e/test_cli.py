@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 def dynagraph(*args: str, env: dict[str, str] | None = None, timeout: float = 180):
     """Run the installed console script (falls back to ``python -m graphs.cli``)."""
     exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "graphs.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
     return subprocess.run(
         [*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )

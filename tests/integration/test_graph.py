@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from graphs.context import Context
-from graphs.run import run_task
-from graphs.services import Services
-from graphs.settings import load_settings
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.run import run_task
+from dynagraph.graphs.services import Services
+from dynagraph.graphs.settings import load_settings
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(180)

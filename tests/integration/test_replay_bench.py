@@ -19,8 +19,8 @@ from bench.replay_model import (
     answer_from_observation,
     last_observation,
 )
-from nodes.history import render_history
-from tools.kernel import ExecutionResult
+from dynagraph.nodes.history import render_history
+from dynagraph.tools.kernel import ExecutionResult
 
 pytestmark = pytest.mark.timeout(300)
 

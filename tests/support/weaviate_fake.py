@@ -183,7 +183,7 @@ class FakeWeaviate:
         self.stop()
 
     def config(self, **overrides: Any) -> Any:
-        from tools.library.weaviate import WeaviateConfig
+        from dynagraph.tools.library.weaviate import WeaviateConfig
 
         values: dict[str, Any] = {
             "mode": "local",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.web_fixtures import Handler, Reply, Request, WebFixtureServer, make_pdf
-from tools.actions import (
+from dynagraph.tools.actions import (
     FINAL_ANSWER_MARKER,
     ActionsConfig,
     ActionsConfigError,
@@ -29,9 +29,9 @@ from tools.actions import (
     start_search_proxy,
     strip_final_answer,
 )
-from tools.actions._common import clip_text, split_pages
-from tools.actions.text import find_in_text
-from tools.kernel import KernelSession
+from dynagraph.tools.actions._common import clip_text, split_pages
+from dynagraph.tools.actions.text import find_in_text
+from dynagraph.tools.kernel import KernelSession
 
 pytest.importorskip("markitdown", reason="markitdown[pdf,docx,xlsx,pptx] is needed by read_file")
 openpyxl = pytest.importorskip("openpyxl", reason="openpyxl makes the test workbook")

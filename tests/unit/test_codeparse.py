@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.codeparse import (
+from dynagraph.tools.codeparse import (
     CodeParseError,
     defined_names,
     extract_functions,

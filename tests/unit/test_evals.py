@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evals import (
+from dynagraph.evals import (
     BENCHMARKS,
     EvalDataError,
     EvalTask,
@@ -31,9 +31,9 @@ from evals import (
     summarize,
     tabmwp_equal,
 )
-from evals.cli import add_eval_parser, cmd_eval, summary_path
-from evals.math_answers import last_boxed
-from graphs.run import TaskResult
+from dynagraph.evals.cli import add_eval_parser, cmd_eval, summary_path
+from dynagraph.evals.math_answers import last_boxed
+from dynagraph.graphs.run import TaskResult
 
 CRAFT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "craft-tabmwp"
 
@@ -570,7 +570,7 @@ def test_eval_help_lists_the_benchmarks(capsys: pytest.CaptureFixture[str]) -> N
 def test_cmd_eval_reports_unreadable_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from graphs.settings import load_settings
+    from dynagraph.graphs.settings import load_settings
 
     args = eval_parser().parse_args(["eval", "math", "--data", str(tmp_path / "missing")])
     assert cmd_eval(args, load_settings(None)) == 2
@@ -594,7 +594,7 @@ def test_cmd_eval_end_to_end_with_the_real_graph(
     """``dynagraph eval`` through ``run_task``: real graph, kernel and library; the model's
     replies are scripted on the loopback stub. The second task calls the function the first
     one made, so reuse and coverage come from the real executor's step records."""
-    from graphs.settings import load_settings
+    from dynagraph.graphs.settings import load_settings
     from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
     data = tmp_path / "two.csv"

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from evals.gaia_scorer import normalize_number_str, normalize_str, question_scorer, split_string
+from dynagraph.evals.gaia_scorer import normalize_number_str, normalize_str, question_scorer, split_string
 
 CASES = [
     # rule 1: the ground truth is a number

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.kernel import (
+from dynagraph.tools.kernel import (
     NAMESPACE_LOST_NOTE,
     ExecutionResult,
     KernelError,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.kernel import KernelSession
+from dynagraph.tools.kernel import KernelSession
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = """
 import json, sys, threading, time
 from pathlib import Path
-from tools.kernel import KernelSession
-from tools.kernel_pool import KernelPool
+from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.kernel_pool import KernelPool
 
 root, sandbox = Path(sys.argv[1]), sys.argv[2]
 busy = KernelSession(root / "busy", sandbox=sandbox)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.kernel import KernelSession
-from tools.kernel_pool import KernelPool
+from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.kernel_pool import KernelPool
 
 pytestmark = pytest.mark.timeout(120)
 

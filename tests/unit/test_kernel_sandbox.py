@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.kernel import KernelSession
+from dynagraph.tools.kernel import KernelSession
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None,

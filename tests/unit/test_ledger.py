@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from tools.library import LibraryError
-from tools.library.ledger import LocalLedger
+from dynagraph.tools.library import LibraryError
+from dynagraph.tools.library.ledger import LocalLedger
 
 
 def test_counter_is_atomic_and_persistent(tmp_path):

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tests.support.weaviate_fake import FakeWeaviate, TinyEmbedder
-from tools.library.base import FunctionRecord, LibraryError, SearchHit, record_id_for
-from tools.library.outbox import LibraryUnavailableError, OutboxLibrary
-from tools.library.weaviate import WeaviateLibrary, open_weaviate_library
+from dynagraph.tools.library.base import FunctionRecord, LibraryError, SearchHit, record_id_for
+from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
+from dynagraph.tools.library.weaviate import WeaviateLibrary, open_weaviate_library
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tools.probes import (
+from dynagraph.tools.probes import (
     BOOTSTRAP,
     FETCH_CODE,
     MAX_PROBES,

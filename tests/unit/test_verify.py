@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import probes
-from tools.kernel import KernelSession
-from tools.verify import ScratchVerifier, parameters_of, shim_source
+from dynagraph.tools import probes
+from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.verify import ScratchVerifier, parameters_of, shim_source
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -33,9 +33,9 @@ from tests.support.weaviate_fake import (
     unpack_floats,
     with_server_defaults,
 )
-from tools.library.base import FunctionRecord, LibraryError, record_id_for
-from tools.library.outbox import LibraryUnavailableError
-from tools.library.weaviate import (
+from dynagraph.tools.library.base import FunctionRecord, LibraryError, record_id_for
+from dynagraph.tools.library.outbox import LibraryUnavailableError
+from dynagraph.tools.library.weaviate import (
     WeaviateConfig,
     WeaviateLibrary,
     properties_to_record,

@@ -31,11 +31,11 @@ from __future__ import annotations
 import json
 import re
 
-from tools.actions.answer import FINAL_ANSWER_MARKER
-from tools.actions.bootstrap import kernel_bootstrap
-from tools.actions.config import ActionsConfig
-from tools.actions.search_proxy import SearchProxy, start_search_proxy
-from tools.actions.specs import (
+from dynagraph.tools.actions.answer import FINAL_ANSWER_MARKER
+from dynagraph.tools.actions.bootstrap import kernel_bootstrap
+from dynagraph.tools.actions.config import ActionsConfig
+from dynagraph.tools.actions.search_proxy import SearchProxy, start_search_proxy
+from dynagraph.tools.actions.specs import (
     ActionsConfigError,
     ActionSpec,
     builtin_action_modules,

@@ -11,8 +11,8 @@ and does not stop the builtin actions. Running the cell again redefines everythi
 
 from __future__ import annotations
 
-from tools.actions.config import ActionsConfig
-from tools.actions.specs import ActionModule, builtin_action_modules, user_action_modules
+from dynagraph.tools.actions.config import ActionsConfig
+from dynagraph.tools.actions.specs import ActionModule, builtin_action_modules, user_action_modules
 
 _LOADER = """
 def _dynagraph_define_actions(namespace, settings, modules):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tools.actions.search import KEYED_PROVIDERS, PROVIDERS
+from dynagraph.tools.actions.search import KEYED_PROVIDERS, PROVIDERS
 
 
 class ActionsConfig(BaseModel):

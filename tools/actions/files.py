@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tools.actions._common import ActionError, markitdown_convert, remember, render_page
+from dynagraph.tools.actions._common import ActionError, markitdown_convert, remember, render_page
 
 __all__ = ["read_file"]
 

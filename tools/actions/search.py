@@ -21,7 +21,7 @@ import re
 import urllib.parse
 from html.parser import HTMLParser
 
-from tools.actions._common import SETTINGS, ActionError, clip_text, http_get, one_line
+from dynagraph.tools.actions._common import SETTINGS, ActionError, clip_text, http_get, one_line
 
 __all__ = ["web_search"]
 

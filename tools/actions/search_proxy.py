@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tools.actions._common import ActionError, one_line
-from tools.actions.config import ActionsConfig
-from tools.actions.search import MAX_RESULTS, search_with_provider
+from dynagraph.tools.actions._common import ActionError, one_line
+from dynagraph.tools.actions.config import ActionsConfig
+from dynagraph.tools.actions.search import MAX_RESULTS, search_with_provider
 
 
 class SearchProxy:

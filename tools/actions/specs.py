@@ -18,7 +18,7 @@ Origin = Literal["builtin", "user"]
 
 #: Kernel-side modules of the builtin actions, in load order (helpers first).
 BUILTIN_MODULE_NAMES = ("_common", "answer", "text", "files", "web", "search")
-PACKAGE = "tools.actions"
+PACKAGE = "dynagraph.tools.actions"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 

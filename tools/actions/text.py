@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tools.actions._common import SETTINGS, ActionError, clip_text, render_page
+from dynagraph.tools.actions._common import SETTINGS, ActionError, clip_text, render_page
 
 __all__ = ["page_text", "find_in_text"]
 

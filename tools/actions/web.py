@@ -17,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from tools.actions._common import (
+from dynagraph.tools.actions._common import (
     MAX_PAGE_BYTES,
     SETTINGS,
     ActionError,

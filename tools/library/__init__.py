@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.embeddings import Embedder
-from tools.library.base import (
+from dynagraph.tools.embeddings import Embedder
+from dynagraph.tools.library.base import (
     RECORD_NAMESPACE,
     STATUSES,
     FunctionLibrary,
@@ -26,7 +26,7 @@ from tools.library.base import (
     record_id_for,
     utc_now,
 )
-from tools.library.sqlite import SqliteLibrary
+from dynagraph.tools.library.sqlite import SqliteLibrary
 
 __all__ = [
     "RECORD_NAMESPACE",
@@ -60,7 +60,7 @@ def open_library(
         return SqliteLibrary(path, embedder)
     if backend == "weaviate":
         try:
-            from tools.library.weaviate import WeaviateLibrary
+            from dynagraph.tools.library.weaviate import WeaviateLibrary
         except ImportError as exc:
             raise LibraryError(
                 f"the weaviate library backend cannot be imported ({exc}); "

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.library.base import (
+from dynagraph.tools.library.base import (
     FunctionLibrary,
     FunctionRecord,
     LibraryError,
     SearchHit,
     utc_now,
 )
-from tools.library.ledger import LocalLedger
+from dynagraph.tools.library.ledger import LocalLedger
 
 
 class LibraryUnavailableError(LibraryError):

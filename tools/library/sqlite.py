@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from tools.embeddings import Embedder
-from tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
-from tools.library.ledger import (
+from dynagraph.tools.embeddings import Embedder
+from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
+from dynagraph.tools.library.ledger import (
     bump_task_index,
     decision_rows,
     insert_decisions,

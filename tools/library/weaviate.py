@@ -51,10 +51,10 @@ from weaviate.exceptions import (
     WeaviateInsertManyAllFailedError,
 )
 
-from tools.embeddings import Embedder
-from tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
-from tools.library.outbox import LibraryUnavailableError, OutboxLibrary
-from tools.library.weaviate_connect import (
+from dynagraph.tools.embeddings import Embedder
+from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
+from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
+from dynagraph.tools.library.weaviate_connect import (
     LivenessProbe,
     WeaviateConfig,
     connect,

@@ -32,8 +32,8 @@ from weaviate.exceptions import (
 )
 from weaviate.proto.v1 import health_weaviate_pb2
 
-from tools.library.base import LibraryError
-from tools.library.outbox import LibraryUnavailableError
+from dynagraph.tools.library.base import LibraryError
+from dynagraph.tools.library.outbox import LibraryUnavailableError
 
 _STATUS_UNAVAILABLE = {502, 503, 504}
 

@@ -13,14 +13,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.context import Context
-from graphs.services import Services
-from graphs.settings import Settings, load_settings
-from graphs.state import InputState, OutputState, State
-from nodes.coder import CoderNode
-from nodes.executor import ExecutorNode
-from nodes.librarian import LibrarianNode
-from nodes.planner import PlannerNode
+from dynagraph.nodes.context import Context
+from dynagraph.graphs.services import Services
+from dynagraph.graphs.settings import Settings, load_settings
+from dynagraph.nodes.state import InputState, OutputState, State
+from dynagraph.nodes.coder import CoderNode
+from dynagraph.nodes.executor import ExecutorNode
+from dynagraph.nodes.librarian import LibrarianNode
+from dynagraph.nodes.planner import PlannerNode
 
 
 def after_planner(state: State) -> Literal["coder", "librarian"]:
