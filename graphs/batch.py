@@ -25,16 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from dynagraph.nodes.context import Context
 from dynagraph.graphs.run import TaskResult, preflight, run_task
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings
+from dynagraph.nodes.context import Context
+from dynagraph.tools.errors import InputError
 from dynagraph.tools.kernel import BWRAP_INSTALL_HINT, KernelError
 
 FINAL_STATUSES = ("done", "failed")
 
 
-class BatchInputError(ValueError):
+class BatchInputError(InputError, ValueError):
     """The tasks file cannot be used; the message names the line."""
 
 

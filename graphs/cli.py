@@ -1,7 +1,8 @@
 """The ``dynagraph`` command: run a task, inspect and manage the function library.
 
-Exit status: 0 success, 1 the task failed, 2 a configuration or endpoint problem (one line on
-stderr saying what to set). Progress goes to stderr, answers and JSON to stdout.
+Exit status: 0 success, 1 the task failed, 2 a configuration, endpoint or input problem (one
+line on stderr saying what to set), 130 interrupted, 141 stdout's reader went away. Progress
+goes to stderr, answers and JSON to stdout.
 """
 
 from __future__ import annotations
@@ -12,53 +13,30 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dynagraph.evals.cli import add_eval_parser
 from dynagraph.graphs.cli_batch import add_batch_parser
-from dynagraph.graphs.cli_library import UserError, add_library_parser
-from dynagraph.graphs.settings import ConfigError, Settings, load_settings
+from dynagraph.graphs.cli_eval import add_eval_parser
+from dynagraph.graphs.cli_library import add_library_parser
+from dynagraph.graphs.settings import Settings, load_settings
+from dynagraph.nodes.events import render_event
+from dynagraph.tools.errors import DynagraphError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE, like other filters whose reader went away
 
 
 # -- run ----------------------------------------------------------------------------------------
 def _progress_printer(stream) -> Callable[[dict[str, Any]], None]:
     def show(event: dict[str, Any]) -> None:
-        node = event.get("node", "?")
-        step = event.get("step", "")
-        if node == "planner":
-            if event.get("final_answer") is not None:
-                line = f"answer: {event['final_answer']}"
-            else:
-                line = f"next: {event.get('next_step')}"
-            print(f"[planner  step {step}] {line}", file=stream)
-        elif node == "coder":
-            found = ", ".join(event.get("retrieved") or []) or "none"
-            print(
-                f"[coder    step {step}.{event.get('attempt')}] library hits: {found}", file=stream
-            )
-            for code_line in (event.get("code") or "").rstrip().splitlines():
-                print(f"    {code_line}", file=stream)
-        elif node == "executor":
-            obs = (event.get("observation") or "").strip().replace("\n", "\n    ")
-            print(
-                f"[executor step {step}.{event.get('attempt')}] {event.get('status')}", file=stream
-            )
-            if obs:
-                print(f"    {obs}", file=stream)
-        elif node == "librarian":
-            for d in event.get("decisions") or []:
-                print(
-                    f"[librarian] {d.get('name')}: {d.get('action')} ({d.get('reason')})",
-                    file=stream,
-                )
+        for line in render_event(event):
+            print(line, file=stream)
         stream.flush()
 
     return show
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from dynagraph.nodes.context import Context
     from dynagraph.graphs.run import run_task
+    from dynagraph.nodes.context import Context
 
     context = Context(
         planner_model=args.planner_model,
@@ -67,9 +45,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         use_library=not args.no_library,
     )
     on_event = None if args.quiet else _progress_printer(sys.stderr)
-    result = run_task(
-        args.task, settings, thread_id=args.thread, context=context, on_event=on_event
-    )
+    try:
+        result = run_task(
+            args.task, settings, thread_id=args.thread, context=context, on_event=on_event
+        )
+    except DynagraphError as exc:
+        if args.json:  # a caller reading stdout still gets one object
+            error = {"task": args.task, "status": "error", "error": one_line(exc)}
+            print(json.dumps({**error, "thread_id": args.thread}, ensure_ascii=False))
+        raise
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
     else:
@@ -128,27 +112,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # one line for the errors a user acts on, tracebacks for bugs
-        line = _user_facing(exc)
-        if line is None:
-            raise
-        print(f"dynagraph: {line}", file=sys.stderr)
-        return EXIT_CONFIG
+    except BrokenPipeError:  # `dynagraph library show X | head -1`: the reader has gone
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except DynagraphError as exc:  # one line a user acts on; bugs keep their traceback
+        print(f"dynagraph: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
 
 
-def _user_facing(exc: BaseException) -> str | None:
-    from dynagraph.tools.embeddings import EmbedderError
-    from dynagraph.tools.kernel import KernelError
-    from dynagraph.tools.library import LibraryError
-    from dynagraph.tools.models import ModelEndpointError
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    import os
 
-    if isinstance(exc, ConfigError | UserError | ModelEndpointError | LibraryError | EmbedderError):
-        return str(exc)
-    if isinstance(exc, KernelError):  # e.g. the sandbox is asked for and bwrap is missing
-        return str(exc).splitlines()[0]
-    if isinstance(exc, ValueError) and "already holds a finished task" in str(exc):
-        return str(exc)
-    return None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def one_line(exc: DynagraphError) -> str:
+    """The first line of the error's message (a kernel's start error may carry its log)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from dynagraph.graphs.cli_library import UserError
 from dynagraph.graphs.settings import Settings
+from dynagraph.tools.errors import InputError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -17,13 +17,13 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     from dynagraph.nodes.context import Context
 
     if args.concurrency < 1:
-        raise UserError("--concurrency must be at least 1")
+        raise InputError("--concurrency must be at least 1")
     if args.pool_size is not None and args.pool_size < 0:
-        raise UserError("--pool-size must be 0 or more")
+        raise InputError("--pool-size must be 0 or more")
     try:
         tasks = read_tasks(args.tasks)
     except BatchInputError as exc:
-        raise UserError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
     context = Context(max_steps=args.max_steps, use_library=not args.no_library)
     summary = run_batch(
         tasks,

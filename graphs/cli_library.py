@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from dynagraph.graphs.settings import Settings
+from dynagraph.tools.errors import InputError
 
 EXIT_OK = 0
-
-
-class UserError(RuntimeError):
-    """An error the user fixes by changing input or config: printed as one line, exit 2."""
 
 
 def _open_library(settings: Settings):
@@ -89,7 +86,7 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
         if action in ("archive", "restore", "quarantine"):
             record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
             if record is None:
-                raise UserError(f"no function named {args.name!r} in the library")
+                raise InputError(f"no function named {args.name!r} in the library")
             status = {"archive": "archived", "restore": "active"}.get(action, "quarantined")
             library.set_status(record.id, status, args.reason or "")
             _log_manual(library, record, status, args.reason or "")
@@ -112,7 +109,7 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
                     f"[{e.get('stage', '')}] {e.get('reason', '')}"
                 )
             return EXIT_OK
-        raise UserError(f"unknown library command {action!r}")
+        raise InputError(f"unknown library command {action!r}")
     finally:
         library.close()
 
@@ -124,14 +121,17 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
     ambiguous is asked) and no use counted, so adding the same file twice changes nothing."""
     from dynagraph.graphs.services import Services
     from dynagraph.tools.codeparse import extract_functions
-    from dynagraph.tools.curator import Candidate, CurationOptions, Curator, Origin, log_entries
-    from dynagraph.tools.verify import ScratchVerifier
+    from dynagraph.tools.librarian.candidate import Candidate, Origin
+    from dynagraph.tools.librarian.cascade import admit
+    from dynagraph.tools.librarian.context import AdmissionContext
+    from dynagraph.tools.librarian.journal import log_entries
+    from dynagraph.tools.librarian.scratch import ScratchVerifier
 
     path = Path(file)
     source = _read(path)
     functions = extract_functions(source)
     if not functions:
-        raise UserError(f"{path} defines no top-level function")
+        raise InputError(f"{path} defines no top-level function")
     probe_source = _read(Path(probe_file)) if probe_file else None
     services = Services(settings, library=library)
     lib = settings.librarian
@@ -146,23 +146,22 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
             for what, code in ((str(path), source), (str(probe_file), probe_source)):
                 result = session.execute(code, timeout=settings.executor.timeout)
                 if not result.ok():
-                    raise UserError(
+                    raise InputError(
                         f"{what} failed in a fresh kernel: {result.error_name or result.status}: "
                         f"{result.error_value or ''}".rstrip(": ")
                     )
             recorded = verifier.recorded_probes()
         candidates = [Candidate.from_function(fn, recorded.get(fn.name, [])) for fn in functions]
-        options = CurationOptions(
-            near_threshold=lib.near_threshold,
-            near_k=lib.near_k,
-            generalize=False,
-            ask_model=False,
+        ctx = AdmissionContext(
+            library,
+            origin,
+            lib.model_copy(update={"generalize": False, "ask_model": False}),
+            verifier=verifier,
             count_uses=False,
             task_index=library.task_index(),
         )
-        curator = Curator(library, verifier=verifier, options=options)
         with services.admission_lock():  # a task's librarian may be admitting at the same time
-            decisions = curator.curate(candidates, origin)
+            decisions = admit(candidates, ctx)
     finally:
         verifier.close()
     library.log_decisions(log_entries(decisions, origin))
@@ -173,7 +172,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _shown_record(library, name: str, versions: list) -> Any:
@@ -181,7 +180,7 @@ def _shown_record(library, name: str, versions: list) -> Any:
     the record with that id."""
     record = library.get_by_name(name) or (versions[-1] if versions else library.get(name))
     if record is None:
-        raise UserError(f"no function named {name!r} in the library")
+        raise InputError(f"no function named {name!r} in the library")
     return record
 
 
@@ -215,7 +214,9 @@ def _print_record(record, versions: list, decisions: list[dict[str, Any]]) -> No
 
 
 def _log_manual(library, record, status: str, reason: str) -> None:
-    from dynagraph.tools.curator import Decision, Origin, log_entries
+    from dynagraph.tools.librarian.candidate import Origin
+    from dynagraph.tools.librarian.context import Decision
+    from dynagraph.tools.librarian.journal import log_entries
 
     decision = Decision(record.name, status, record.id, reason or "by hand", "cli")
     library.log_decisions(log_entries([decision], Origin(thread="cli")))
@@ -231,7 +232,7 @@ def _print_decisions(decisions: list, as_json: bool) -> None:
 
 
 def _prune(library, settings: Settings, args: argparse.Namespace) -> int:
-    from dynagraph.tools.curator import prune
+    from dynagraph.tools.librarian.journal import prune
 
     unused = args.unused_tasks or settings.librarian.prune_unused_tasks
     now, stale = prune(library, unused, dry_run=args.dry_run)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-
-from dynagraph.nodes.context import Context
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings, load_settings
-from dynagraph.nodes.state import InputState, OutputState, State
 from dynagraph.nodes.coder import CoderNode
+from dynagraph.nodes.context import Context
 from dynagraph.nodes.executor import ExecutorNode
 from dynagraph.nodes.librarian import LibrarianNode
 from dynagraph.nodes.planner import PlannerNode
+from dynagraph.nodes.state import InputState, OutputState, State
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 
 
 def after_planner(state: State) -> Literal["coder", "librarian"]:
@@ -31,14 +30,9 @@ def after_coder(state: State) -> Literal["executor", "librarian"]:
     return "librarian" if state.get("status") == "failed" else "executor"
 
 
-def make_after_executor(max_code_retries: int):
-    def after_executor(state: State) -> Literal["coder", "planner"]:
-        failed = state.get("last_status") not in (None, "ok")
-        if failed and state.get("attempts", 0) <= max_code_retries:
-            return "coder"
-        return "planner"
-
-    return after_executor
+def after_executor(state: State) -> Literal["coder", "planner"]:
+    """The executor decided (``retry``): the coder tries the step again, or the planner goes on."""
+    return "coder" if state.get("retry") else "planner"
 
 
 def build_graph(
@@ -60,7 +54,7 @@ def build_graph(
     builder.add_edge(START, "planner")
     builder.add_conditional_edges("planner", after_planner)
     builder.add_conditional_edges("coder", after_coder)
-    builder.add_conditional_edges("executor", make_after_executor(settings.agent.max_code_retries))
+    builder.add_conditional_edges("executor", after_executor)
     builder.add_edge("librarian", END)
     compiled = builder.compile(checkpointer=checkpointer, name="dynagraph")
     compiled.services = services  # type: ignore[attr-defined]  # for callers that close them

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dynagraph.nodes.context import Context
 from dynagraph.graphs.graph import build_graph
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings, load_settings
+from dynagraph.nodes.context import Context
+from dynagraph.tools.errors import EnvironmentProblem, InputError
 from dynagraph.tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
 
 
@@ -57,10 +58,22 @@ def open_checkpointer(settings: Settings):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = settings.path(settings.checkpoint_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    return SqliteSaver(conn), conn
+    conn = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        saver = SqliteSaver(conn)
+        saver.setup()  # creates the tables now, so an unwritable file fails here, in one line
+    except (OSError, sqlite3.Error) as exc:
+        if conn is not None:
+            conn.close()
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise EnvironmentProblem(
+            f"cannot write the checkpoints at {path}: {why} "
+            "(set DYNAGRAPH_HOME or checkpoint_path to a writable place)"
+        ) from exc
+    return saver, conn
 
 
 def run_task(
@@ -82,7 +95,12 @@ def run_task(
     services = services or Services(settings)
     context = context or Context()
     thread_id = thread_id or str(uuid.uuid4())
-    saver, conn = open_checkpointer(settings)
+    try:
+        saver, conn = open_checkpointer(settings)
+    except BaseException:
+        if own_services:
+            services.close()
+        raise
     try:
         preflight(services, context)
         graph = build_graph(settings, services=services, checkpointer=saver)
@@ -95,7 +113,7 @@ def run_task(
         inputs: dict[str, Any] | None = {"task": task}
         if snapshot.values:
             if not snapshot.next:
-                raise ValueError(f"thread {thread_id} already holds a finished task; use a new id")
+                raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
             inputs = None  # resume the interrupted task where it stopped
         try:
             for mode, chunk in graph.stream(
@@ -104,7 +122,7 @@ def run_task(
                 if mode == "custom" and on_event is not None:
                     on_event(chunk)
         except Exception as exc:
-            line = describe_endpoint_error(exc, _entry_for(settings, context))
+            line = describe_endpoint_error(exc, _entry_for(settings, context), "planner")
             if line:
                 raise ModelEndpointError(line) from exc
             raise

@@ -16,8 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dynagraph.graphs.settings import Settings
-from dynagraph.tools import probes
+from dynagraph.graphs.settings import Settings, dynagraph_home
 from dynagraph.tools.actions import (
     ActionsConfig,
     SearchProxy,
@@ -26,8 +25,15 @@ from dynagraph.tools.actions import (
     start_search_proxy,
 )
 from dynagraph.tools.embeddings import Embedder, make_embedder
-from dynagraph.tools.kernel import DEFAULT_ENV_ALLOW, KernelRegistry, KernelSession, scrubbed_env
-from dynagraph.tools.kernel_pool import KernelPool
+from dynagraph.tools.kernel import (
+    DEFAULT_ENV_ALLOW,
+    KernelPool,
+    KernelRegistry,
+    KernelSession,
+    probes,
+    resolve_sandbox,
+    scrubbed_env,
+)
 from dynagraph.tools.library import FunctionLibrary, LibraryError, open_library
 from dynagraph.tools.models import ModelFactory
 
@@ -92,11 +98,15 @@ class Services:
     # -- initial actions ----------------------------------------------------------------------
     @cached_property
     def actions_config(self) -> ActionsConfig:
-        return ActionsConfig(**self.settings.actions)
+        return self.settings.actions
 
     def action_lines(self) -> list[str]:
-        """The initial actions as the coder sees them."""
-        return [spec.summary_line() for spec in action_specs(self.actions_config)]
+        """The initial actions as the coder sees them (read and parsed once per Services)."""
+        return list(self._action_lines)
+
+    @cached_property
+    def _action_lines(self) -> tuple[str, ...]:
+        return tuple(spec.summary_line() for spec in action_specs(self.actions_config))
 
     @cached_property
     def search_proxy(self) -> SearchProxy | None:
@@ -106,8 +116,8 @@ class Services:
     def kernel_bootstrap(self) -> str:
         """Source run in every new (or restarted) kernel: the probe recorder, then the actions.
 
-        Built once: every kernel gets the very same source (a pooled kernel recognises it as
-        its setup code), and building it parses the action modules, which CPython 3.11 cannot
+        Built once (every kernel gets the very same source, run by its session at each start
+        and restart): building it parses the action modules, which CPython 3.11 cannot
         do safely from several threads at once ("AST constructor recursion depth mismatch")."""
         with self._bootstrap_lock:
             if self._bootstrap is None:
@@ -123,9 +133,24 @@ class Services:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in thread_id)
         return self.settings.path(self.settings.executor.workdir) / safe
 
-    def kernel_session(self, workdir: str | Path) -> KernelSession:
-        """An unstarted task kernel with the executor's limits; every (re)start runs the
-        bootstrap (probe recorder + initial actions) as its setup code."""
+    def sandbox_hidden(self) -> list[Path]:
+        """What a sandboxed kernel must not see: DYNAGRAPH_HOME (library, checkpoints, outbox,
+        other tasks' directories; the kernel's own directory is bound back) and the data files
+        wherever they are configured, with their SQLite journals."""
+        files = [self.settings.library.path, self.settings.library.outbox_path]
+        files.append(self.settings.checkpoint_path)
+        hidden = [dynagraph_home()]
+        for value in files:
+            path = self.settings.path(value)
+            hidden += [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")]
+        return hidden
+
+    def kernel_session(
+        self, workdir: str | Path, *, share: tuple[tuple[Path, bool], ...] = ()
+    ) -> KernelSession:
+        """An unstarted task kernel with the executor's limits; the session runs the bootstrap
+        (probe recorder + initial actions) itself, once per start and once per restart.
+        ``share``: more folders a sandboxed kernel sees, ``(path, writable)``."""
         ex = self.settings.executor
         return KernelSession(
             workdir,
@@ -136,7 +161,9 @@ class Services:
             network=ex.network,
             grace_s=ex.grace,
             startup_timeout=ex.startup_timeout,
-            setup_code=self.kernel_bootstrap(),
+            bootstrap=self.kernel_bootstrap(),
+            hide=self.sandbox_hidden(),
+            share=share,
         )
 
     def _new_kernel(self, thread_id: str) -> KernelSession:
@@ -187,37 +214,38 @@ class Services:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def scratch_kernel(self, workdir: str | Path | None = None) -> KernelSession:
+    def scratch_kernel(
+        self, workdir: str | Path | None = None, *, cwd: str | Path | None = None
+    ) -> KernelSession:
         """A fresh kernel for the librarian's probe replays: the task kernels' limits, sandbox
-        and environment, bootstrapped like them (probe recorder + initial actions, again after
-        a restart), in ``workdir`` (default: a new temporary folder). Not in the registry: the
-        caller shuts it down (and removes the folder it gave)."""
+        and environment, bootstrapped like them by the session itself, in ``workdir`` (default:
+        a new temporary folder). Not in the registry: the caller shuts it down (and removes the
+        folder it gave).
+
+        ``cwd``: the folder replays run in (the task's directory, or the folder of a file given
+        to ``library add``). The sandbox hides /tmp and DYNAGRAPH_HOME, so it is bound in at
+        its own path: writable when it is a task's directory (which that task's kernel could
+        write anyway), read-only otherwise."""
         import tempfile
 
-        from dynagraph.tools.kernel import KernelError
-
         folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
-        # a warm kernel when the pool has one (already bootstrapped: the bootstrap below is then
-        # answered at once); the librarian starts this inside its admission lock
+        share: tuple[tuple[Path, bool], ...] = ()
+        if cwd is not None and Path(cwd).is_dir():
+            runs = self.settings.path(self.settings.executor.workdir).resolve()
+            share = ((Path(cwd), Path(cwd).resolve().is_relative_to(runs)),)
+        # a warm kernel when the pool has one (started and bootstrapped already); the librarian
+        # starts this inside its admission lock. A sandboxed one cannot see `cwd`: a new one.
         pool = self.kernel_pool
-        session = pool.take(folder) if pool is not None else self.kernel_session(folder)
-        source = self.kernel_bootstrap()
-
-        def bootstrap(s: KernelSession) -> None:
-            result = s.execute(source, timeout=120, silent=True)
-            if not result.ok():
-                raise KernelError(
-                    "the scratch kernel bootstrap failed: "
-                    + (result.error_value or result.to_observation(800))
-                )
-
+        sandboxed = resolve_sandbox(self.settings.executor.sandbox).mode == "bwrap"
+        if pool is not None and not (share and sandboxed):
+            session = pool.take(folder)
+        else:
+            session = self.kernel_session(folder, share=share)
         try:
             session.start()
-            bootstrap(session)
         except BaseException:
             session.shutdown()
             raise
-        session.on_restart.append(bootstrap)
         return session
 
     def close(self) -> None:

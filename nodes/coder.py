@@ -9,22 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from dynagraph.nodes import prompts
+from dynagraph.nodes.context import Context
+from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
+from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
+from dynagraph.nodes.services import NodeServices
+from dynagraph.nodes.state import State
+from dynagraph.tools.library import SearchHit
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
-
-from dynagraph.nodes.context import Context
-from dynagraph.graphs.services import Services
-from dynagraph.nodes.state import State
-from dynagraph.nodes import prompts
-from dynagraph.nodes.history import clip, render_history
-from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
-from dynagraph.tools.library import SearchHit
 
 
 class CoderNode:
     name = "coder"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: NodeServices) -> None:
         self.services = services
 
     def search(self, query: str, use_library: bool) -> list[SearchHit]:
@@ -66,11 +65,18 @@ class CoderNode:
         failed = state.get("failed_attempts") or []
         if failed:
             last = failed[-1]
+            limit = settings.executor.observation_chars
+            restarted = any(a.get("restarted") for a in failed)
             retry = (
                 f"\nYour previous cell for this step failed (attempt {len(failed)}):\n"
-                f"```python\n{last['code'].rstrip()}\n```\n"
-                f"Observation:\n{clip(last['observation'], settings.executor.observation_chars)}\n"
-                "Fix the cause and write the whole cell again."
+                f"```python\n{clip(last['code'].rstrip(), limit)}\n```\n"
+                f"Observation:\n{clip(last['observation'], limit)}\n"
+                + (
+                    f"Note: {RESTART_NOTE}: define again what the cell needs.\n"
+                    if restarted
+                    else ""
+                )
+                + "Fix the cause and write the whole cell again."
             )
         messages = [
             SystemMessage(
@@ -101,7 +107,12 @@ class CoderNode:
                 node="coder",
             )
         except ProtocolError as exc:
-            return {"status": "failed", "error": str(exc), "code": None}
+            return {
+                "status": "failed",
+                "error": str(exc),
+                "code": None,
+                "usage": {"coder": exc.usage},
+            }
         if runtime.stream_writer:
             runtime.stream_writer(
                 {

@@ -12,28 +12,22 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from dynagraph.nodes.context import Context
+from dynagraph.nodes.services import NodeServices, kernel_key
+from dynagraph.nodes.state import State
+from dynagraph.tools import codeparse
+from dynagraph.tools.actions import parse_final_answer, strip_final_answer
+from dynagraph.tools.kernel import KernelSession, probes
+from dynagraph.tools.librarian.candidate import Candidate
+from dynagraph.tools.library import FunctionRecord
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
-
-from dynagraph.nodes.context import Context
-from dynagraph.graphs.services import Services
-from dynagraph.nodes.state import State
-from dynagraph.tools import codeparse, probes
-from dynagraph.tools.actions import parse_final_answer, strip_final_answer
-from dynagraph.tools.kernel import ExecutionResult, KernelSession
-from dynagraph.tools.library import FunctionRecord
-
-
-def kernel_key(state: State, config: RunnableConfig | None) -> str:
-    """The kernel registry key: the thread id, or the task's own key for thread-less runs."""
-    configurable = (config or {}).get("configurable") or {}
-    return str(configurable.get("thread_id") or state.get("task_key") or "default")
 
 
 class ExecutorNode:
     name = "executor"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: NodeServices) -> None:
         self.services = services
         self._defined: dict[str, dict[str, str]] = {}  # kernel key -> {function name: record id}
         self._lock = threading.Lock()
@@ -43,23 +37,14 @@ class ExecutorNode:
         session = self.services.kernels.peek(key)
         if session is not None:
             return session
-        session = self.services.kernels.get(key)
-        self._bootstrap(session)
+        session = self.services.kernels.get(key)  # started and bootstrapped by the session
 
         def after_restart(s: KernelSession, key: str = key) -> None:
-            with self._lock:
+            with self._lock:  # the session bootstrapped the new kernel; our definitions are gone
                 self._defined.pop(key, None)
-            self._bootstrap(s)
 
         session.on_restart.append(after_restart)
         return session
-
-    def _bootstrap(self, session: KernelSession) -> None:
-        result = session.execute(self.services.kernel_bootstrap(), timeout=120, silent=True)
-        if not result.ok():
-            raise RuntimeError(
-                "the kernel bootstrap failed: " + (result.error_value or result.to_observation(800))
-            )
 
     def define_library_functions(
         self, key: str, session: KernelSession, record_ids: list[str]
@@ -105,11 +90,13 @@ class ExecutorNode:
         settings = self.services.settings
         key = kernel_key(state, config)
         session = self.session_for(key)
+        restarts_before = session.restarts
         hit_ids = [h["id"] for h in state.get("hits") or []]
         library_names, notes = self.define_library_functions(key, session, hit_ids)
         code = state.get("code") or ""
-        result = session.execute(code, timeout=settings.executor.timeout)
-        recorded, calls = self._fetch_probes(session)
+        result, (recorded, calls) = probes.execute_with_probes(
+            session, code, settings.executor.timeout
+        )
 
         # a cell that defines its own function under a library name calls its own, not ours
         own = set(codeparse.function_names(code))
@@ -131,15 +118,17 @@ class ExecutorNode:
             observation += f"\nfinal_answer({proposed!r}) was called."
         attempts = state.get("attempts", 0) + 1
         update: dict[str, Any] = {"attempts": attempts}
+        # any restart of this step's kernel, on this attempt or an earlier one, loses variables
+        restarted = bool(result.restarted or session.restarts > restarts_before)
+        step_restarted = restarted or any(
+            a.get("restarted") for a in state.get("failed_attempts") or []
+        )
 
         if result.ok():
             defined = codeparse.extract_functions(code, known_names=library_names)
+            step = len(state.get("steps", [])) + 1
             update["candidates"] = [
-                {
-                    **_function_dict(fn),
-                    "probes": recorded.get(fn.name, []),
-                    "step": len(state.get("steps", [])) + 1,
-                }
+                Candidate.from_function(fn, recorded.get(fn.name, []), step).to_entry()
                 for fn in defined
             ]
             defined_names = {fn.name for fn in defined}
@@ -155,7 +144,12 @@ class ExecutorNode:
         if retry:
             update["failed_attempts"] = [
                 *(state.get("failed_attempts") or []),
-                {"code": code, "observation": observation, "status": result.status},
+                {
+                    "code": code,
+                    "observation": observation,
+                    "status": result.status,
+                    "restarted": restarted,
+                },
             ]
         else:
             update["steps"] = [
@@ -170,7 +164,7 @@ class ExecutorNode:
                     "defined": [
                         c["name"] for c in update.get("candidates", []) if not c.get("probes_only")
                     ],
-                    "restarted": result.restarted,
+                    "restarted": step_restarted,
                     "files": list(result.files),
                     "seconds": round(result.duration_s, 3),
                 }
@@ -184,32 +178,9 @@ class ExecutorNode:
                     "status": result.status,
                     "observation": observation[:400],
                     "retry": retry,
+                    "restarted": restarted,
                 }
             )
         update["last_status"] = result.status
+        update["retry"] = retry
         return update
-
-    @staticmethod
-    def _fetch_probes(session: KernelSession) -> tuple[dict[str, list[dict]], dict[str, dict]]:
-        fetched: ExecutionResult = session.execute(
-            probes.FETCH_CODE, timeout=30, silent=True, output_limit=64 * 1024 * 1024
-        )
-        if not fetched.ok():
-            return {}, {}
-        try:
-            return probes.parse_fetched(fetched.stdout)
-        except ValueError:
-            return {}, {}
-
-
-def _function_dict(fn: codeparse.ExtractedFunction) -> dict[str, Any]:
-    return {
-        "name": fn.name,
-        "code": fn.code,
-        "signature": fn.signature,
-        "docstring": fn.docstring,
-        "imports": list(fn.imports),
-        "globals": list(fn.globals),
-        "calls": list(fn.calls),
-        "ast_hash": fn.ast_hash,
-    }

@@ -1,4 +1,9 @@
-"""How earlier steps are shown to the models: instruction, code, and a bounded observation."""
+"""How earlier steps are shown to the models: instruction, code and observation, each bounded.
+
+Older steps are clipped harder than the latest one, so a prompt grows by at most a few KB per
+step however large the cells and their outputs were. A step whose kernel was restarted says so:
+the variables of earlier steps are gone.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +20,28 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[-tail:]}"
 
 
+#: What the models are told about a step during which the kernel was restarted.
+RESTART_NOTE = "the kernel was restarted: variables from earlier steps are gone"
+
+#: An instruction is the planner's own sentence; a runaway one is clipped to this.
+INSTRUCTION_CHARS = 1000
+
+
 def render_history(
     steps: list[dict[str, Any]], observation_chars: int, *, code: bool = True
 ) -> str:
-    """Every executed step; older observations are clipped harder than the latest one."""
+    """Every executed step; older code and observations are clipped harder than the latest."""
     if not steps:
         return "(none yet)"
     parts = []
     for i, step in enumerate(steps, 1):
         latest = i == len(steps)
         limit = observation_chars if latest else max(400, observation_chars // 4)
-        lines = [f"Step {i}: {step.get('instruction', '')}"]
+        lines = [f"Step {i}: {clip(step.get('instruction', ''), INSTRUCTION_CHARS)}"]
         if code and step.get("code"):
-            lines.append("```python\n" + step["code"].rstrip() + "\n```")
+            lines.append("```python\n" + clip(step["code"].rstrip(), limit) + "\n```")
+        if step.get("restarted"):
+            lines.append(f"Note: during this step {RESTART_NOTE}.")
         lines.append(
             f"Observation ({step.get('status', '?')}):\n" + clip(step.get("observation", ""), limit)
         )

@@ -1,36 +1,29 @@
 """The librarian: after the task, admits the functions of successful cells into the library.
 
-The decisions live in tools/curator.py (the cascade of stages) with the behaviour checks in
-tools/dedup.py and tools/verify.py and the model side in tools/generalize.py. This node frees
-the task's kernel, counts the task in the library (pruning counts tasks) and stamps the
-library functions the task called, runs the task's candidates through the cascade with one
-scratch kernel (started only if some candidate needs it) and the librarian model (built only if
-some candidate needs it), and writes every decision to the run's report and the library's log.
+The decisions live in tools/librarian/ (``admit``: the cascade of stages); the model they may
+ask is nodes/librarian_model.py. This node frees the task's kernel, counts the task in the
+library (pruning counts tasks) and stamps the library functions the task called, runs the
+task's candidates through the cascade with one scratch kernel (started only if some candidate
+needs it) and the librarian model (built only if some candidate needs it), and writes every
+decision to the run's report and the library's log.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from dynagraph.nodes.context import Context
+from dynagraph.nodes.librarian_model import ChatLibrarianModel
+from dynagraph.nodes.services import NodeServices, kernel_key
+from dynagraph.nodes.state import State
+from dynagraph.tools.librarian.candidate import Candidate, Origin, merge_task_candidates
+from dynagraph.tools.librarian.cascade import admit
+from dynagraph.tools.librarian.context import AdmissionContext, Decision
+from dynagraph.tools.librarian.journal import log_entries
+from dynagraph.tools.librarian.scratch import ScratchVerifier
+from dynagraph.tools.models import resolve_model
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
-
-from dynagraph.nodes.context import Context
-from dynagraph.graphs.services import Services
-from dynagraph.nodes.state import State
-from dynagraph.nodes.executor import kernel_key
-from dynagraph.tools.curator import (
-    Candidate,
-    CurationOptions,
-    Curator,
-    Decision,
-    Origin,
-    log_entries,
-    merge_task_candidates,
-)
-from dynagraph.tools.generalize import LibrarianModel
-from dynagraph.tools.models import resolve_model
-from dynagraph.tools.verify import ScratchVerifier
 
 #: Decisions after which the function is in the library under the decision's name.
 STORED_ACTIONS = ("added", "new_version", "supersedes")
@@ -39,9 +32,8 @@ STORED_ACTIONS = ("added", "new_version", "supersedes")
 class LibrarianNode:
     name = "librarian"
 
-    def __init__(self, services: Services, curator_factory=None) -> None:
+    def __init__(self, services: NodeServices) -> None:
         self.services = services
-        self._curator_factory = curator_factory or Curator
 
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
@@ -87,29 +79,26 @@ class LibrarianNode:
 
         coder_model = resolve_model(settings.models, "coder", context.model_override("coder")).model
         origin = Origin(task=state.get("task", ""), thread=key, model=coder_model or "")
-        lib = settings.librarian
-        options = CurationOptions(
-            near_threshold=lib.near_threshold,
-            near_k=lib.near_k,
-            generalize=lib.generalize,
-            ask_model=lib.ask_model,
-            task_index=task_index,
-        )
-        model = LibrarianModel(
+        model = ChatLibrarianModel(
             lambda: services.models.for_node("librarian", context.model_override("librarian")),
             retries=settings.agent.max_parse_retries,
         )
         verifier = ScratchVerifier(
             services.scratch_kernel,
-            probe_timeout=lib.probe_timeout,
+            probe_timeout=settings.librarian.probe_timeout,
             cwd=services.workdir_for(key),
         )
+        ctx = AdmissionContext(
+            library,
+            origin,
+            settings.librarian,
+            verifier=verifier,
+            model=model,
+            task_index=task_index,
+        )
         try:
-            curator = self._curator_factory(
-                library, verifier=verifier, model=model, options=options
-            )
             with services.admission_lock():  # concurrent librarians: see Services.admission_lock
-                decisions = curator.curate(candidates, origin)
+                decisions = admit(candidates, ctx)
         finally:
             verifier.close()
         library.log_decisions(log_entries(decisions, origin, task_index))

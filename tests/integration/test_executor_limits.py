@@ -1,7 +1,7 @@
 """The executor's own memory stays bounded whatever a cell prints: a 50 MB print through the whole
 graph (planner, coder, executor node, librarian) in a fresh process, whose peak memory is read
 before and after. A single print reaches ipykernel as one write, so without the kernel-side cap
-(tools/kernel.py, _STREAM_CAP_CODE) it arrives as one 50 MB message, ~150 MB of peak memory."""
+(tools/kernel/kernel_side/stream_cap.py) it arrives as one 50 MB message, ~150 MB of peak memory."""
 
 from __future__ import annotations
 

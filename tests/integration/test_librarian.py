@@ -34,9 +34,9 @@ def services(settings):
     svc.scratch_started = 0
     make = svc.scratch_kernel
 
-    def counting(workdir=None):
+    def counting(workdir=None, **kwargs):
         svc.scratch_started += 1
-        return make(workdir)
+        return make(workdir, **kwargs)
 
     svc.scratch_kernel = counting
     yield svc

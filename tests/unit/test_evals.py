@@ -31,7 +31,7 @@ from dynagraph.evals import (
     summarize,
     tabmwp_equal,
 )
-from dynagraph.evals.cli import add_eval_parser, cmd_eval, summary_path
+from dynagraph.graphs.cli_eval import add_eval_parser, cmd_eval, summary_path
 from dynagraph.evals.math_answers import last_boxed
 from dynagraph.graphs.run import TaskResult
 

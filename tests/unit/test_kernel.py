@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from dynagraph.tools.kernel import (
     NAMESPACE_LOST_NOTE,
     ExecutionResult,
@@ -478,7 +477,7 @@ def test_a_dropped_session_takes_its_kernel_with_it(tmp_path: Path) -> None:
     session = KernelSession(tmp_path)
     session.start()
     pid = session.pid
-    runtime_dir = session._runtime_dir
+    runtime_dir = session._process.runtime_dir if session._process else None
     assert pid is not None and runtime_dir is not None and runtime_dir.is_dir()
     del session
     gc.collect()

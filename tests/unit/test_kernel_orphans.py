@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from dynagraph.tools.kernel import KernelSession
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,8 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = """
 import json, sys, threading, time
 from pathlib import Path
-from dynagraph.tools.kernel import KernelSession
-from dynagraph.tools.kernel_pool import KernelPool
+from dynagraph.tools.kernel import KernelPool, KernelSession
 
 root, sandbox = Path(sys.argv[1]), sys.argv[2]
 busy = KernelSession(root / "busy", sandbox=sandbox)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from dynagraph.tools.kernel import KernelSession
 
 pytestmark = pytest.mark.skipif(

@@ -1,6 +1,6 @@
-"""tools.probes: calls to cell-defined functions recorded in a real ipykernel, and replayed.
+"""tools/kernel/probes.py: calls to cell-defined functions recorded in a real ipykernel, and replayed.
 
-Kernels are started directly with jupyter_client (tools/kernel.py is written separately):
+Kernels are started directly with jupyter_client (independent of KernelSession):
 one bootstrapped kernel for the module, plus a scratch kernel without BOOTSTRAP for replays.
 """
 
@@ -12,8 +12,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-
-from dynagraph.tools.probes import (
+from dynagraph.tools.kernel.probes import (
     BOOTSTRAP,
     FETCH_CODE,
     MAX_PROBES,
@@ -430,3 +429,30 @@ def test_parse_fetched_needs_the_marker_line():
         parse_fetched("nothing here")
     with pytest.raises(ValueError):
         parse_verdict("")
+
+
+def test_probes_come_back_with_the_cells_own_reply(tmp_path):
+    """One round trip per successful step: the probes ride in the execute_reply; a failed cell
+    (IPython skips user_expressions then) costs one fetch cell more, and its calls still count."""
+    from dynagraph.tools.kernel import KernelSession
+    from dynagraph.tools.kernel.probes import execute_with_probes, fetch_probes
+
+    with KernelSession(tmp_path, bootstrap=BOOTSTRAP) as session:
+        sent: list[str] = []
+        execute = session.execute
+
+        def spy(code, *args, **kwargs):
+            sent.append(code)
+            return execute(code, *args, **kwargs)
+
+        session.execute = spy  # type: ignore[method-assign]
+        cell = "def h(x):\n    return x * 3\nh(2)"
+        result, (recorded, calls) = execute_with_probes(session, cell, 10)
+        assert sent == [cell] and result.result == "6"
+        assert recorded["h"][0]["result_repr"] == "6" and calls["h"]["calls"] == 1
+        assert result.user_expressions == {}  # the probe data is not left in the result
+        failed, (recorded, calls) = execute_with_probes(session, "h(5)\n1/0", 10)
+        assert failed.status == "error" and len(sent) == 3 and sent[2] == FETCH_CODE
+        assert calls == {"h": {"calls": 1, "errors": 0}}
+        assert recorded["h"][0]["args_repr"] == "(5,)"
+        assert fetch_probes(session) == ({}, {})  # every fetch clears the store

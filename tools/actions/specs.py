@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dynagraph.tools.errors import ConfigError
+
 Origin = Literal["builtin", "user"]
 
 #: Kernel-side modules of the builtin actions, in load order (helpers first).
@@ -22,7 +24,7 @@ PACKAGE = "dynagraph.tools.actions"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-class ActionsConfigError(ValueError):
+class ActionsConfigError(ConfigError, ValueError):
     """The actions configuration cannot be used; the message is one line naming the fix."""
 
 

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from dynagraph.tools.errors import DynagraphError
+
 Status = Literal["active", "archived", "quarantined"]
 STATUSES: tuple[str, ...] = ("active", "archived", "quarantined")
 
@@ -24,7 +26,7 @@ STATUSES: tuple[str, ...] = ("active", "archived", "quarantined")
 RECORD_NAMESPACE = uuid.UUID("6f1c2d4e-8a0b-5c3d-9e7f-1a2b3c4d5e6f")
 
 
-class LibraryError(RuntimeError):
+class LibraryError(DynagraphError):
     """A library operation failed; the message is one line a user can act on."""
 
 

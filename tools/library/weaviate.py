@@ -54,6 +54,7 @@ from weaviate.exceptions import (
 from dynagraph.tools.embeddings import Embedder
 from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
 from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
+from dynagraph.tools.library.weaviate_ledger import WeaviateLedger
 from dynagraph.tools.library.weaviate_connect import (
     LivenessProbe,
     WeaviateConfig,
@@ -185,6 +186,14 @@ def _fused_cosine(query_vec: np.ndarray, vectors: dict[str, Any]) -> float:
     return (1 - TASK_VIEW_WEIGHT) * doc + TASK_VIEW_WEIGHT * cos.get("task", doc)
 
 
+def _is_missing(exc: UnexpectedStatusCodeError) -> bool:
+    """Did a replace fail because the object does not exist? Weaviate 1.35 answers a PUT on
+    a missing id with 500 "no object with id ..." (a PATCH with 404)."""
+    return exc.status_code == 404 or (
+        exc.status_code == 500 and "no object with id" in str(exc)
+    )
+
+
 def _valid_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
@@ -226,6 +235,17 @@ class WeaviateLibrary:
         except BaseException:
             self.close()
             raise
+        self._ledger = WeaviateLedger(
+            self._client,
+            self.config.collection,
+            tenant=self.config.tenant,
+            replication_factor=self.config.replication_factor,
+            errors=self._errors,
+        )
+
+    #: The journal (task counter, decision log) lives in the server, shared by every machine;
+    #: the outbox queues its writes instead of keeping a local ledger.
+    shared_ledger = True
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
@@ -358,14 +378,59 @@ class WeaviateLibrary:
             try:
                 data.replace(uuid=record.id, properties=props, vector=vectors)
             except UnexpectedStatusCodeError as exc:
-                if exc.status_code != 404:
+                if not _is_missing(exc):
                     raise
                 try:
                     data.insert(properties=props, uuid=record.id, vector=vectors)
                 except UnexpectedStatusCodeError:
                     # Inserted by another agent since our replace: replace it after all.
                     data.replace(uuid=record.id, properties=props, vector=vectors)
+                else:
+                    self.settle_versions(record.name)
         return FunctionRecord.from_dict(record.to_dict())
+
+    def settle_versions(self, name: str) -> list[FunctionRecord]:
+        """Apply the rule for versions of one name added at the same moment (docs/weaviate.md).
+
+        Machines sharing a library admit without a common lock, so two of them can both read
+        "newest is v1" and both store a v2 (different code, so different ids: nothing is lost,
+        but the numbering repeats). After every insert of a new record the writer reads the
+        name's records and, only if a version number is claimed twice, renumbers them in the
+        order (version claimed, created_at, id): each record takes its claimed version or one
+        more than the record before it, whichever is higher; a renumbered record supersedes
+        the one just before it; of the records that are active only the newest stays active
+        (the others are archived, kept and restorable).
+        Every writer computes the same result from the same records, and the last writer to
+        insert sees every record, so concurrent settles converge. Returns the records, in order.
+        """
+        records = self._fetch(Filter.by_property("name").equal(name))
+        ordered = sorted(records, key=lambda r: (r.version, r.created_at, r.id))
+        claimed = [r.version for r in ordered]
+        if len(set(claimed)) == len(claimed):
+            return ordered  # no version claimed twice (gaps, e.g. from an import, are kept)
+        by_id = {r.id: r for r in ordered}
+        versions: list[int] = []
+        for record in ordered:
+            versions.append(max(record.version, (versions[-1] if versions else 0) + 1))
+        active = [r for r in ordered if r.status == "active"]
+        newest_active = active[-1].id if active else None
+        for index, (record, version) in enumerate(zip(ordered, versions, strict=True)):
+            props: dict[str, Any] = {}
+            if record.version != version:
+                props["version"] = version
+                if record.supersedes is None or record.supersedes in by_id:
+                    props["supersedes"] = ordered[index - 1].id if index > 0 else ""
+            if record.status == "active" and record.id != newest_active:
+                props["status"] = "archived"
+                props["status_reason"] = (
+                    f"superseded by v{versions[-1]} (versions of {name} added at the same "
+                    "moment, settled by (version, created_at, id))"
+                )
+            if props:
+                self._update(record.id, props, "settle versions")
+                for key, value in props.items():
+                    setattr(record, key, (value or None) if key == "supersedes" else value)
+        return ordered
 
     def add_many(self, records: Iterable[FunctionRecord]) -> BatchReport:
         """Batch upsert (gRPC batch import overwrites existing uuids); failures per object."""
@@ -637,6 +702,27 @@ class WeaviateLibrary:
                 )
             )
         return hits
+
+    # -- the journal, shared in the server (tools/library/weaviate_ledger.py) ------------------
+    def next_task_index(self, *, at: str | None = None, task_id: str | None = None) -> int:
+        """Record one finished task; its index by time among every machine's tasks. ``at``
+        and ``task_id`` are fixed by the outbox when it queues the task (idempotent replay)."""
+        return self._ledger.count_task(at=at, task_id=task_id)
+
+    def task_index(self) -> int:
+        return self._ledger.task_index()
+
+    def log_decisions(
+        self,
+        entries: Iterable[dict[str, Any]],
+        *,
+        at: str | None = None,
+        ids: list[str] | None = None,
+    ) -> None:
+        self._ledger.log_decisions(entries, at=at, ids=ids)
+
+    def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
+        return self._ledger.decision_log(limit=limit, name=name)
 
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Probe replay in a real scratch kernel (tools/verify.py).
+"""Probe replay in a real scratch kernel (tools/librarian/scratch.py).
 
 Probes are recorded the way the agent records them: the function is defined in a kernel
 bootstrapped with the probe recorder and called, and the recorded calls are fetched. One
@@ -10,24 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from dynagraph.tools import probes
 from dynagraph.tools.kernel import KernelSession
-from dynagraph.tools.verify import ScratchVerifier, parameters_of, shim_source
+from dynagraph.tools.librarian.replay import shim_source
+from dynagraph.tools.librarian.scratch import ScratchVerifier
+from dynagraph.tools.librarian.signature import parameters
+
+from tests.support.librarian import bootstrapped_kernel as bootstrapped
+from tests.support.librarian import record_calls
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def bootstrapped(folder: Path) -> KernelSession:
-    session = KernelSession(folder)
-    session.start()
-
-    def bootstrap(s: KernelSession) -> None:
-        assert s.execute(probes.BOOTSTRAP, timeout=60, silent=True).ok()
-
-    bootstrap(session)
-    session.on_restart.append(bootstrap)
-    return session
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +30,27 @@ def verifier():
 
 def recorded(verifier: ScratchVerifier, source: str, calls: str, name: str) -> list[dict]:
     """Define ``source``, run ``calls``, return the calls recorded to ``name``."""
-    verifier.recorded_probes()
-    assert verifier.define([source]) is None
-    result = verifier.session().execute(calls, timeout=10)
-    assert result.ok(), result.to_observation()
-    return verifier.recorded_probes()[name]
+    return record_calls(verifier, source, calls)[name]
 
 
 SCALE = "import math\ndef scale(x, k=2):\n    return math.floor(x * k)\n"
 
 
-def test_kernel_starts_on_first_use_only(tmp_path):
-    lazy = ScratchVerifier(bootstrapped)
-    assert not lazy.started
-    lazy.close()  # closing an unstarted verifier starts nothing
-    assert not lazy.started and lazy.kernels_started == 0
+class CountingFactory:
+    """The kernel factory, counting the kernels it started and keeping the last one."""
+
+    def __init__(self) -> None:
+        self.sessions: list[KernelSession] = []
+
+    def __call__(self, folder: Path, cwd: Path | None = None) -> KernelSession:
+        self.sessions.append(bootstrapped(folder))
+        return self.sessions[-1]
+
+
+def test_kernel_starts_on_first_use_only():
+    factory = CountingFactory()
+    ScratchVerifier(factory).close()  # closing an unstarted verifier starts nothing
+    assert factory.sessions == []
 
 
 def test_same_function_reproduces_and_a_changed_one_does_not(verifier):
@@ -82,10 +79,24 @@ def test_recorded_exceptions_must_be_raised_again(verifier):
     calls = recorded(
         verifier, source, "try:\n    ratio(1, 0)\nexcept ZeroDivisionError:\n    pass", "ratio"
     )
-    assert verifier.check("ratio", [source], calls).status == "pass"
+    alike = verifier.check("ratio", [source], calls)
+    # raising alike is a secondary check: it never verifies a function on its own
+    assert alike.status == "untested" and alike.raised_agreed == 1 and alike.passed == 0
+    assert "proves nothing" in alike.summary()
     safe = "def ratio(a, b):\n    return a / b if b else 0.0\n"
     report = verifier.check("ratio", [safe], calls)
     assert report.status == "fail" and "ZeroDivisionError" in report.summary()
+
+
+def test_a_raising_call_agrees_only_on_type_and_message(verifier):
+    source = "def use_x():\n    return x + 1\n"
+    calls = recorded(verifier, source, "try:\n    use_x()\nexcept NameError:\n    pass", "use_x")
+    other = "def use_x():\n    return y + 1\n"  # NameError too, about another name
+    report = verifier.check("use_x", [other], calls)
+    assert report.status == "untested" and report.raised_agreed == 0 and report.untestable == 1
+    mixed = recorded(verifier, SCALE, "scale(2)\ntry:\n    scale('a', k=None)\nexcept TypeError:\n    pass", "scale")
+    both = verifier.check("scale", [SCALE], mixed)
+    assert both.status == "pass" and (both.passed, both.raised_agreed) == (1, 1)
 
 
 def test_a_replay_past_the_timeout_fails_and_the_kernel_goes_on(verifier):
@@ -109,22 +120,23 @@ def test_generalized_function_checked_through_a_shim_records_its_own_probes(veri
     specific = "def count_above_8(values):\n    return sum(v > 8 for v in values)\n"
     calls = recorded(verifier, specific, "count_above_8([3, 9, 12])", "count_above_8")
     general = "def count_above(values, threshold):\n    return sum(v > threshold for v in values)\n"
-    shim = shim_source(parameters_of(specific), "count_above(values, threshold=8)")
+    shim = shim_source(parameters(specific).source, "count_above(values, threshold=8)")
     verifier.recorded_probes()
     report = verifier.check("count_above_8", [general], calls, shim=shim)
     assert report.status == "pass"
     assert report.outcomes[0].call.startswith("count_above_8(")
     mine = verifier.recorded_probes()["count_above"]
     assert mine[0]["kwargs_repr"] == "{'threshold': 8}" and mine[0]["result_repr"] == "2"
-    wrong = shim_source(parameters_of(specific), "count_above(values, threshold=10)")
+    wrong = shim_source(parameters(specific).source, "count_above(values, threshold=10)")
     assert verifier.check("count_above_8", [general], calls, shim=wrong).status == "fail"
 
 
 def test_replays_run_in_the_given_working_directory(tmp_path):
     (tmp_path / "data.txt").write_text("41")
     source = "def read_number(path):\n    return int(open(path).read()) + 1\n"
-    with ScratchVerifier(bootstrapped, cwd=tmp_path) as v:
+    factory = CountingFactory()
+    with ScratchVerifier(factory, cwd=tmp_path) as v:
         calls = recorded(v, source, "read_number('data.txt')", "read_number")
         assert v.check("read_number", [source], calls).status == "pass"
-        assert v.kernels_started == 1
-    assert not v.started
+    [session] = factory.sessions  # one kernel for every check, shut down on leaving
+    assert not session.is_alive()

@@ -75,10 +75,10 @@ def _with_library_path(settings: Any, path: str | None) -> Any:
 
 def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     """Load the benchmark, solve every task with ``run_task``, print and save the summary."""
-    from dynagraph.nodes.context import Context
     from dynagraph.graphs.run import run_task
     from dynagraph.graphs.services import Services
-    from dynagraph.graphs.settings import ConfigError
+    from dynagraph.nodes.context import Context
+    from dynagraph.tools.errors import ConfigError
     from dynagraph.tools.models import ModelEndpointError
 
     benchmark = BENCHMARKS[args.benchmark]

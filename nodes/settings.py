@@ -1,0 +1,12 @@
+"""The agent section of the settings: how many steps, retries and re-asks a task may take."""
+
+from __future__ import annotations
+
+from dynagraph.tools.config import StrictSettings
+from pydantic import Field
+
+
+class AgentSettings(StrictSettings):
+    max_steps: int = Field(10, ge=1, description="executed steps before the planner must answer")
+    max_code_retries: int = Field(3, ge=0, description="coder retries of a failed cell per step")
+    max_parse_retries: int = Field(2, ge=0, description="re-asks after a malformed model reply")

@@ -1,0 +1,70 @@
+"""Jupyter kernels for the executor and the librarian: run model-written cells under limits.
+
+One concern per module:
+
+- ``session.py``: KernelSession (start, execute, interrupt -> grace -> restart, shutdown; it
+  alone runs the bootstrap, once per start and once per restart);
+- ``launch.py``: the kernel process (kernelspec, RLIMIT_AS, bubblewrap, death with the agent);
+- ``environment.py``: the scrubbed environment kernels get;
+- ``hardening.py``: which sandbox a kernel gets (``auto`` probes bubblewrap once) and the agent
+  process made non-dumpable so kernels cannot read its /proc entries;
+- ``cell.py``: one cell on the wire (receive loop, messages collected into a result);
+- ``capture.py``: head + tail capture, ANSI stripping, HTML to text;
+- ``result.py``: ExecutionResult and its rendering as an observation;
+- ``registry.py``: kernels keyed by thread id; ``pool.py``: pre-warmed kernels;
+- ``probes.py``: probe install / fetch / replay cells and their decoding, agent side;
+- ``kernel_side/``: the code that runs inside kernels, as real Python files;
+- ``settings.py``: the ``executor`` settings section; ``errors.py``: KernelError.
+"""
+
+from __future__ import annotations
+
+from dynagraph.tools.kernel.capture import (
+    OutputCapture,
+    cut_marker,
+    head_tail,
+    html_to_text,
+    strip_ansi,
+)
+from dynagraph.tools.kernel.environment import DEFAULT_ENV_ALLOW, SECRET_NAME_PATTERNS, scrubbed_env
+from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
+from dynagraph.tools.kernel.hardening import (
+    SandboxChoice,
+    SandboxMode,
+    protect_agent_process,
+    resolve_sandbox,
+)
+from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB, Sandbox
+from dynagraph.tools.kernel.pool import KernelPool, PoolStats
+from dynagraph.tools.kernel.registry import KernelRegistry
+from dynagraph.tools.kernel.result import NAMESPACE_LOST_NOTE, ExecutionResult, Status
+from dynagraph.tools.kernel.session import Bootstrap, KernelSession
+from dynagraph.tools.kernel.settings import ExecutorSettings
+
+__all__ = [
+    "BWRAP_INSTALL_HINT",
+    "DEFAULT_ENV_ALLOW",
+    "MIN_MEMORY_LIMIT_MB",
+    "NAMESPACE_LOST_NOTE",
+    "SECRET_NAME_PATTERNS",
+    "Bootstrap",
+    "ExecutionResult",
+    "ExecutorSettings",
+    "KernelError",
+    "KernelPool",
+    "KernelRegistry",
+    "KernelSession",
+    "OutputCapture",
+    "PoolStats",
+    "Sandbox",
+    "SandboxChoice",
+    "SandboxMode",
+    "Status",
+    "cut_marker",
+    "head_tail",
+    "html_to_text",
+    "protect_agent_process",
+    "resolve_sandbox",
+    "scrubbed_env",
+    "strip_ansi",
+]

@@ -1,0 +1,36 @@
+"""The kernel process's program (``python -c <this source> LIMIT PARENT -f CONN ...``).
+
+It runs inside the kernel process itself, before ipykernel (no ``preexec_fn``: unsafe with
+threads, and under bwrap it would act on bwrap rather than the kernel):
+
+- PR_SET_PDEATHSIG(SIGKILL): the kernel dies with the process that started it, even when that
+  process is SIGKILLed and even while the kernel is stuck in C code (ipykernel's own parent
+  poller is a Python thread that a C loop starves). If that parent is already gone (PARENT is
+  its pid, 0 under bwrap where the parent is the sandbox's init), exit at once;
+- RLIMIT_AS (LIMIT bytes, 0 for none), then start ipykernel as ``-m ipykernel_launcher`` does.
+"""
+
+import os
+import sys
+
+limit = int(sys.argv.pop(1))
+parent = int(sys.argv.pop(1))
+try:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+except Exception:
+    pass
+if parent and os.getppid() != parent:
+    os._exit(1)
+if limit > 0:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+del limit, parent
+
+from ipykernel import kernelapp  # noqa: E402
+
+kernelapp.launch_new_instance()

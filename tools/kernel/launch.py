@@ -1,0 +1,353 @@
+"""The kernel process: a kernelspec built in code, launched under limits, optionally sandboxed.
+
+- jupyter_client 8 ignores ``kernel_cmd``: the kernel runs from a kernelspec we build, whose
+  program is ``kernel_side/launcher.py`` (PR_SET_PDEATHSIG, RLIMIT_AS, then ipykernel).
+- It talks over ipc sockets in a private 0700 runtime dir: no ports to race for, nothing other
+  users can reach, and the same paths work inside the bubblewrap sandbox, where that dir is bound.
+- Its environment is the session's (scrubbed: environment.py), its cwd the task's workdir.
+- It dies with the agent process, even on SIGKILL: PR_SET_PDEATHSIG (and bwrap's
+  ``--die-with-parent``) fire when the *thread* that forked the child exits, so every kernel is
+  forked by one process-lifetime launcher thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Literal
+
+from dynagraph.tools.kernel import kernel_side
+from dynagraph.tools.kernel.hardening import protect_agent_process
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import KernelManager
+
+__all__ = ["MIN_MEMORY_LIMIT_MB", "KernelProcess", "Sandbox", "describe_exit"]
+
+log = logging.getLogger(__name__)
+
+Sandbox = Literal["none", "bwrap"]  # as resolved from executor.sandbox (hardening.py)
+MIN_MEMORY_LIMIT_MB = 1024  # an idle kernel already maps ~0.8 GB of virtual memory
+KERNEL_FLAGS = (
+    "--HistoryManager.enabled=False",
+    "--InteractiveShell.colors=nocolor",
+    "--InteractiveShell.xmode=Plain",
+)
+
+
+class _LauncherThread:
+    """Forks every kernel process from one daemon thread that lives as long as this process.
+
+    Kernels are started from pool refill threads, batch workers and server worker threads, any
+    of which may end while the kernel is still in use; forked from here, a kernel dies exactly
+    when this process does.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="dynagraph-kernel-launcher", daemon=True
+                )
+                self._thread.start()
+        self._jobs.put((job, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(job())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+
+_LAUNCHER = _LauncherThread()  # process-wide by nature: see the class docstring
+
+
+class _GivenSpecKernelManager(KernelManager):
+    """A KernelManager with a kernelspec built in code rather than looked up on disk, whose
+    kernel processes are forked by the process-lifetime launcher thread."""
+
+    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
+        self._given_spec = spec
+        super().__init__(**kwargs)
+
+    @property
+    def kernel_spec(self) -> KernelSpec:  # type: ignore[override]
+        return self._given_spec
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        launch = super()._async_launch_kernel  # the local provisioner's Popen; it never awaits
+        await asyncio.wrap_future(_LAUNCHER.submit(lambda: asyncio.run(launch(kernel_cmd, **kw))))
+
+
+def manager_alive(km: KernelManager) -> bool:
+    try:
+        return bool(km.is_alive())
+    except Exception:
+        return False
+
+
+def _discard_kernel(km: KernelManager, runtime_dir: Path) -> None:
+    """Finalizer for a process dropped without close(): kill its kernel, remove its files."""
+    with contextlib.suppress(Exception):
+        km.shutdown_kernel(now=True)
+    shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+def describe_exit(code: int | None) -> str:
+    """An exit code in words, for notes to the model ("killed by SIGKILL")."""
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    if code > 128:  # bwrap and shells report a child's signal as 128 + n
+        with contextlib.suppress(ValueError):
+            return f"exit code {code} ({signal.Signals(code - 128).name}?)"
+    return f"exit code {code}"
+
+
+class KernelProcess:
+    """One started ipykernel process and its client, until close(); restart() keeps the object.
+
+    Knows nothing about cells: KernelSession runs them through ``client``.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        memory_limit_mb: int | None,
+        sandbox: Sandbox,
+        network: bool,
+        python: str,
+        bwrap_path: str | None,
+        startup_timeout: float,
+        hide: Sequence[Path] = (),
+        share: Sequence[tuple[Path, bool]] = (),
+    ) -> None:
+        self.env = dict(env)
+        self.memory_limit_mb = memory_limit_mb
+        self.sandbox: Sandbox = sandbox
+        self.network = network
+        self.python = python
+        self.bwrap_path = bwrap_path
+        self.startup_timeout = startup_timeout
+        self.hide = [Path(p) for p in hide]
+        self.share = [(Path(p), bool(writable)) for p, writable in share]
+        self.km: KernelManager | None = None
+        self.client: Any = None
+        self.runtime_dir: Path | None = None
+        self._log_file: Any = None
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the kernel (of bwrap, when sandboxed), or None if not running."""
+        provisioner = self.km.provisioner if self.km is not None else None
+        return getattr(provisioner, "pid", None)
+
+    def start(self, workdir: Path) -> None:
+        """Start the kernel in `workdir` and wait until it answers. On failure, raises with
+        the kernel's log appended; the caller then close()s."""
+        protect_agent_process()  # once per process, before the first kernel exists
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="dynagraph-kernel-"))
+        self._log_file = open(self.runtime_dir / "kernel.log", "ab")  # noqa: SIM115
+        km = _GivenSpecKernelManager(
+            self._kernel_spec(workdir),
+            transport="ipc",
+            connection_file=str(self.runtime_dir / "kernel.json"),
+        )
+        self.km = km
+        self._finalizer = weakref.finalize(self, _discard_kernel, km, self.runtime_dir)
+        try:
+            km.start_kernel(
+                env=self._kernel_env(),
+                cwd=str(workdir),
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+            )
+            self._open_client()
+        except Exception as exc:
+            detail = self.log_tail()
+            raise RuntimeError(f"{exc}" + (f"; kernel log: {detail}" if detail else "")) from exc
+
+    def restart(self, workdir: Path) -> None:
+        """A new kernel process in `workdir` (namespace lost), same manager and sockets' dir."""
+        assert self.km is not None
+        self._close_client()
+        self.km.restart_kernel(now=True, cwd=str(workdir))
+        self._open_client()
+
+    def _open_client(self) -> None:
+        assert self.km is not None
+        client = self.km.client()
+        client.start_channels()
+        self.client = client
+        client.wait_for_ready(timeout=self.startup_timeout)
+
+    def _close_client(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.stop_channels()
+            self.client = None
+
+    def is_alive(self) -> bool:
+        return self.km is not None and manager_alive(self.km)
+
+    def interrupt(self) -> None:
+        """SIGINT, or an interrupt message under bwrap; failures are logged, not raised."""
+        if self.km is not None:
+            try:
+                self.km.interrupt_kernel()
+            except Exception as exc:
+                log.warning("kernel interrupt failed: %s", exc)
+
+    def exit_code(self) -> int | None:
+        process = getattr(self.km.provisioner, "process", None) if self.km else None
+        return getattr(process, "returncode", None)
+
+    def log_tail(self, limit: int = 1500) -> str:
+        if self.runtime_dir is None:
+            return ""
+        with contextlib.suppress(OSError):
+            text = (self.runtime_dir / "kernel.log").read_bytes()[-limit:]
+            return text.decode("utf-8", "replace").strip()
+        return ""
+
+    def close(self) -> None:
+        """Stop the kernel and remove its runtime files. Safe to call twice."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        self._close_client()
+        km, self.km = self.km, None
+        if km is not None:
+            try:
+                km.shutdown_kernel(now=not manager_alive(km))
+            except Exception as exc:
+                log.warning("kernel shutdown failed (%s); killing it", exc)
+                with contextlib.suppress(Exception):
+                    km.shutdown_kernel(now=True)
+        if self._log_file is not None:
+            with contextlib.suppress(Exception):
+                self._log_file.close()
+            self._log_file = None
+        if self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self.runtime_dir = None
+
+    # -- the command line ---------------------------------------------------------------------
+    def _kernel_spec(self, workdir: Path) -> KernelSpec:
+        limit = (self.memory_limit_mb or 0) * 1024 * 1024
+        parent = 0 if self.sandbox == "bwrap" else os.getpid()
+        argv = [self.python, "-c", kernel_side.source("launcher"), str(limit), str(parent)]
+        argv += ["-f", "{connection_file}", *KERNEL_FLAGS]
+        if self.sandbox == "bwrap":
+            argv = self._bwrap_argv(workdir) + argv
+        return KernelSpec(
+            argv=argv,
+            display_name="dynagraph",
+            language="python",
+            interrupt_mode="message" if self.sandbox == "bwrap" else "signal",
+        )
+
+    def _bwrap_argv(self, workdir: Path) -> list[str]:
+        """bubblewrap: read-only system, private /tmp, hidden folders, writable workdir, own PID
+        namespace (its /proc shows no process of the agent), no network if asked.
+
+        Order matters (later mounts cover earlier ones): the system read-only, empty tmpfs over
+        /tmp and over every hidden folder (DYNAGRAPH_HOME: the library, checkpoints, outbox and
+        other tasks' directories), the interpreter's paths bound back read-only if those hid
+        them, then the runtime dir, the workdir and the shared folders bound back at their own
+        paths, then hidden files masked with /dev/null and hidden folders inside a bound folder
+        hidden again; last, the hidden folders' tmpfs made read-only. The runtime dir (connection file, ipc sockets) is bound at the same path
+        so client and kernel agree on it; JPY_PARENT_PID is unset because ipykernel would see
+        pid 1 as its parent in the new PID namespace and exit; --die-with-parent replaces that
+        check.
+        """
+        assert self.bwrap_path is not None and self.runtime_dir is not None
+        work, runtime = workdir, self.runtime_dir
+        argv = [self.bwrap_path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        argv += ["--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+        hidden_dirs = [p for p in self._hidden() if p.is_dir()]
+        for path in hidden_dirs:
+            argv += ["--tmpfs", str(path)]
+        for path in self._python_paths_hidden_by(hidden_dirs):  # e.g. a venv under /tmp
+            argv += ["--ro-bind", path, path]
+        binds = [(runtime, True), (work, True), *self.share]
+        for path, writable in binds:
+            argv += ["--bind" if writable else "--ro-bind", str(path), str(path)]
+        bound = [path.resolve() for path, _ in binds]
+        for path in self._hidden():
+            if path.is_dir() and any(path != b and path.is_relative_to(b) for b in bound):
+                argv += ["--tmpfs", str(path)]  # hidden inside a bound folder: hide it again
+            elif path.is_file() and not any(path.is_relative_to(d) for d in hidden_dirs):
+                argv += ["--ro-bind", "/dev/null", str(path)]
+        for path in hidden_dirs:  # an empty *read-only* folder: creating files there fails too
+            argv += ["--remount-ro", str(path)]
+        argv += ["--chdir", str(work)]
+        argv += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        argv += ["--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+        argv += ["--unsetenv", "JPY_PARENT_PID"]
+        if not self.network:
+            argv.append("--unshare-net")
+        return [*argv, "--"]
+
+    def _hidden(self) -> list[Path]:
+        """The existing paths to hide, resolved, never ``/`` or ``/tmp`` itself (paths under
+        /tmp too: the private /tmp would let a cell create files at their paths)."""
+        found: list[Path] = []
+        for raw in self.hide:
+            path = raw.resolve()
+            if path.exists() and path not in (Path("/"), Path("/tmp")) and path not in found:
+                found.append(path)
+        return found
+
+    def _python_paths_hidden_by(self, hidden_dirs: Sequence[Path]) -> list[str]:
+        """The interpreter's prefix and import paths that the private /tmp or a hidden folder
+        would hide.
+
+        A checkout (and its venv) may live under /tmp, as CI clones do; the sandbox mounts a
+        fresh tmpfs there, so those paths are bound back read-only.
+        """
+        candidates = {sys.prefix, sys.base_prefix, str(Path(self.python).resolve().parent)}
+        candidates.update(p for p in sys.path if p)
+        covers = [Path("/tmp"), *hidden_dirs]
+        found: list[str] = []
+        for raw in sorted(candidates):
+            path = Path(raw).resolve()
+            if path.exists() and path != covers[0] and any(path.is_relative_to(c) for c in covers):
+                found.append(str(path))
+        # bind a folder once: drop paths inside another bound path
+        return [p for p in found if not any(p != q and Path(p).is_relative_to(q) for q in found)]
+
+    def _kernel_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        if self.sandbox == "bwrap":  # HOME is read-only in the sandbox: caches go to the tmpfs
+            env.setdefault("XDG_CACHE_HOME", "/tmp/.cache")
+            env.setdefault("MPLCONFIGDIR", "/tmp/.matplotlib")
+        return env

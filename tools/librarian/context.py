@@ -1,0 +1,157 @@
+"""What the stages share: the :class:`AdmissionContext` (library, scratch kernel, model,
+settings, the task's other candidates), the :class:`Decision` they return and the few writes
+more than one stage makes (counting a use, adding an alias, superseding a record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from dynagraph.tools.librarian.candidate import Candidate, Origin, to_record
+from dynagraph.tools.librarian.model import LibrarianModel
+from dynagraph.tools.librarian.scratch import ScratchVerifier
+from dynagraph.tools.librarian.settings import LibrarianSettings
+from dynagraph.tools.library import FunctionLibrary, FunctionRecord
+
+__all__ = ["AdmissionContext", "Decision", "Restart", "Stage"]
+
+
+@dataclass
+class Decision:
+    """What happened to one candidate; written to the run's report and the library's log.
+
+    ``action``: added | duplicate | new_version | supersedes | generalized | kept_specific |
+    rejected | skipped (and archived / active / quarantined for pruning and the CLI).
+    ``target`` names the other function the decision is about (duplicate of, supersedes,
+    generalized into).
+    """
+
+    name: str
+    action: str
+    record_id: str | None = None
+    reason: str = ""
+    stage: str = ""
+    target: str | None = None
+
+    @classmethod
+    def about(
+        cls,
+        cand: Candidate,
+        stage: str,
+        action: str,
+        other: FunctionRecord,
+        why: str,
+        record_id: str | None = None,
+    ) -> Decision:
+        """A final decision about ``cand`` that concerns the stored function ``other`` (the
+        record is ``other`` unless another id is given); the reason ends with what the checks
+        on the way found."""
+        return cls(cand.name, action, record_id or other.id, cand.reason(why), stage, other.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Restart:
+    """A stage replaced the candidate (its generalized version): run the cascade again."""
+
+    candidate: Candidate
+
+
+@dataclass
+class AdmissionContext:
+    """Everything one admission needs. Without a ``verifier`` nothing is replayed (candidates
+    are tagged ``unverified``); without a ``model`` nothing is generalized or judged by it."""
+
+    library: FunctionLibrary
+    origin: Origin
+    settings: LibrarianSettings = field(default_factory=LibrarianSettings)
+    verifier: ScratchVerifier | None = None
+    model: LibrarianModel | None = None
+    #: count a use of the stored function when a candidate duplicates it (not for `library add`)
+    count_uses: bool = True
+    #: the library's index of the task being admitted (stamped as ``last_used_task``)
+    task_index: int | None = None
+    #: the candidates of this admission by name (set by ``admit``): they may call each other
+    batch: dict[str, Candidate] = field(default_factory=dict)
+    #: per candidate name: near functions the probes could not settle, with why
+    ambiguous: dict[str, list[tuple[FunctionRecord, str]]] = field(default_factory=dict)
+    #: decisions made on the way (generalized / kept_specific), reported before the final one
+    notes: list[Decision] = field(default_factory=list)
+
+    # -- definitions for the scratch kernel -----------------------------------------------------
+    def dependency_sources(self, calls: Iterable[str], seen: set[str]) -> list[str]:
+        """Sources defining the functions ``calls`` names that the task or the library provides,
+        dependencies first, each once (a cycle is cut where it closes)."""
+        out: list[str] = []
+        for name in calls:
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.batch:
+                dep = self.batch[name]
+                out += self.dependency_sources(dep.calls, seen)
+                out.append(dep.source())
+            elif (record := self.library.get_by_name(name)) is not None:
+                out += self.dependency_sources(record.depends_on, seen)
+                out.append(record.kernel_source())
+        return out
+
+    def sources_of(self, function: Candidate | FunctionRecord) -> list[str]:
+        """What defines ``function`` in the scratch kernel: its dependencies, then itself."""
+        if isinstance(function, Candidate):
+            return [*self.dependency_sources(function.calls, {function.name}), function.source()]
+        deps = self.dependency_sources(function.depends_on, {function.name})
+        return [*deps, function.kernel_source()]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def store(
+        self, cand: Candidate, *, version: int = 1, supersedes: str | None = None
+    ) -> FunctionRecord:
+        """Add ``cand`` to the library; it depends on the functions it calls that the task or
+        the library provides."""
+        depends_on = [c for c in cand.calls if c in self.batch or self.library.get_by_name(c)]
+        record = to_record(
+            cand,
+            self.origin,
+            depends_on=depends_on,
+            last_used_task=self.task_index or 0,
+            version=version,
+            supersedes=supersedes,
+        )
+        return self.library.add(record)
+
+    def count_use(self, record: FunctionRecord) -> None:
+        if self.count_uses:
+            self.library.record_use(record.id, success=True, task_index=self.task_index)
+
+    def add_alias(self, record: FunctionRecord, names: Iterable[str]) -> None:
+        """Make ``names`` resolve to (and be defined with) ``record``; no write if nothing new."""
+        new = [n for n in names if n != record.name and n not in record.aliases]
+        if new:
+            record.aliases = [*record.aliases, *dict.fromkeys(new)]
+            self.library.add(record)
+
+    def supersede(
+        self, old: FunctionRecord, cand: Candidate, why: str, *, keep_old_names: bool = True
+    ) -> FunctionRecord:
+        """Store ``cand`` in place of ``old`` (another name) and archive ``old``; with
+        ``keep_old_names`` its name and aliases stay callable as aliases of the new record."""
+        if keep_old_names:
+            cand.aliases = [*cand.aliases, old.name, *old.aliases]
+        record = self.store(cand, supersedes=old.id)
+        reason = f"superseded by {cand.name} ({record.id}): {why}"
+        self.library.set_status(old.id, "archived", reason)
+        return record
+
+
+class Stage(Protocol):
+    """One step of the cascade: a final :class:`Decision`, a :class:`Restart` with another
+    candidate, or None to let the next stage decide."""
+
+    name: str
+
+    def decide(self, candidate: Candidate, ctx: AdmissionContext) -> Decision | Restart | None: ...

@@ -1,0 +1,50 @@
+"""Stage ``exact_hash``: the same normalized-AST hash is already stored, so it is the same
+function. Count a use and add nothing; a quarantined twin is refused, a pruned one restored."""
+
+from __future__ import annotations
+
+from dynagraph.tools.librarian.candidate import Candidate
+from dynagraph.tools.librarian.context import AdmissionContext, Decision
+from dynagraph.tools.librarian.journal import PRUNED_PREFIX
+from dynagraph.tools.library import FunctionRecord
+
+
+class ExactDuplicateStage:
+    name = "exact_hash"
+
+    def decide(self, candidate: Candidate, ctx: AdmissionContext) -> Decision | None:
+        existing = ctx.library.find_by_hash(candidate.ast_hash)
+        if existing is None:
+            return None
+        label = f"{existing.name} v{existing.version}"
+        if existing.status == "quarantined":
+            why = f"same code as {label}, which is quarantined: {existing.status_reason}"
+            return Decision(candidate.name, "rejected", existing.id, why, self.name, existing.name)
+        note = ""
+        if existing.status == "archived":
+            if existing.status_reason.startswith(PRUNED_PREFIX):
+                ctx.library.set_status(existing.id, "active", "")
+                note = ", restored from the archive"
+            else:
+                note = f" (archived: {existing.status_reason})"
+        note += self._verify_unprobed(existing, candidate, ctx)
+        ctx.add_alias(existing, candidate.aliases)
+        ctx.count_use(existing)
+        why = f"same normalized code as {label}{note}"
+        return Decision.about(candidate, self.name, "duplicate", existing, why)
+
+    @staticmethod
+    def _verify_unprobed(
+        existing: FunctionRecord, candidate: Candidate, ctx: AdmissionContext
+    ) -> str:
+        """A stored function without probes meets its twin with probes (a later task called
+        it, or ``library add --probe`` after a plain add): verify them and keep them."""
+        if existing.probes or not candidate.probes or ctx.verifier is None:
+            return ""
+        report = ctx.verifier.check(candidate.name, ctx.sources_of(candidate), candidate.probes)
+        if report.status != "pass":
+            return f"; its new probes were not kept: {report.summary()}"
+        existing.probes = list(candidate.probes)
+        existing.tags = [t for t in existing.tags if t != "unverified"]
+        ctx.library.add(existing)
+        return f"; now verified: {report.summary()}"

