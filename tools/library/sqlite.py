@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ from dynagraph.tools.library.ledger import (
     insert_decisions,
     read_decisions,
     read_task_index,
+    read_thread_decisions,
 )
+from dynagraph.tools.library.sqlite_atomic import SqliteTransactions
 from dynagraph.tools.library.sqlite_schema import (
     COLUMN_LIST,
     COLUMNS,
@@ -40,11 +41,9 @@ from dynagraph.tools.library.sqlite_schema import (
 )
 from dynagraph.tools.library.sqlite_search import (
     VectorIndex,
-    fuse_views,
+    hybrid_ranking,
     keyword_scores,
     load_vector_index,
-    min_max,
-    normalize_keyword,
 )
 
 #: Passage vectors kept per library instance (see SqliteLibrary._embed_passages).
@@ -55,7 +54,7 @@ def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
-class SqliteLibrary:
+class SqliteLibrary(SqliteTransactions):
     """A :class:`~tools.library.base.FunctionLibrary` in one SQLite file.
 
     One connection per instance, shared by threads under a lock; open one instance per process.
@@ -70,15 +69,22 @@ class SqliteLibrary:
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
         self._passages: dict[str, np.ndarray] = {}  # recent passage vectors, oldest first
+        #: opened read-only because the file cannot be written (every read works, writes fail)
+        self.read_only = False
+        self._busy_timeout_s = busy_timeout_s
+        self._atomic = threading.local()  # per thread: depth of atomic() blocks, begun or not
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._init_schema()
+            self._conn = self._connect()
+            try:
+                self._init_schema()
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc).lower() or not self.path.exists():
+                    raise
+                self._conn.close()  # an existing file we may not write: serve the reads
+                self._conn = self._connect(read_only=True)
+                self.read_only = True
+                self._check_meta(dict(self._conn.execute("SELECT key, value FROM meta")))
         except (sqlite3.DatabaseError, OSError) as exc:
             self._close_quietly()
             raise LibraryError(f"cannot open library {self.path}: {exc}") from exc
@@ -87,19 +93,6 @@ class SqliteLibrary:
             raise
 
     # -- connection and schema -----------------------------------------------------------------
-    @contextmanager
-    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` takes the write lock up front: a deferred transaction that later
-        upgrades to write can fail with SQLITE_BUSY that the busy timeout does not retry."""
-        with self._lock:
-            self._conn.execute(f"BEGIN {mode}")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
     def _init_schema(self) -> None:
         with self._transaction() as conn:
             for statement in statements():
@@ -114,23 +107,26 @@ class SqliteLibrary:
             conn.executemany(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items()
             )
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if int(meta["schema_version"]) > SCHEMA_VERSION:
-                raise LibraryError(
-                    f"library {self.path} has schema version {meta['schema_version']}; "
-                    f"this dynagraph reads up to {SCHEMA_VERSION}: upgrade dynagraph"
-                )
-            if meta["embedder"] != self.embedder_name:
-                raise LibraryError(
-                    f"library {self.path} was built with embedder {meta['embedder']}; this "
-                    f"config uses {self.embedder_name}: export/import to re-embed"
-                )
-            stored_dim, dim = int(meta["embedder_dim"]), int(self.embedder.dim or 0)
-            if stored_dim and dim and stored_dim != dim:
-                raise LibraryError(
-                    f"library {self.path} holds {stored_dim}-d vectors; embedder "
-                    f"{self.embedder_name} makes {dim}-d ones: export/import to re-embed"
-                )
+            self._check_meta(dict(conn.execute("SELECT key, value FROM meta")))
+
+    def _check_meta(self, meta: dict[str, str]) -> None:
+        """Refuse a library this code cannot read right (newer schema, another embedder)."""
+        if int(meta["schema_version"]) > SCHEMA_VERSION:
+            raise LibraryError(
+                f"library {self.path} has schema version {meta['schema_version']}; "
+                f"this dynagraph reads up to {SCHEMA_VERSION}: upgrade dynagraph"
+            )
+        if meta["embedder"] != self.embedder_name:
+            raise LibraryError(
+                f"library {self.path} was built with embedder {meta['embedder']}; this "
+                f"config uses {self.embedder_name}: export/import to re-embed"
+            )
+        stored_dim, dim = int(meta["embedder_dim"]), int(self.embedder.dim or 0)
+        if stored_dim and dim and stored_dim != dim:
+            raise LibraryError(
+                f"library {self.path} holds {stored_dim}-d vectors; embedder "
+                f"{self.embedder_name} makes {dim}-d ones: export/import to re-embed"
+            )
 
     def _close_quietly(self) -> None:
         conn = getattr(self, "_conn", None)
@@ -341,6 +337,11 @@ class SqliteLibrary:
         with self._lock:
             return read_decisions(self._conn, limit=limit, name=name)
 
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        """Every decision logged for ``thread``, oldest first."""
+        with self._lock:
+            return read_thread_decisions(self._conn, thread)
+
     # -- reads ---------------------------------------------------------------------------------
     def get(self, record_id: str) -> FunctionRecord | None:
         found = self._select("id = ?", (record_id,))
@@ -394,30 +395,6 @@ class SqliteLibrary:
         self._index = load_vector_index(self._conn, int(self.embedder.dim or 0), self._index)
         return self._index
 
-    def _component_scores(
-        self,
-        query: str,
-        query_vec: np.ndarray | None,
-        status: str | None,
-        tags: Iterable[str] | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(seqs, doc cosine, task cosine (NaN without a task), raw keyword score) of the
-        records passing the filters. Call inside a read transaction."""
-        index = self._vector_index()
-        keep = index.mask(status, tags)
-        n = int(keep.sum())
-        if n == 0:
-            empty = np.zeros(0)
-            return np.zeros(0, dtype=np.int64), empty, empty, empty
-        if query_vec is None:
-            doc_cos = np.zeros(n)
-            task_cos = np.full(n, np.nan)
-        else:
-            doc_cos = index.doc[keep] @ query_vec
-            task_cos = np.where(index.has_task[keep], index.task[keep] @ query_vec, np.nan)
-        keyword = keyword_scores(self._conn, query, index)[keep]
-        return index.seqs[keep], doc_cos.astype(np.float64), task_cos.astype(np.float64), keyword
-
     def search(
         self,
         query: str,
@@ -428,34 +405,30 @@ class SqliteLibrary:
         alpha: float = 0.5,
     ) -> list[SearchHit]:
         """Hybrid search: ``alpha * minmax(cosine) + (1 - alpha) * bm25 / max(bm25)`` over the
-        records passing the filters. A hit's ``vector_score`` is the raw cosine (comparable
-        across queries, usable as a threshold), its ``keyword_score`` the normalized bm25.
-        With ``alpha == 0`` only keyword matches are returned."""
+        union of the best vector and keyword candidates passing the filters
+        (tools/library/sqlite_search.py). A hit's ``vector_score`` is the raw cosine
+        (comparable across queries, usable as a threshold), its ``keyword_score`` the
+        normalized bm25. With ``alpha == 0`` only keyword matches are returned."""
         if k <= 0:
             return []
         alpha = min(max(float(alpha), 0.0), 1.0)
         with self._transaction("DEFERRED"):
-            if not self._vector_index().mask(status, tags).any():
+            if not len(self._vector_index().rows(status, tags)):
                 return []  # nothing could match: spare the query embedding (~20-70 ms)
         query_vec = self.embedder.embed_query(query) if alpha > 0 else None
         with self._transaction("DEFERRED"):
-            seqs, doc_cos, task_cos, keyword = self._component_scores(
-                query, query_vec, status, tags
-            )
-            vector = fuse_views(doc_cos, task_cos)
-            keyword_norm = normalize_keyword(keyword)
-            fused = alpha * min_max(vector) + (1 - alpha) * keyword_norm
-            eligible = np.flatnonzero(keyword > 0) if alpha == 0 else np.arange(len(seqs))
-            order = eligible[np.argsort(-fused[eligible], kind="stable")][:k]
-            records = self._records_by_seq([int(seqs[i]) for i in order])
+            index = self._vector_index()
+            keyword = keyword_scores(self._conn, query, index) if alpha < 1 else {}
+            ranked = hybrid_ranking(index, index.rows(status, tags), query_vec, keyword, alpha, k)
+            records = self._records_by_seq([int(index.seqs[p]) for p, *_ in ranked])
         return [
             SearchHit(
-                record=records[int(seqs[i])],
-                score=float(fused[i]),
-                vector_score=float(vector[i]),
-                keyword_score=float(keyword_norm[i]),
+                record=records[int(index.seqs[p])],
+                score=fused,
+                vector_score=vector,
+                keyword_score=kw,
             )
-            for i in order
+            for p, fused, vector, kw in ranked
         ]
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
@@ -465,12 +438,14 @@ class SqliteLibrary:
             return []
         vec = self._embed_passages([text])[0]
         with self._transaction("DEFERRED"):
-            seqs, doc_cos, _, _ = self._component_scores("", vec, status, None)
+            index = self._vector_index()
+            rows = index.rows(status, None)
+            doc_cos = (index.doc @ vec)[rows].astype(np.float64)
             order = np.argsort(-doc_cos, kind="stable")[:k]
-            records = self._records_by_seq([int(seqs[i]) for i in order])
+            records = self._records_by_seq([int(index.seqs[rows[i]]) for i in order])
         return [
             SearchHit(
-                record=records[int(seqs[i])],
+                record=records[int(index.seqs[rows[i]])],
                 score=float(doc_cos[i]),
                 vector_score=float(doc_cos[i]),
             )

@@ -10,7 +10,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,17 +36,18 @@ _MAX_QUERY_TOKENS = 64
 # each other, and min-max scaling keeps ``alpha`` meaningful (raw e5 cosines span ~0.1, so with
 # raw cosines keywords dominate unless alpha is near 1). It is also what Weaviate's
 # relativeScoreFusion does, so both backends read alpha the same way.
-_TASK_VIEW_WEIGHT = 0.5
+TASK_VIEW_WEIGHT = 0.5
 
-def build_fts_query(text: str) -> str:
-    """An FTS5 MATCH expression that ORs the quoted words of ``text`` ('' if it has none)."""
-    seen: dict[str, None] = {}
-    for token in _QUERY_TOKEN.findall(text):
-        if any(ch.isalnum() for ch in token):
-            seen.setdefault(token.lower(), None)
-        if len(seen) >= _MAX_QUERY_TOKENS:
-            break
-    return " OR ".join(f'"{token}"' for token in seen)
+#: Candidates taken from each ranked list (vector, keyword) before fusion: scores are fused and
+#: min-max scaled over the union of the two top lists, as Weaviate's relativeScoreFusion does,
+#: so a search costs the same at 1k and at 100k functions. Far above any ``k`` the coder uses.
+TOP_CANDIDATES = 200
+#: The keyword query's cost bound: FTS5 scores every row a query word occurs in, so the most
+#: common query words are left out until the words kept occur in at most this many rows in all.
+#: A cost rule, not a relevance one: below it (every library up to a few thousand functions,
+#: and the CRAFT retrieval protocol) the query is the whole question; above it the words dropped
+#: are the ones bm25's IDF weighs least.
+POSTINGS_BUDGET = 5_000
 
 
 @dataclass
@@ -60,6 +61,28 @@ class VectorIndex:
     has_task: np.ndarray  # (n,) bool
     statuses: list[str]
     tags: list[frozenset[str]]
+    mixed: np.ndarray | None = None  # (n, dim): the two views fused, one matmul per search
+    _rows: dict[tuple[str | None, frozenset[str]], np.ndarray] = field(default_factory=dict)
+    _positions: dict[int, int] | None = None
+    _word_rows: dict[str, int] = field(default_factory=dict)  # rows each word occurs in
+
+    def __post_init__(self) -> None:
+        if self.mixed is None:
+            # fuse_views is linear in the cosines, so fusing the matrices once gives the same
+            # score as fusing two cosines per record on every search
+            task = np.where(self.has_task[:, None], self.task, self.doc)
+            self.mixed = ((1 - TASK_VIEW_WEIGHT) * self.doc + TASK_VIEW_WEIGHT * task).astype(
+                np.float32
+            )
+
+    def rows(self, status: str | None, tags: Iterable[str] | None) -> np.ndarray:
+        """Positions of the records passing the filters (cached per filter)."""
+        key = (status, frozenset(tags or ()))
+        found = self._rows.get(key)
+        if found is None:
+            found = np.flatnonzero(self.mask(status, tags))
+            self._rows[key] = found
+        return found
 
     def mask(self, status: str | None, tags: Iterable[str] | None) -> np.ndarray:
         keep = np.ones(len(self.seqs), dtype=bool)
@@ -69,6 +92,12 @@ class VectorIndex:
         if wanted:
             keep &= np.array([wanted <= t for t in self.tags], dtype=bool)
         return keep
+
+    def position(self, seq: int) -> int | None:
+        """Where a record's seq sits in the matrices."""
+        if self._positions is None:
+            self._positions = {int(s): i for i, s in enumerate(self.seqs)}
+        return self._positions.get(seq)
 
 
 def load_vector_index(
@@ -107,27 +136,104 @@ def load_vector_index(
     )
 
 
-def keyword_scores(conn: sqlite3.Connection, query: str, index: VectorIndex) -> np.ndarray:
-    """bm25 per record, higher is better, 0 for records the query does not match."""
-    scores = np.zeros(len(index.seqs), dtype=np.float64)
-    match = build_fts_query(query)
-    if not match or not len(index.seqs):
-        return scores
-    rows = conn.execute(
+def keyword_scores(
+    conn: sqlite3.Connection, query: str, index: VectorIndex, limit: int = TOP_CANDIDATES
+) -> dict[int, float]:
+    """bm25 of the best ``limit`` keyword matches, {position in the index: score}, higher is
+    better, for the query's words within POSTINGS_BUDGET."""
+    words = query_words(query)
+    if not words or not len(index.seqs):
+        return {}
+    kept = affordable_words(conn, words, index)
+    rows = conn.execute(  # no ORDER BY: sorting inside FTS5 costs more than the scoring
         "SELECT rowid, bm25(functions_fts) FROM functions_fts WHERE functions_fts MATCH ?",
-        (match,),
+        (" OR ".join(f'"{w}"' for w in kept),),
     ).fetchall()
-    position = {int(s): i for i, s in enumerate(index.seqs)}
-    for seq, bm25 in rows:
-        if seq in position:
-            scores[position[seq]] = -bm25  # FTS5's bm25 is negated: lower is better
+    if len(rows) > limit:
+        bm25 = np.array([r[1] for r in rows])
+        rows = [rows[i] for i in np.argpartition(bm25, limit - 1)[:limit]]
+    scores: dict[int, float] = {}
+    for seq, bm25_score in rows:
+        position = index.position(int(seq))
+        if position is not None:
+            scores[position] = -float(bm25_score)  # FTS5's bm25 is negated: lower is better
     return scores
 
 
-def fuse_views(doc_cos: np.ndarray, task_cos: np.ndarray) -> np.ndarray:
-    """One vector score from the two views; a record without a task view uses its doc view."""
-    task = np.where(np.isnan(task_cos), doc_cos, task_cos)
-    return (1 - _TASK_VIEW_WEIGHT) * doc_cos + _TASK_VIEW_WEIGHT * task
+def affordable_words(conn: sqlite3.Connection, words: list[str], index: VectorIndex) -> list[str]:
+    """``words`` less the most common ones, until they occur in at most POSTINGS_BUDGET rows.
+
+    Row counts come from FTS5's vocabulary (cached per generation: counting a common word reads
+    its whole posting list). The rarest word is always kept."""
+    missing = [w for w in words if w not in index._word_rows]
+    if missing:
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.functions_vocab "
+            "USING fts5vocab(main, functions_fts, row)"
+        )
+        for word in missing:
+            found = conn.execute(
+                "SELECT doc FROM temp.functions_vocab WHERE term = ?", (word,)
+            ).fetchone()
+            index._word_rows[word] = int(found[0]) if found else 0
+    by_rarity = sorted(words, key=lambda w: index._word_rows[w])
+    kept, total = [], 0
+    for word in by_rarity:
+        total += index._word_rows[word]
+        if kept and total > POSTINGS_BUDGET:
+            break
+        kept.append(word)
+    return kept
+
+
+def query_words(text: str) -> list[str]:
+    """The distinct lower-cased words of a query, at most _MAX_QUERY_TOKENS."""
+    seen: dict[str, None] = {}
+    for token in _QUERY_TOKEN.findall(text):
+        if any(ch.isalnum() for ch in token):
+            seen.setdefault(token.lower(), None)
+        if len(seen) >= _MAX_QUERY_TOKENS:
+            break
+    return list(seen)
+
+
+def hybrid_ranking(
+    index: VectorIndex,
+    rows: np.ndarray,
+    query_vec: np.ndarray | None,
+    keyword: dict[int, float],
+    alpha: float,
+    k: int,
+) -> list[tuple[int, float, float, float]]:
+    """The top ``k`` (position, fused score, vector score, keyword score) among ``rows``.
+
+    Fused = alpha * minmax(vector) + (1 - alpha) * bm25 / max(bm25), computed over the union of
+    the TOP_CANDIDATES best by vector and the best keyword matches. With alpha == 0 only keyword
+    matches qualify."""
+    allowed = np.zeros(len(index.seqs), dtype=bool)
+    allowed[rows] = True
+    kw_positions = np.array([p for p in keyword if allowed[p]], dtype=np.int64)
+    if query_vec is not None and alpha > 0 and len(rows):
+        vector_all = index.mixed @ query_vec  # one matmul over the cached matrix, no copy
+        in_rows = vector_all[rows]
+        top = min(TOP_CANDIDATES, len(rows))
+        best = rows[np.argpartition(-in_rows, top - 1)[:top]]
+        candidates = np.union1d(best, kw_positions)
+        vector = vector_all[candidates]
+    else:
+        candidates = kw_positions
+        vector = np.zeros(len(candidates), dtype=np.float32)
+    if not len(candidates):
+        return []
+    kw = np.array([keyword.get(int(p), 0.0) for p in candidates], dtype=np.float64)
+    kw_norm = normalize_keyword(kw)
+    vector = vector.astype(np.float64)
+    fused = alpha * min_max(vector) + (1 - alpha) * kw_norm
+    eligible = np.flatnonzero(kw > 0) if alpha == 0 else np.arange(len(candidates))
+    order = eligible[np.argsort(-fused[eligible], kind="stable")][:k]
+    return [
+        (int(candidates[i]), float(fused[i]), float(vector[i]), float(kw_norm[i])) for i in order
+    ]
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:
