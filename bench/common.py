@@ -7,6 +7,7 @@ Benches are measurements, not tests: nothing here asserts a timing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -102,6 +103,39 @@ def save_figures(name: str, figures: dict[str, Any], *, results_dir: Path | None
     }
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+#: Where a bench run writes when no ``--out`` is given: a new file per run, so committed figures
+#: (bench/results/<name>.json, quoted by bench/README.md) change only when asked to.
+RUNS_DIR = RESULTS_DIR / "runs"
+
+
+def default_out(name: str) -> Path:
+    """A new file for this run's figures: ``bench/results/runs/<name>-<UTC time>.json``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RUNS_DIR / f"{name}-{stamp}.json"
+    serial = 1
+    while path.exists():
+        serial += 1
+        path = RUNS_DIR / f"{name}-{stamp}-{serial}.json"
+    return path
+
+
+def add_out_argument(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out FILE`` for a bench (default :func:`default_out`: never the committed figures)."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"figures as JSON (default: a new bench/results/runs/{name}-<time>.json; pass "
+        f"bench/results/{name}.json to update the committed figures)",
+    )
+
+
+def save_figures_to(out: Path | None, name: str, figures: dict[str, Any]) -> Path:
+    """:func:`save_figures` to the file ``out`` (or :func:`default_out` when None)."""
+    path = out or default_out(name)
+    return save_figures(path.stem, figures, results_dir=path.parent)
 
 
 def percentile(values: Iterable[float], q: float) -> float:

@@ -8,28 +8,27 @@ that match, functions the librarian admits, versions and duplicates it makes, ke
 and seconds per task. It measures the framework, not a model: the planner and the coder are the
 replay model of ``bench/replay_model.py`` (protocol in its docstring). Per question:
 
-- task = the question, a blank line, ``Table:`` and the table (pipe-separated text);
+- task = the question, and when the row has a table, a blank line, ``Table:`` and the table
+  (any CRAFT-format toolset works: bench/craft.py);
 - the coder's one cell = the question's ``code`` + the python block of its ``api_call``;
 - the planner asks for that step, then answers with the last line the cell printed (its
   displayed result when it printed nothing), or ``""`` when the cell failed.
 
 Questions run in file order (epoch_0 .. epoch_3), with accumulation on: one library for the
-whole run, in a temporary ``DYNAGRAPH_HOME``. An answer matches when both parse as numbers that
-agree (``"1,234"`` == 1234.0, ``$``/``%`` ignored, fractions allowed, relative tolerance 1e-4)
-or, for text, when they are equal after lower-casing and dropping punctuation and spaces. Many
-cells print a sentence ("Alec needs $0.94 to buy ..."): the strict share asks the answer to be
-the number; the lenient share accepts any number of the answer line.
+whole run, in a temporary ``DYNAGRAPH_HOME``. Answers are matched by the one matcher of benches
+and evals (``evals/math_answers.py: answers_match``): numbers by value (``$``, ``%``, units,
+thousands separators, fractions, ``\\frac``), tuples and intervals, symbolic equality, else text
+with operators kept. Many cells print a sentence ("Alec needs $0.94 to buy ..."): the strict
+share asks the answer to be the number; the lenient share accepts any number of the answer line.
 
-Usage: ``python bench/replay_craft.py [--data DIR] [--limit N] [--out FILE] [--plot FILE]``.
+Usage: ``python bench/replay_craft.py [--data DIR] [--limit N] [--out FILE] [--plot FILE]``
+(without ``--out``, a new file under bench/results/runs/; the plot goes beside it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -40,102 +39,44 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dynagraph.evals.math_answers import answers_match  # noqa: E402
+from dynagraph.graphs.run import run_task  # noqa: E402
+from dynagraph.graphs.services import Services  # noqa: E402
+
 from bench.common import (  # noqa: E402
     REPO_ROOT,
     RESULTS_DIR,
     SHARED_DATA,
+    add_out_argument,
+    default_out,
     percentile,
     print_table,
     save_figures,
 )
-from bench.replay_model import ReplayModel, python_block, replay_settings  # noqa: E402
-from dynagraph.graphs.run import run_task  # noqa: E402
-from dynagraph.graphs.services import Services  # noqa: E402
+from bench.craft import RAW_FILE, epoch_files, python_block, read_jsonl, task_text  # noqa: E402
+from bench.replay_model import ReplayModel, replay_settings  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
-DEFAULT_OUT = RESULTS_DIR / "replay_craft.json"
-DEFAULT_PLOT = RESULTS_DIR / "replay_library_size.png"
-RAW_FILE = "1_raw_specific_solutions.json"
+#: the committed figures and plot (bench/README.md quotes them): written only when --out names it
+COMMITTED_OUT = RESULTS_DIR / "replay_craft.json"
+COMMITTED_PLOT = RESULTS_DIR / "replay_library_size.png"
+__all__ = ["answers_match", "load_questions", "main", "replay_cell", "task_text"]
 
 
 # -- data -------------------------------------------------------------------------------------
 def load_questions(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Every row of ``epoch_*/1_raw_specific_solutions.json`` (JSON Lines), in epoch order."""
-    rows: list[dict[str, Any]] = []
-    files = sorted(data_dir.glob(f"epoch_*/{RAW_FILE}"), key=lambda p: int(p.parent.name[6:]))
-    if not files:
-        raise FileNotFoundError(f"no epoch_*/{RAW_FILE} under {data_dir}")
-    for path in files:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    rows.append({**json.loads(line), "epoch": path.parent.name})
+    rows = [
+        {**row, "epoch": path.parent.name}
+        for path in epoch_files(data_dir, RAW_FILE)
+        for row in read_jsonl(path)
+    ]
     return rows[:limit] if limit else rows
-
-
-def task_text(row: dict[str, Any]) -> str:
-    return f"{row['question'].strip()}\n\nTable:\n{row['table'].strip()}"
 
 
 def replay_cell(row: dict[str, Any]) -> str:
     """GPT-4's code for the question: its function(s), then the call that prints the answer."""
     return f"{row['code'].strip()}\n\n{python_block(row['api_call'])}\n"
-
-
-# -- scoring ----------------------------------------------------------------------------------
-_NUMBER = re.compile(r"-?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+(?:\.\d+)?)?")
-_WRAPPER = re.compile(r"^(?:np|numpy)\.\w+\((.*)\)$")  # np.float64(5224.0), as numpy 2 shows
-
-
-def _clean(text: Any) -> str:
-    text = str(text).strip()
-    unwrapped = _WRAPPER.match(text)
-    text = unwrapped.group(1) if unwrapped else text
-    return text.replace("$", "").replace("%", "").strip()
-
-
-def _to_float(token: str) -> float | None:
-    token = token.replace(",", "")
-    try:
-        if "/" in token:
-            num, den = token.split("/")
-            return float(num) / float(den) if float(den) else None
-        return float(token)
-    except ValueError:
-        return None
-
-
-def parse_number(text: Any) -> float | None:
-    """The answer as a number when it is one: ``"$1,234.50"`` -> 1234.5, ``"3/14"``,
-    ``"12%"`` -> 12.0, ``"np.int64(21)"`` -> 21.0; None for anything else."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return float(text)
-    cleaned = _clean(text)
-    return _to_float(cleaned) if _NUMBER.fullmatch(cleaned) else None
-
-
-def numbers_in(text: Any) -> list[float]:
-    """Every number in a sentence (``"There are 20 pens in 4 boxes"`` -> [20.0, 4.0])."""
-    found = (_to_float(t) for t in _NUMBER.findall(str(text).replace("$", "")))
-    return [x for x in found if x is not None]
-
-
-def normalize_text(text: Any) -> str:
-    return re.sub(r"[\W_]+", "", str(text).lower())
-
-
-def answers_match(predicted: str | None, expected: Any, *, lenient: bool = False) -> bool:
-    """Numbers compared as numbers (relative tolerance 1e-4), text normalized. Strict: the
-    answer must be the number. ``lenient``: any number in the answer line may be it (for cells
-    that print a sentence such as "Alec needs $0.94 to buy ...")."""
-    if predicted is None or not str(predicted).strip():
-        return False
-    gold = parse_number(expected)
-    if gold is None:
-        return normalize_text(predicted) == normalize_text(expected)
-    value = parse_number(predicted)
-    candidates = [value] if value is not None else (numbers_in(predicted) if lenient else [])
-    return any(math.isclose(x, gold, rel_tol=1e-4, abs_tol=1e-9) for x in candidates)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -240,7 +181,7 @@ def summarize(records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     }
 
 
-def plot_library_size(records: list[dict[str, Any]], path: Path) -> Path:
+def plot_library_size(records: list[dict[str, Any]], path: Path, data_name: str = "") -> Path:
     """Active functions, names ever stored (and records incl. archived versions, when
     recorded) after each question, as a PNG."""
     import matplotlib
@@ -258,7 +199,7 @@ def plot_library_size(records: list[dict[str, Any]], path: Path) -> Path:
     for i in range(1, len(records)):
         if records[i]["epoch"] != records[i - 1]["epoch"]:
             ax.axvline(i + 0.5, color="grey", linewidth=0.6, linestyle=":")
-    ax.set_xlabel("questions replayed (CRAFT TabMWP, epoch_0..3 in order)")
+    ax.set_xlabel(f"questions replayed ({data_name}, epochs in order)")
     ax.set_ylabel("functions in the library")
     ax.set_title("Library size over a replay of GPT-4's code")
     ax.legend(loc="upper left")
@@ -299,33 +240,39 @@ def print_summary(summary: dict[str, Any]) -> None:
         ("names stored in several versions", summary["library_end"]["names_with_several_versions"]),
         ("wall time (s)", summary["wall_seconds"]),
     ]
-    print_table("Replay of CRAFT TabMWP (GPT-4 code) through dynagraph", ["figure", "value"], rows)
+    name = Path(summary.get("data", "CRAFT")).name
+    print_table(
+        f"Replay of {name} (recorded model code) through dynagraph", ["figure", "value"], rows
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="craft-tabmwp folder")
     parser.add_argument("--limit", type=int, default=None, help="replay the first N questions")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="figures as JSON")
+    add_out_argument(parser, "replay_craft")
     parser.add_argument("--plot", type=Path, default=None, help="PNG (default: beside --out)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
     rows = load_questions(args.data, args.limit)
+    args.out = args.out or default_out("replay_craft")
     plot = args.plot or (
-        DEFAULT_PLOT if args.out == DEFAULT_OUT else args.out.with_name(args.out.stem + ".png")
+        COMMITTED_PLOT
+        if args.out.resolve() == COMMITTED_OUT
+        else args.out.with_name(args.out.stem + ".png")
     )
     load_start = [round(x, 2) for x in os.getloadavg()]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dynagraph-replay-") as home:
         records, final = run_replay(rows, Path(home), progress_every=0 if args.quiet else 25)
     summary = {**summarize(records, time.perf_counter() - started), "library_end": final}
-    plot_library_size(records, plot)
+    summary["data"] = str(args.data)
+    plot_library_size(records, plot, args.data.name)
     try:
         summary["plot"] = plot.resolve().relative_to(REPO_ROOT).as_posix()
     except ValueError:
         summary["plot"] = str(plot)
-    summary["data"] = str(args.data)
     summary["load_average_start"] = load_start
     summary["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out = save_figures(args.out.stem, {**summary, "tasks": records}, results_dir=args.out.parent)

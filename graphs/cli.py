@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dynagraph.graphs.cli_batch import add_batch_parser
+from dynagraph.graphs.cli_demo import add_demo_parser
 from dynagraph.graphs.cli_eval import add_eval_parser
 from dynagraph.graphs.cli_library import add_library_parser
 from dynagraph.graphs.settings import Settings, load_settings
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_library_parser(sub)
     add_batch_parser(sub)
     add_eval_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -108,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = getattr(args, "leaf_config", None) or getattr(args, "sub_config", None) or args.config
     try:
         settings = load_settings(config)
-        return args.handler(args, settings)
+        code = args.handler(args, settings)
+        sys.stdout.flush()  # a closed pipe must fail here, inside the handler below
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,10 +8,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dynagraph.graphs.cli_share import (
+    add_mcp_parser,
+    add_package_export_args,
+    cmd_export_package,
+    cmd_mcp,
+)
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.errors import InputError
 
-EXIT_OK = 0
+EXIT_OK, EXIT_REJECTED = 0, 1
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``-k -1`` is an error, not an empty answer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _open_library(settings: Settings):
@@ -38,6 +55,8 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.library_command == "sync":
         return cmd_sync(settings)
+    if args.library_command == "mcp":
+        return cmd_mcp(args, settings)
     library = _open_library(settings)
     try:
         action = args.library_command
@@ -76,13 +95,20 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{key}: {value}")
             return EXIT_OK
         if action == "export":
+            if args.package or not args.file:  # --package DIR: an installable package
+                return cmd_export_package(library, args)
             count = export_jsonl(library, args.file)
             print(f"exported {count} functions to {args.file}", file=sys.stderr)
             return EXIT_OK
         if action == "import":
+            _read(Path(args.file))  # one line naming the file and line if it is not text
             count = import_jsonl(library, args.file)
             print(f"imported {count} functions from {args.file}", file=sys.stderr)
             return EXIT_OK
+        if action == "check":
+            return _check(library, args)
+        if action == "restore":
+            return _restore(library, args.name, args.reason or "")
         if action in ("archive", "restore", "quarantine"):
             record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
             if record is None:
@@ -95,6 +121,10 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
         if action == "add":
             decisions = add_file(library, settings, args.file, args.probe)
             _print_decisions(decisions, args.json)
+            rejected = [d.name for d in decisions if d.action in ("rejected", "quarantined")]
+            if rejected:
+                print(f"rejected or quarantined: {', '.join(rejected)}", file=sys.stderr)
+                return EXIT_REJECTED
             return EXIT_OK
         if action == "prune":
             return _prune(library, settings, args)
@@ -129,6 +159,7 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
 
     path = Path(file)
     source = _read(path)
+    _check_syntax(path, source)
     functions = extract_functions(source)
     if not functions:
         raise InputError(f"{path} defines no top-level function")
@@ -160,19 +191,41 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
             count_uses=False,
             task_index=library.task_index(),
         )
+
+        def journal(found: list) -> None:  # committed with the candidate's writes
+            library.log_decisions(log_entries(found, origin))
+
         with services.admission_lock():  # a task's librarian may be admitting at the same time
-            decisions = admit(candidates, ctx)
+            decisions = admit(candidates, ctx, journal=journal)
     finally:
         verifier.close()
-    library.log_decisions(log_entries(decisions, origin))
     return decisions
 
 
 def _read(path: Path) -> str:
+    """The file's text; one line naming the file (and the line) when it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); is it a binary file?"
+        ) from exc
+
+
+def _check_syntax(path: Path, source: str) -> None:
+    import ast
+
+    try:
+        ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise InputError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}") from exc
+    except ValueError as exc:  # e.g. a NUL byte
+        raise InputError(f"{path}: not Python source ({exc})") from exc
 
 
 def _shown_record(library, name: str, versions: list) -> Any:
@@ -195,6 +248,7 @@ def _print_record(record, versions: list, decisions: list[dict[str, Any]]) -> No
         f"created {record.created_at}, last used in task {record.last_used_task}"
     )
     extras = {
+        "capabilities": ", ".join(record.capabilities) or "none",
         "tags": ", ".join(record.tags),
         "aliases": ", ".join(record.aliases),
         "supersedes": record.supersedes or "",
@@ -213,6 +267,42 @@ def _print_record(record, versions: list, decisions: list[dict[str, Any]]) -> No
     print(record.kernel_source(), end="")
 
 
+def _check(library, args: argparse.Namespace) -> int:
+    """``library check``: records failing their integrity check, quarantined; exit 1 if any."""
+    from dynagraph.tools.librarian.candidate import Origin
+    from dynagraph.tools.librarian.context import Decision
+    from dynagraph.tools.librarian.journal import log_entries
+    from dynagraph.tools.library.integrity import check_library
+
+    found = check_library(library, quarantine=not args.dry_run)
+    if args.json:
+        rows = [{**_record_row(r), "problem": why} for r, why in found]
+        print(json.dumps(rows, ensure_ascii=False))
+    for record, why in [] if args.json else found:
+        print(f"{record.name} v{record.version} {record.id}: {why}")
+    if found and not args.dry_run:
+        decisions = [Decision(r.name, "quarantined", r.id, why, "check") for r, why in found]
+        library.log_decisions(log_entries(decisions, Origin(thread="library check")))
+    verb = "would quarantine" if args.dry_run else "quarantined"
+    print(f"{len(found)} records fail the integrity check ({verb})", file=sys.stderr)
+    return EXIT_REJECTED if found else EXIT_OK
+
+
+def _restore(library, name: str, reason: str) -> int:
+    """``library restore NAME``: active again, and no quarantined version left blocking it."""
+    from dynagraph.tools.librarian.candidate import Origin
+    from dynagraph.tools.librarian.journal import log_entries
+    from dynagraph.tools.librarian.quarantine import restore
+
+    decisions = restore(library, name, reason)
+    if decisions is None:
+        raise InputError(f"no function named {name!r} in the library")
+    library.log_decisions(log_entries(decisions, Origin(thread="cli")))
+    for d in decisions:
+        print(f"{d.name}: {d.action}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _log_manual(library, record, status: str, reason: str) -> None:
     from dynagraph.tools.librarian.candidate import Origin
     from dynagraph.tools.librarian.context import Decision
@@ -228,7 +318,8 @@ def _print_decisions(decisions: list, as_json: bool) -> None:
         return
     for d in decisions:
         target = f" -> {d.target}" if d.target else ""
-        print(f"{d.name}: {d.action}{target} [{d.stage}] {d.reason}")
+        reason = " ".join(d.reason.split())  # one line per function
+        print(f"{d.name}: {d.action}{target} [{d.stage}] {reason}")
 
 
 def _prune(library, settings: Settings, args: argparse.Namespace) -> int:
@@ -260,6 +351,8 @@ def _record_row(record) -> dict[str, Any]:
         "docstring": record.docstring,
         "status": record.status,
         "uses": record.uses,
+        "capabilities": record.capabilities,
+        "tags": record.tags,
     }
 
 
@@ -277,7 +370,7 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = lsub.add_parser("search", help="hybrid search")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=positive_int, default=5, help="how many hits (at least 1)")
     p.add_argument("--json", action="store_true")
     p = lsub.add_parser("show", help="show a function's source and record")
     p.add_argument("name")
@@ -285,7 +378,8 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
     p = lsub.add_parser("stats", help="counts")
     p.add_argument("--json", action="store_true")
     p = lsub.add_parser("export", help="write every record to a JSON Lines file")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the JSON Lines file (or --package DIR)")
+    add_package_export_args(p)
     p = lsub.add_parser("import", help="upsert records from a JSON Lines file")
     p.add_argument("file")
     for name, text in (("archive", "hide a function from retrieval"), ("restore", "un-archive")):
@@ -310,10 +404,14 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list them, archive nothing")
     p.add_argument("--json", action="store_true")
     p = lsub.add_parser("log", help="the librarian's decisions, oldest first")
-    p.add_argument("-n", type=int, default=50, help="how many (the last n)")
+    p.add_argument("-n", type=positive_int, default=50, help="how many (the last n)")
     p.add_argument("--name", help="only decisions about this function")
     p.add_argument("--json", action="store_true")
+    p = lsub.add_parser("check", help="find and quarantine records whose code was changed")
+    p.add_argument("--dry-run", action="store_true", help="list them, quarantine nothing")
+    p.add_argument("--json", action="store_true")
     lsub.add_parser("sync", help="send the Weaviate outbox's queued changes (weaviate backend)")
+    add_mcp_parser(lsub)
     for p in lsub.choices.values():
         p.add_argument("--config", dest="leaf_config", help="YAML config file")
     lib.set_defaults(handler=cmd_library)

@@ -19,10 +19,10 @@ from typing import Any
 from dynagraph.graphs.settings import Settings, dynagraph_home
 from dynagraph.tools.actions import (
     ActionsConfig,
-    SearchProxy,
+    AgentProxy,
     action_specs,
     kernel_bootstrap,
-    start_search_proxy,
+    start_agent_proxy,
 )
 from dynagraph.tools.embeddings import Embedder, make_embedder
 from dynagraph.tools.kernel import (
@@ -109,9 +109,9 @@ class Services:
         return tuple(spec.summary_line() for spec in action_specs(self.actions_config))
 
     @cached_property
-    def search_proxy(self) -> SearchProxy | None:
-        """The loopback proxy that holds a keyed search provider's key (None: not needed)."""
-        return start_search_proxy(self.actions_config)
+    def agent_proxy(self) -> AgentProxy:
+        """The proxy that holds the API keys for the kernels (keyed search, vision, audio)."""
+        return start_agent_proxy(self.actions_config, models=self.settings.models)
 
     def kernel_bootstrap(self) -> str:
         """Source run in every new (or restarted) kernel: the probe recorder, then the actions.
@@ -121,10 +121,7 @@ class Services:
         do safely from several threads at once ("AST constructor recursion depth mismatch")."""
         with self._bootstrap_lock:
             if self._bootstrap is None:
-                proxy = self.search_proxy
-                actions = kernel_bootstrap(
-                    self.actions_config, search_proxy_url=proxy.url if proxy else None
-                )
+                actions = kernel_bootstrap(self.actions_config, proxy=self.agent_proxy)
                 self._bootstrap = probes.BOOTSTRAP + "\n" + actions
             return self._bootstrap
 
@@ -163,7 +160,7 @@ class Services:
             startup_timeout=ex.startup_timeout,
             bootstrap=self.kernel_bootstrap(),
             hide=self.sandbox_hidden(),
-            share=share,
+            share=(*share, *self.agent_proxy.kernel_shares()),  # its socket: works offline too
         )
 
     def _new_kernel(self, thread_id: str) -> KernelSession:
@@ -252,8 +249,8 @@ class Services:
         if self._kernel_pool is not None:
             self._kernel_pool.close()
         self.kernels.shutdown_all()
-        if self.__dict__.get("search_proxy") is not None:
-            self.search_proxy.stop()
+        if self.__dict__.get("agent_proxy") is not None:
+            self.agent_proxy.stop()
         with self._lock:
             if self._library is not None:
                 self._library.close()

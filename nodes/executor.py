@@ -20,6 +20,7 @@ from dynagraph.tools.actions import parse_final_answer, strip_final_answer
 from dynagraph.tools.kernel import KernelSession, probes
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.library import FunctionRecord
+from dynagraph.tools.packages import missing_module_note
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
@@ -83,6 +84,19 @@ class ExecutorNode:
                 )
         return dict(defined), notes
 
+    def context_sources(self, state: State, library_names: dict[str, str]) -> list[str]:
+        """What the kernel ran before this cell, for resolving the names the cell's functions
+        use (docs/architecture.md, "Names a cell's function uses"): the imports and globals of
+        the library functions defined in it, then the task's earlier cells and attempts."""
+        sources: list[str] = []
+        for record_id in library_names.values():
+            record = self.services.library.get(record_id)
+            if record is not None:
+                sources += [*record.imports, *record.globals]
+        sources += [s.get("code") or "" for s in state.get("steps") or []]
+        sources += [a.get("code") or "" for a in state.get("failed_attempts") or []]
+        return sources
+
     # -- the node -------------------------------------------------------------------------------
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
@@ -114,8 +128,18 @@ class ExecutorNode:
         observation = strip_final_answer(result.to_observation(settings.executor.observation_chars))
         if notes:
             observation = "\n".join(notes) + "\n" + observation
+        if result.files:  # the images themselves are never in the text
+            observation += (
+                f"\n[note] ask_image({result.files[0]!r}, question) asks the vision model "
+                "what a saved image shows"
+            )
         if proposed is not None:
             observation += f"\nfinal_answer({proposed!r}) was called."
+        install = missing_module_note(
+            result.error_name, result.error_value, network=settings.executor.network
+        )
+        if install:
+            observation += f"\n{install}"
         attempts = state.get("attempts", 0) + 1
         update: dict[str, Any] = {"attempts": attempts}
         # any restart of this step's kernel, on this attempt or an earlier one, loses variables
@@ -125,7 +149,9 @@ class ExecutorNode:
         )
 
         if result.ok():
-            defined = codeparse.extract_functions(code, known_names=library_names)
+            defined = codeparse.extract_functions(
+                code, known_names=library_names, context=self.context_sources(state, library_names)
+            )
             step = len(state.get("steps", [])) + 1
             update["candidates"] = [
                 Candidate.from_function(fn, recorded.get(fn.name, []), step).to_entry()

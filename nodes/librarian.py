@@ -66,16 +66,26 @@ class LibrarianNode:
     def curate(
         self, state: State, candidates: list[Candidate], context: Context, key: str
     ) -> tuple[list[Decision], dict[str, int]]:
-        """Count the task, stamp the functions it reused, judge its candidates, log."""
+        """Count the task, stamp the functions it reused, judge its candidates, log.
+
+        Each candidate's writes and its log entries are committed together (``admit`` with a
+        journal). A resumed task (its process died while this node ran) finds the decisions
+        its thread already logged: it keeps their task index and does not judge those
+        candidates again, so nothing it admitted is counted twice."""
         services = self.services
         library = services.library
         settings = services.settings
-        task_index = library.next_task_index()
+        logged = _logged_by(library, key)
+        earlier = [_decision(e) for e in logged]
+        resumed_index = next((e["task_index"] for e in logged if e.get("task_index")), None)
+        task_index = resumed_index or library.next_task_index()
         reused = {n for n in state.get("functions_reused") or []}
         reused_ids = [r.id for n in sorted(reused) if (r := library.get_by_name(n)) is not None]
         library.mark_used(reused_ids, task_index)
+        decided = {d.name for d in earlier}
+        candidates = [c for c in candidates if c.name not in decided]
         if not candidates:
-            return [], {}
+            return earlier, {}
 
         coder_model = resolve_model(settings.models, "coder", context.model_override("coder")).model
         origin = Origin(task=state.get("task", ""), thread=key, model=coder_model or "")
@@ -96,10 +106,30 @@ class LibrarianNode:
             model=model,
             task_index=task_index,
         )
+
+        def journal(found: list[Decision]) -> None:
+            library.log_decisions(log_entries(found, origin, task_index))
+
         try:
             with services.admission_lock():  # concurrent librarians: see Services.admission_lock
-                decisions = admit(candidates, ctx)
+                decisions = admit(candidates, ctx, journal=journal)
         finally:
             verifier.close()
-        library.log_decisions(log_entries(decisions, origin, task_index))
-        return decisions, model.usage
+        return [*earlier, *decisions], model.usage
+
+
+def _logged_by(library: Any, thread: str) -> list[dict[str, Any]]:
+    """The decisions ``thread`` already logged (none for a backend that cannot tell)."""
+    find = getattr(library, "thread_decisions", None)
+    return list(find(thread)) if find is not None else []
+
+
+def _decision(entry: dict[str, Any]) -> Decision:
+    return Decision(
+        name=str(entry["name"]),
+        action=str(entry["action"]),
+        record_id=entry.get("record_id"),
+        reason=str(entry.get("reason") or ""),
+        stage=str(entry.get("stage") or ""),
+        target=entry.get("target"),
+    )

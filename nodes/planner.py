@@ -8,6 +8,7 @@ is then a protocol error, re-asked like any other.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from dynagraph.nodes import prompts
@@ -20,10 +21,16 @@ from dynagraph.nodes.protocol import (
     ask,
     parse_planner_reply,
 )
-from dynagraph.nodes.services import NodeServices
+from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
+from dynagraph.tools.actions._common import ActionError
+from dynagraph.tools.actions.media import image_data_url
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
+
+#: At most this many images of the last step are shown to the planner (agent.show_images).
+MAX_SHOWN_IMAGES = 4
 
 
 class PlannerNode:
@@ -32,7 +39,9 @@ class PlannerNode:
     def __init__(self, services: NodeServices) -> None:
         self.services = services
 
-    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    def __call__(
+        self, state: State, runtime: Runtime[Context], config: RunnableConfig
+    ) -> dict[str, Any]:
         settings = self.services.settings
         context = runtime.context or Context()
         max_steps = context.max_steps or settings.agent.max_steps
@@ -48,15 +57,17 @@ class PlannerNode:
                 f"\nThe last cell called final_answer({state['proposed_answer']!r}): "
                 "confirm it as the final answer if it answers the task."
             )
+        user_text = prompts.render(
+            "planner_user",
+            task=state["task"],
+            history=render_history(steps, settings.executor.observation_chars),
+            limit_note=limit_note,
+        )
+        images = self.latest_images(state, config) if settings.agent.show_images else []
         messages = [
             SystemMessage(content=prompts.render("planner_system")),
             HumanMessage(
-                content=prompts.render(
-                    "planner_user",
-                    task=state["task"],
-                    history=render_history(steps, settings.executor.observation_chars),
-                    limit_note=limit_note,
-                )
+                content=[{"type": "text", "text": user_text}, *images] if images else user_text
             ),
         ]
 
@@ -97,6 +108,27 @@ class PlannerNode:
                 proposed_answer=None,
             )
         return update
+
+    def latest_images(self, state: State, config: RunnableConfig | None) -> list[dict[str, Any]]:
+        """Content parts showing the images the last step displayed (saved in its kernel's
+        working directory), each as a downscaled base64 data URL after a caption."""
+        steps = state.get("steps") or []
+        names = (steps[-1].get("files") or [])[:MAX_SHOWN_IMAGES] if steps else []
+        if not names:
+            return []
+        key = kernel_key(state, config)
+        session = self.services.kernels.peek(key)
+        folder = Path(session.workdir) if session is not None else self.services.workdir_for(key)
+        parts: list[dict[str, Any]] = []
+        for name in names:
+            path = Path(name) if Path(name).is_absolute() else folder / name
+            try:
+                url = image_data_url(path.read_bytes())
+            except (OSError, ValueError, ActionError):
+                continue  # gone or unreadable: the observation still names the file
+            parts.append({"type": "text", "text": f"Image {name}, displayed by step {len(steps)}:"})
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        return parts
 
 
 def _task_key(state: State) -> str:

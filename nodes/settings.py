@@ -10,3 +10,6 @@ class AgentSettings(StrictSettings):
     max_steps: int = Field(10, ge=1, description="executed steps before the planner must answer")
     max_code_retries: int = Field(3, ge=0, description="coder retries of a failed cell per step")
     max_parse_retries: int = Field(2, ge=0, description="re-asks after a malformed model reply")
+    show_images: bool = Field(
+        False, description="the planner sees the images the last step displayed (vision models)"
+    )

@@ -67,6 +67,16 @@ class ModelsSettings(StrictSettings):
     planner: ModelSettings = ModelSettings()
     coder: ModelSettings = ModelSettings()
     librarian: ModelSettings = ModelSettings()
+    # called by the agent proxy for the kernel's actions (tools/actions/proxy.py), not by a node
+    vision: ModelSettings = Field(
+        default_factory=ModelSettings,
+        description="ask_image's model (image content parts); unset keys from models.default",
+    )
+    transcribe: ModelSettings = Field(
+        default_factory=ModelSettings,
+        description="read_file's audio transcription (/audio/transcriptions); off until "
+        "model is set, other keys from models.default",
+    )
 
     def for_node(self, node: str) -> ModelSettings:
         if node not in NODES_WITH_MODELS:

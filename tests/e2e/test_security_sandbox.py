@@ -33,10 +33,11 @@ pytestmark = pytest.mark.timeout(300)
 SECRET = "sk-test-SECRET"
 _BWRAP, _NO_BWRAP_WHY = bwrap_probe()
 needs_bwrap = pytest.mark.skipif(
-    _BWRAP is None, reason=f"the sandbox cannot run here: {_NO_BWRAP_WHY} (apt-get install bubblewrap)"
+    _BWRAP is None,
+    reason=f"the sandbox cannot run here: {_NO_BWRAP_WHY} (apt-get install bubblewrap)",
 )
 
-STEAL_CELL = r'''
+STEAL_CELL = r"""
 import glob, os, re
 print("ENVIRON", dict(os.environ))
 paths = [f"/proc/{os.getppid()}/environ", "/proc/1/environ", *sorted(glob.glob("/proc/*/environ"))]
@@ -49,7 +50,7 @@ for path in paths:
     print(path, [m.decode() for m in re.findall(rb"[A-Za-z_]*(?:KEY|TOKEN)[A-Za-z_]*=[^\0]*", data)])
 print("CELL RAN", len(paths))
 final_answer("looked")
-'''
+"""
 
 
 def _env(home: Path, config: Path, *, path: str | None = None) -> dict[str, str]:
@@ -65,7 +66,9 @@ def _env(home: Path, config: Path, *, path: str | None = None) -> dict[str, str]
 def _files_holding(root: Path, needle: bytes) -> list[str]:
     """Every file under `root` whose bytes contain `needle` (checkpoints.db, its WAL, runs/)."""
     return sorted(
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and needle in p.read_bytes()
     )
 
 

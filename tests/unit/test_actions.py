@@ -15,23 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.support.web_fixtures import Handler, Reply, Request, WebFixtureServer, make_pdf
 from dynagraph.tools.actions import (
     FINAL_ANSWER_MARKER,
     ActionsConfig,
     ActionsConfigError,
-    SearchProxy,
+    AgentProxy,
     action_specs,
     builtin_modules,
     kernel_bootstrap,
     parse_final_answer,
-    start_search_proxy,
     strip_final_answer,
 )
 from dynagraph.tools.actions._common import clip_text, split_pages
 from dynagraph.tools.actions.text import find_in_text
 from dynagraph.tools.kernel import KernelSession
+
+from tests.support.web_fixtures import Handler, Reply, Request, WebFixtureServer, make_pdf
 
 pytest.importorskip("markitdown", reason="markitdown[pdf,docx,xlsx,pptx] is needed by read_file")
 openpyxl = pytest.importorskip("openpyxl", reason="openpyxl makes the test workbook")
@@ -93,8 +92,8 @@ def run(kernel: KernelSession, code: str, timeout: float = 60) -> str:
     return result.stdout
 
 
-def bootstrap(kernel: KernelSession, config: ActionsConfig, proxy_url: str | None = None) -> str:
-    result = kernel.execute(kernel_bootstrap(config, search_proxy_url=proxy_url), 60)
+def bootstrap(kernel: KernelSession, config: ActionsConfig, proxy: AgentProxy | None = None) -> str:
+    result = kernel.execute(kernel_bootstrap(config, proxy=proxy), 60)
     assert result.status == "ok", result.to_observation()
     return result.stderr
 
@@ -450,7 +449,7 @@ def test_misconfigured_search_is_one_line(kernel: KernelSession) -> None:
     cases = {
         "no search provider is configured": ActionsConfig(),
         "needs actions.search_base_url": ActionsConfig(search_provider="searxng"),
-        "no search proxy is running": ActionsConfig(search_provider="brave"),
+        "agent proxy that holds it is not running": ActionsConfig(search_provider="brave"),
         "cannot reach": ActionsConfig(
             search_provider="searxng", search_base_url=f"http://127.0.0.1:{free_port()}"
         ),
@@ -522,9 +521,9 @@ def keyed_api(expected_key: str) -> tuple[Handler, Handler]:
     return brave, tavily
 
 
-@pytest.mark.parametrize("provider", ["brave", "tavily"])
+@pytest.mark.parametrize(("provider", "unix_socket"), [("brave", True), ("tavily", False)])
 def test_keyed_search_goes_through_the_proxy_and_the_key_stays_out(
-    kernel: KernelSession, web: WebFixtureServer, provider: str
+    kernel: KernelSession, web: WebFixtureServer, provider: str, unix_socket: bool
 ) -> None:
     key = f"sk-{provider}-loopback-secret"
     brave, tavily = keyed_api(key)
@@ -533,12 +532,12 @@ def test_keyed_search_goes_through_the_proxy_and_the_key_stays_out(
     config = ActionsConfig(
         search_provider=provider, search_base_url=web.url(f"/{provider}"), search_api_key_env="DG_K"
     )
-    proxy = start_search_proxy(config, environ={"DG_K": key})
-    assert isinstance(proxy, SearchProxy)
+    proxy = AgentProxy(config, environ={"DG_K": key}).start(unix_socket=unix_socket)
+    assert (proxy.socket_path is not None) == unix_socket  # else over its loopback TCP port
     try:
-        source = kernel_bootstrap(config, search_proxy_url=proxy.url)
+        source = kernel_bootstrap(config, proxy=proxy)
         assert key not in source
-        bootstrap(kernel, config, proxy.url)
+        bootstrap(kernel, config, proxy)
         answer = call(kernel, "web_search('harbor', k=2)")
         title = provider.capitalize()
         assert f"1. {title} 1\n   https://{provider[0]}.example/1" in answer, answer
@@ -551,9 +550,8 @@ def test_keyed_search_goes_through_the_proxy_and_the_key_stays_out(
 
 def test_search_proxy_without_its_key_is_one_line(kernel: KernelSession) -> None:
     config = ActionsConfig(search_provider="brave")
-    assert start_search_proxy(ActionsConfig(search_provider="duckduckgo")) is None
-    with SearchProxy(config, environ={}) as proxy:
-        bootstrap(kernel, config, proxy.url)
+    with AgentProxy(config, environ={}) as proxy:
+        bootstrap(kernel, config, proxy)
         answer = call(kernel, "web_search('harbor')")
     assert_one_line(answer, "web_search: ")
     assert "BRAVE_API_KEY" in answer

@@ -122,11 +122,11 @@ def test_verdict_reply_names_a_function_shown_unless_distinct():
 
 
 # -- the static check ----------------------------------------------------------------------------
-def test_task_words_in_a_name_count_only_for_a_narrow_interface():
+def test_task_words_in_a_name_are_not_a_flag_but_task_constants_are():
     task = "Each necklace has 12 rubies. How many rubies do 5 necklaces have?"
     narrow = "def calculate_rubies(necklaces):\n    return necklaces * 12\n"
     flagged, reasons = flag_specific("calculate_rubies", narrow, task)
-    assert flagged and any(r.startswith("name uses words of the task") for r in reasons)
-    wide = "def calculate_rubies(necklaces, per, extra, scale):\n    return necklaces * per\n"
+    assert flagged and reasons == ["constants copied from the task: 12"]
+    wide = "def calculate_rubies(necklaces, per):\n    return necklaces * per\n"
     assert flag_specific("calculate_rubies", wide, task) == (False, [])
     assert flag_specific("broken", "def broken(:", task) == (False, [])

@@ -94,7 +94,12 @@ def test_a_raising_call_agrees_only_on_type_and_message(verifier):
     other = "def use_x():\n    return y + 1\n"  # NameError too, about another name
     report = verifier.check("use_x", [other], calls)
     assert report.status == "untested" and report.raised_agreed == 0 and report.untestable == 1
-    mixed = recorded(verifier, SCALE, "scale(2)\ntry:\n    scale('a', k=None)\nexcept TypeError:\n    pass", "scale")
+    mixed = recorded(
+        verifier,
+        SCALE,
+        "scale(2)\ntry:\n    scale('a', k=None)\nexcept TypeError:\n    pass",
+        "scale",
+    )
     both = verifier.check("scale", [SCALE], mixed)
     assert both.status == "pass" and (both.passed, both.raised_agreed) == (1, 1)
 

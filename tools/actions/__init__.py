@@ -2,7 +2,8 @@
 
 DynaSaur's ablation puts these first: without them GAIA accuracy drops from 35% to 22%. They are
 plain, typed Python functions with one-line docstrings (``final_answer``, ``read_file``,
-``fetch_url``, ``download``, ``web_search``, ``find_in_text``, ``page_text``), defined in the kernel
+``fetch_url``, ``download``, ``web_search``, ``find_in_text``, ``page_text``, ``ask_image``,
+``find_archived_url``), defined in the kernel
 by running the source from :func:`kernel_bootstrap` as a cell, and shown to the coder through
 :func:`action_specs` as ``name(signature) -> type: docstring`` beside the library hits.
 
@@ -17,9 +18,11 @@ Rules the actions keep:
 - **Failures are one line** such as ``fetch_url: HTTP 404 Not Found for http://...``, returned as
   the action's text (not raised), so the model reads what went wrong and what to do, not a
   traceback.
-- **API keys never enter the kernel.** Key-less search providers (duckduckgo, searxng) are called
-  from the kernel; keyed ones (brave, tavily) go through :class:`SearchProxy`, a loopback server in
-  the agent process that holds the key. Without it, web_search says so in one line.
+- **API keys never enter the kernel.** Key-less search providers (duckduckgo, searxng) and the
+  Wayback Machine are called from the kernel; keyed search (brave, tavily), ``ask_image`` (the
+  vision model) and read_file's audio transcripts go through :class:`AgentProxy`, a server in the
+  agent process that holds the keys (loopback TCP, and a Unix socket bound into the sandbox so it
+  works without a network). Without it, these actions say so in one line.
 - **User tools** (``ActionsConfig.extra``: .py files or module names) load the same way, each as its
   own module; their specs have ``origin="user"`` and the librarian must never touch them.
 
@@ -34,7 +37,7 @@ import re
 from dynagraph.tools.actions.answer import FINAL_ANSWER_MARKER
 from dynagraph.tools.actions.bootstrap import kernel_bootstrap
 from dynagraph.tools.actions.config import ActionsConfig
-from dynagraph.tools.actions.search_proxy import SearchProxy, start_search_proxy
+from dynagraph.tools.actions.proxy import AgentProxy, Endpoint, start_agent_proxy
 from dynagraph.tools.actions.specs import (
     ActionsConfigError,
     ActionSpec,
@@ -48,12 +51,13 @@ __all__ = [
     "ActionSpec",
     "ActionsConfig",
     "ActionsConfigError",
-    "SearchProxy",
+    "AgentProxy",
+    "Endpoint",
     "action_specs",
     "builtin_modules",
     "kernel_bootstrap",
     "parse_final_answer",
-    "start_search_proxy",
+    "start_agent_proxy",
     "strip_final_answer",
 ]
 

@@ -12,7 +12,10 @@ it keeps these defaults so the pure helpers can be unit-tested by importing them
 
 from __future__ import annotations
 
+import json
+import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
@@ -27,7 +30,15 @@ SETTINGS: dict[str, Any] = {
     "max_download_bytes": 200_000_000,
     "search_provider": "none",
     "search_base_url": None,
-    "search_proxy_url": None,
+    "wayback_base_url": "https://archive.org",
+    "image_max_side": 1568,
+    # the agent proxy (tools.actions.proxy.AgentProxy): URL with its path token, Unix socket, how
+    # long to wait for it, and the models behind it (None: not configured). Never a key.
+    "proxy_url": None,
+    "proxy_socket": None,
+    "proxy_timeout": 150.0,
+    "vision_model": None,
+    "transcribe_model": None,
 }
 
 #: Largest body fetch_url reads into memory; larger pages are cut (download() streams to disk).
@@ -210,6 +221,89 @@ def http_get(
     """GET (or POST when ``data`` is given) ``url`` and read the body; errors are one line."""
     response = open_url(url, data=data, headers=headers, timeout=timeout)
     return read_body(response, url, limit, timeout)
+
+
+def listing_hint(folder: Any) -> str:
+    """A short list of what *is* in ``folder``, so a wrong name can be corrected in one step."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return "its folder does not exist"
+    if not names:
+        return "the folder is empty"
+    shown = ", ".join(names[:20]) + (f", ... ({len(names)} entries)" if len(names) > 20 else "")
+    return f"files there: {shown}"
+
+
+def proxy_request(
+    route: str,
+    *,
+    params: dict[str, Any] | None = None,
+    body: bytes | None = None,
+    content_type: str | None = None,
+) -> dict[str, Any]:
+    """Ask the agent proxy (which holds the API keys) and return its JSON object.
+
+    Its Unix socket is used when the kernel can see it (it is bound into the sandbox, so this works
+    without a network too), else its loopback URL. A reply ``{"error": ...}`` becomes ActionError.
+    """
+    base = SETTINGS.get("proxy_url")
+    if not base:
+        raise ActionError(
+            "the agent proxy is not running (it holds the API keys, which never enter the "
+            "kernel); run the task through dynagraph, or pass an AgentProxy to kernel_bootstrap"
+        )
+    parts = urllib.parse.urlsplit(str(base))
+    path = parts.path.rstrip("/") + "/" + route
+    if params:
+        path += "?" + urllib.parse.urlencode(params)
+    timeout = float(SETTINGS.get("proxy_timeout") or SETTINGS["fetch_timeout"])
+    headers = {"Content-Type": content_type} if content_type else {}
+    socket_path = SETTINGS.get("proxy_socket")
+    try:
+        if socket_path and os.path.exists(str(socket_path)):
+            text = _unix_request(str(socket_path), path, body, headers, timeout)
+        else:
+            url = f"{parts.scheme}://{parts.netloc}{path}"
+            text = http_get(url, data=body, headers=headers, timeout=timeout).text()
+    except ActionError as exc:
+        raise ActionError(f"the agent proxy did not answer: {exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ActionError("the agent proxy gave a reply that is not JSON") from None
+    if not isinstance(data, dict):
+        raise ActionError("the agent proxy gave a reply that is not a JSON object")
+    if data.get("error"):
+        raise ActionError(one_line(data["error"]))
+    return data
+
+
+def _unix_request(
+    socket_path: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float
+) -> str:
+    """One HTTP request over a Unix socket (stdlib http.client with its socket swapped)."""
+    import http.client
+    import socket
+
+    connection = http.client.HTTPConnection("localhost", timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(socket_path)
+        connection.sock = sock
+        connection.request("POST" if body is not None else "GET", path, body, headers)
+        response = connection.getresponse()
+        data = response.read()
+    except TimeoutError:
+        raise ActionError(f"no answer within {timeout:g} s (timed out)") from None
+    except OSError as exc:
+        raise ActionError(f"cannot reach its socket: {one_line(exc)}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ActionError(f"HTTP {response.status} {response.reason}")
+    return data.decode("utf-8", errors="replace")
 
 
 def markitdown_convert(source: Any, **stream_info: Any) -> tuple[str, str | None]:

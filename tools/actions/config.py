@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from dynagraph.tools.actions.search import KEYED_PROVIDERS, PROVIDERS
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ActionsConfig(BaseModel):
@@ -36,6 +35,12 @@ class ActionsConfig(BaseModel):
     user_agent: str = Field("dynagraph/0.1", description="User-Agent of fetch_url/download/search")
     fetch_timeout: float = Field(20.0, gt=0, description="seconds per network step (connect, read)")
     max_download_bytes: int = Field(200_000_000, gt=0, description="largest file download() saves")
+    wayback_base_url: str = Field(
+        "https://archive.org", description="find_archived_url's availability API (its base URL)"
+    )
+    image_max_side: int = Field(
+        1568, ge=64, description="ask_image downscales images whose longer side exceeds this"
+    )
 
     @field_validator("search_provider")
     @classmethod
@@ -48,17 +53,12 @@ class ActionsConfig(BaseModel):
         return value
 
     @property
-    def needs_search_proxy(self) -> bool:
-        """True when web_search needs an API key, which only the agent's search proxy holds."""
-        return self.search_provider in KEYED_PROVIDERS
-
-    @property
     def api_key_env(self) -> str | None:
         """The environment variable (of the agent process) that holds the provider's API key."""
         return self.search_api_key_env or KEYED_PROVIDERS.get(self.search_provider)
 
-    def kernel_settings(self, search_proxy_url: str | None = None) -> dict[str, Any]:
-        """The values the kernel's actions read (never a key: only the proxy's URL)."""
+    def kernel_settings(self) -> dict[str, Any]:
+        """The values the kernel's actions read (never a key; the agent proxy adds its URL)."""
         return {
             "page_chars": self.page_chars,
             "user_agent": self.user_agent,
@@ -66,5 +66,6 @@ class ActionsConfig(BaseModel):
             "max_download_bytes": self.max_download_bytes,
             "search_provider": self.search_provider,
             "search_base_url": self.search_base_url,
-            "search_proxy_url": search_proxy_url,
+            "wayback_base_url": self.wayback_base_url,
+            "image_max_side": self.image_max_side,
         }

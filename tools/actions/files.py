@@ -2,18 +2,26 @@
 
 Conversion is markitdown's (PDF, DOCX, XLSX/XLS, CSV, PPTX, HTML, EPUB, notebooks, text); JSON is
 pretty-printed so it pages at line ends; images give their metadata (format, size, EXIF) through
-Pillow, never their bytes. Paths are relative to the kernel's cwd, the task's working directory.
+Pillow, never their bytes (``ask_image`` asks the vision model about them); audio files (mp3, wav,
+m4a, ogg, flac) give a transcript from the configured transcription model, through the agent
+proxy, or their metadata when none is configured. Paths are relative to the kernel's cwd, the task's working directory.
 A failure is one line starting with ``read_file:`` that says what to do instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from dynagraph.tools.actions._common import ActionError, markitdown_convert, remember, render_page
+from dynagraph.tools.actions._common import (
+    ActionError,
+    listing_hint,
+    markitdown_convert,
+    remember,
+    render_page,
+)
+from dynagraph.tools.actions.media import AUDIO_SUFFIXES, audio_text
 
 __all__ = ["read_file"]
 
@@ -23,7 +31,7 @@ _CONVERTED: dict[Any, tuple[str, str | None, str]] = {}
 
 
 def read_file(path: str, page: int = 1) -> str:
-    """Read a document (PDF, DOCX, XLSX/CSV, PPTX, HTML, JSON, text; image metadata) as text, by page."""
+    """Read a document (PDF, DOCX, XLSX/CSV, PPTX, HTML, JSON, text; audio transcript; image metadata) by page."""
     try:
         return _read_file(str(path), int(page))
     except ActionError as exc:
@@ -35,7 +43,7 @@ def _read_file(path: str, page: int) -> str:
     if not target.is_absolute():
         target = Path.cwd() / target
     if not target.exists():
-        raise ActionError(f"no file {path!r} in {target.parent} ({_listing_hint(target.parent)})")
+        raise ActionError(f"no file {path!r} in {target.parent} ({listing_hint(target.parent)})")
     call = "read_file(" + repr(path).replace("{", "{{").replace("}", "}}") + ", page={page})"
     if target.is_dir():
         return render_page([f"Directory {target}"], _directory_text(target), page, call)
@@ -61,6 +69,9 @@ def _convert(target: Path, size: int) -> tuple[str, str | None, str]:
     suffix = target.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return _image_text(target, size), None, "image metadata"
+    if suffix in AUDIO_SUFFIXES:
+        text, kind = audio_text(target, size)
+        return text, None, kind
     if suffix == ".json":
         try:
             data = json.loads(target.read_text(encoding="utf-8", errors="replace"))
@@ -79,7 +90,10 @@ def _convert(target: Path, size: int) -> tuple[str, str | None, str]:
 
 def _image_text(target: Path, size: int) -> str:
     """Format, size and metadata of an image: what can be said without a vision model."""
-    note = "(pixels are not described: analyse the image in code, e.g. with PIL, for its content)"
+    note = (
+        f"(pixels are not described: ask_image({target.name!r}, question) asks the vision model, "
+        "or analyse it in code, e.g. with PIL)"
+    )
     try:
         from PIL import ExifTags, Image
     except ImportError:
@@ -126,15 +140,3 @@ def _directory_text(folder: Path) -> str:
         else:
             lines.append(f"{entry.name}  ({entry.stat().st_size} bytes)")
     return "\n".join(lines) or "(empty)"
-
-
-def _listing_hint(folder: Path) -> str:
-    """A short list of what *is* there, so a wrong name can be corrected in one step."""
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return "its folder does not exist"
-    if not names:
-        return "the folder is empty"
-    shown = ", ".join(names[:20]) + (f", ... ({len(names)} entries)" if len(names) > 20 else "")
-    return f"files there: {shown}"

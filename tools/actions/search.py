@@ -3,9 +3,9 @@
 Providers: ``duckduckgo`` (key-less, its HTML endpoint) and ``searxng`` (key-less, your own
 instance at ``search_base_url``) are called from the kernel directly. ``brave`` and ``tavily`` need
 an API key, and **keys never enter the kernel** (its environment is scrubbed and the model's code
-could print them): for these the agent process runs :class:`tools.actions.search_proxy.SearchProxy`,
+could print them): for these the agent process runs :class:`tools.actions.proxy.AgentProxy`,
 a loopback HTTP server that holds the key, and the kernel's ``web_search`` asks the proxy, whose URL
-(with a random path token, not the key) the bootstrap writes into the kernel. Without the proxy a
+(with a random path token, not the key) and Unix socket the bootstrap writes into the kernel. Without the proxy a
 keyed provider answers one line saying so.
 
 The provider clients below use the standard library only, because this module also runs inside the
@@ -21,7 +21,14 @@ import re
 import urllib.parse
 from html.parser import HTMLParser
 
-from dynagraph.tools.actions._common import SETTINGS, ActionError, clip_text, http_get, one_line
+from dynagraph.tools.actions._common import (
+    SETTINGS,
+    ActionError,
+    clip_text,
+    http_get,
+    one_line,
+    proxy_request,
+)
 
 __all__ = ["web_search"]
 
@@ -109,24 +116,14 @@ def search_with_provider(
 
 
 def _search_via_proxy(provider: str, query: str, k: int) -> list[dict[str, str]]:
-    proxy = SETTINGS.get("search_proxy_url")
-    if not proxy:
+    """Results from the agent proxy, which holds the provider's key (the kernel never does)."""
+    if not SETTINGS.get("proxy_url"):
         raise ActionError(
             f"provider {provider!r} needs an API key, which is never given to the kernel, and "
-            "no search proxy is running; the agent must start tools.actions.SearchProxy "
-            "and pass its URL to kernel_bootstrap"
+            "the agent proxy that holds it is not running; the agent must start "
+            "tools.actions.AgentProxy and pass it to kernel_bootstrap"
         )
-    params = urllib.parse.urlencode({"q": query, "k": k})
-    try:
-        reply = http_get(f"{str(proxy).rstrip('/')}/search?{params}")
-    except ActionError as exc:
-        raise ActionError(f"the search proxy did not answer: {exc}") from None
-    try:
-        data = json.loads(reply.text())
-    except ValueError:
-        raise ActionError("the search proxy gave a reply that is not JSON") from None
-    if data.get("error"):
-        raise ActionError(str(data["error"]))
+    data = proxy_request("search", params={"q": query, "k": k})
     return list(data.get("results") or [])
 
 

@@ -19,7 +19,7 @@ from dynagraph.tools.errors import ConfigError
 Origin = Literal["builtin", "user"]
 
 #: Kernel-side modules of the builtin actions, in load order (helpers first).
-BUILTIN_MODULE_NAMES = ("_common", "answer", "text", "files", "web", "search")
+BUILTIN_MODULE_NAMES = ("_common", "answer", "text", "media", "files", "web", "archive", "search")
 PACKAGE = "dynagraph.tools.actions"
 PACKAGE_DIR = Path(__file__).resolve().parent
 

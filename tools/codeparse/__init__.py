@@ -35,7 +35,6 @@ Decisions worth knowing:
   function from elsewhere that the library may know.
 """
 
-
 from __future__ import annotations
 
 from dynagraph.tools.codeparse.extract import (

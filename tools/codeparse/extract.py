@@ -212,15 +212,24 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return f"({ast.unparse(node.args)}){returns}"
 
 
-def extract_functions(cell: str, *, known_names: Iterable[str] = ()) -> list[ExtractedFunction]:
+def extract_functions(
+    cell: str, *, known_names: Iterable[str] = (), context: Iterable[str] = ()
+) -> list[ExtractedFunction]:
     """The cell's top-level functions (not methods, not nested defs), each with its imports,
     the module-level statements it reads, the functions it calls and its normalized hash.
 
     A name defined twice keeps its last definition (the one the kernel holds). ``known_names``
-    are library functions: a function reading one lists it in ``calls``. A cell that does not
-    parse yields ``[]``.
+    are library functions: a function reading one lists it in ``calls``. ``context`` is what
+    the kernel ran before the cell, in order (the library functions' imports and globals,
+    earlier cells): a name the cell does not bind is resolved there as if it were written
+    above the cell, so a function using ``symbols`` imported by an earlier cell or a library
+    function carries that import. Only the cell's own functions are returned; a context
+    source that does not parse is skipped. A cell that does not parse yields ``[]``.
     """
-    parsed = parse_cell(cell)
+    prefix = _context_prefix(context)
+    parsed = parse_cell(prefix + textwrap.dedent(cell)) if prefix else None
+    offset = prefix.count("\n") if parsed is not None else 0
+    parsed = parsed or parse_cell(cell)
     if parsed is None:
         return []
     tree, source = parsed
@@ -231,7 +240,18 @@ def extract_functions(cell: str, *, known_names: Iterable[str] = ()) -> list[Ext
         _extract_one(node, index, known, lines)
         for node in tree.body
         if isinstance(node, FUNCTION_DEFS) and index.defs[node.name] is node
-    ]
+        and node.lineno > offset
+    ]  # fmt: skip
+
+
+def _context_prefix(context: Iterable[str]) -> str:
+    """The context sources that parse, dedented, one after the other (``""`` when none)."""
+    parts = []
+    for source in context:
+        text = textwrap.dedent(source or "").strip("\n")
+        if text.strip() and parse_cell(text) is not None:
+            parts.append(text)
+    return "\n".join(parts) + "\n" if parts else ""
 
 
 def _extract_one(

@@ -283,7 +283,7 @@ class KernelProcess:
         /tmp and over every hidden folder (DYNAGRAPH_HOME: the library, checkpoints, outbox and
         other tasks' directories), the interpreter's paths bound back read-only if those hid
         them, then the runtime dir, the workdir and the shared folders bound back at their own
-        paths, then hidden files masked with /dev/null and hidden folders inside a bound folder
+        paths, then hidden files masked with an empty file and hidden folders inside a bound folder
         hidden again; last, the hidden folders' tmpfs made read-only. The runtime dir (connection file, ipc sockets) is bound at the same path
         so client and kernel agree on it; JPY_PARENT_PID is unset because ipykernel would see
         pid 1 as its parent in the new PID namespace and exit; --die-with-parent replaces that
@@ -306,7 +306,7 @@ class KernelProcess:
             if path.is_dir() and any(path != b and path.is_relative_to(b) for b in bound):
                 argv += ["--tmpfs", str(path)]  # hidden inside a bound folder: hide it again
             elif path.is_file() and not any(path.is_relative_to(d) for d in hidden_dirs):
-                argv += ["--ro-bind", "/dev/null", str(path)]
+                argv += ["--ro-bind", str(self._empty_file()), str(path)]
         for path in hidden_dirs:  # an empty *read-only* folder: creating files there fails too
             argv += ["--remount-ro", str(path)]
         argv += ["--chdir", str(work)]
@@ -316,6 +316,15 @@ class KernelProcess:
         if not self.network:
             argv.append("--unshare-net")
         return [*argv, "--"]
+
+    def _empty_file(self) -> Path:
+        """A read-only empty file to mask hidden files with (the host's /dev/null cannot be
+        opened in the sandbox: mounts in a user namespace are nodev)."""
+        assert self.runtime_dir is not None
+        empty = self.runtime_dir / "empty"
+        if not empty.exists():
+            empty.touch(mode=0o444)
+        return empty
 
     def _hidden(self) -> list[Path]:
         """The existing paths to hide, resolved, never ``/`` or ``/tmp`` itself (paths under

@@ -16,15 +16,11 @@ from dynagraph.tools.librarian.signature import parameters
 
 __all__ = ["GeneralizeStage", "flag_specific", "generalized_candidate"]
 
-#: codeparse.is_specific's reason for task words in a function's name.
+#: The reason codeparse.is_specific once gave for task words in a function's name. It no longer
+#: flags them (calibrated on TabMWP and symbolic math: general helpers are named after what
+#: the task asks, see codeparse/specificity.py); a reason of that form from an older caller
+#: still counts only for a function with at most NAME_WORDS_MAX_PARAMS parameters.
 NAME_WORDS_REASON = "name uses words of the task"
-#: Task words in the name count only for a function with at most this many parameters.
-#: Measured on CRAFT TabMWP (341 task-specific `code` vs their generalized `tool`, task =
-#: question + table; bench/librarian.py): every flag of codeparse.is_specific counted, accuracy
-#: 0.859 (304 specific flagged, 59 general flagged, 54 of them by name words alone: general
-#: tools keep domain words such as `fare`, `largest`, `donation`). Name words counted only up
-#: to N parameters: N=0 0.921, N=1 0.933, N=2 0.934, N=3 0.909. A narrow interface named after
-#: the task's nouns (`calculate_rubies(necklaces)`) is specific; a wide one is not.
 NAME_WORDS_MAX_PARAMS = 2
 
 

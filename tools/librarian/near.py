@@ -47,11 +47,7 @@ class NearNeighbourStage:
     def decide(self, candidate: Candidate, ctx: AdmissionContext) -> Decision | None:
         for record, score in self.neighbours(candidate, ctx):
             near = score >= ctx.settings.near_threshold
-            if ctx.verifier is None:
-                if near:
-                    ctx.ambiguous.setdefault(candidate.name, []).append(
-                        (record, "no scratch kernel to compare them in")
-                    )
+            if ctx.verifier is None:  # nothing verified: never merged (compare.py: unproven)
                 continue
             run = self.compare(candidate, record, ctx)
             relation = run.relation

@@ -17,6 +17,7 @@ _VERSION_REASON = {
     "new_generalizes": "generalizes it",
     "distinct": "different behaviour",
     "ambiguous": "behaviour not comparable on the probes",
+    "unproven": "no recorded call returned to compare them on",
 }
 
 

@@ -6,8 +6,12 @@ bench/librarian.py read their defaults from here, so a measured default changes 
 
 from __future__ import annotations
 
+from dynagraph.tools.capabilities import CAPABILITIES
 from dynagraph.tools.config import StrictSettings
-from pydantic import Field
+from pydantic import Field, field_validator
+
+#: Capabilities that send a function to quarantine unless the config says otherwise.
+DEFAULT_DENY: tuple[str, ...] = ("environment", "subprocess", "dynamic-code", "native")
 
 
 class LibrarianSettings(StrictSettings):
@@ -36,3 +40,16 @@ class LibrarianSettings(StrictSettings):
     prune_unused_tasks: int = Field(
         50, ge=1, description="`library prune` archives functions unused for this many tasks"
     )
+    deny_capabilities: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DENY),
+        description="capability tags (tools/capabilities.py) that send a function to "
+        f"quarantine instead of the library; any of {', '.join(CAPABILITIES)}",
+    )
+
+    @field_validator("deny_capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(CAPABILITIES))
+        if unknown:
+            raise ValueError(f"unknown capabilities {unknown}; known: {list(CAPABILITIES)}")
+        return list(dict.fromkeys(value))

@@ -27,6 +27,7 @@ from dynagraph.tools.library.base import (
     utc_now,
 )
 from dynagraph.tools.library.sqlite import SqliteLibrary
+from dynagraph.tools.library.verified import VerifiedReads
 
 __all__ = [
     "RECORD_NAMESPACE",
@@ -36,6 +37,8 @@ __all__ = [
     "LibraryError",
     "SearchHit",
     "SqliteLibrary",
+    "VerifiedReads",
+    "VerifiedSqliteLibrary",
     "Status",
     "archive",
     "export_jsonl",
@@ -47,17 +50,29 @@ __all__ = [
 ]
 
 
+class VerifiedSqliteLibrary(VerifiedReads, SqliteLibrary):
+    """The SQLite library whose reads drop records failing their integrity check."""
+
+
 def open_library(
-    backend: str, *, path: str | Path | None = None, embedder: Embedder, **options: Any
+    backend: str,
+    *,
+    path: str | Path | None = None,
+    embedder: Embedder,
+    verify: bool = True,
+    **options: Any,
 ) -> FunctionLibrary:
     """Open the library a config names: ``sqlite`` (needs ``path``) or ``weaviate`` (the
-    options go to ``WeaviateLibrary``: url, api key, collection...)."""
+    options go to ``WeaviateLibrary``: url, api key, collection...). With ``verify`` (the
+    default) every read drops records whose code no longer matches their hash or whose
+    definition would run code (tools/library/verified.py); ``verify=False`` is for benches
+    that store synthetic records."""
     if backend == "sqlite":
         if path is None:
             raise LibraryError("the sqlite library needs a path (library.path in the config)")
         if options:
             raise LibraryError(f"unknown sqlite library options: {', '.join(sorted(options))}")
-        return SqliteLibrary(path, embedder)
+        return (VerifiedSqliteLibrary if verify else SqliteLibrary)(path, embedder)
     if backend == "weaviate":
         try:
             from dynagraph.tools.library.weaviate import WeaviateLibrary
@@ -66,5 +81,8 @@ def open_library(
                 f"the weaviate library backend cannot be imported ({exc}); "
                 "install weaviate-client>=4.21.3,<4.24"
             ) from exc
-        return WeaviateLibrary(embedder=embedder, **options)
+        if not verify:
+            return WeaviateLibrary(embedder=embedder, **options)
+        verified = type("VerifiedWeaviateLibrary", (VerifiedReads, WeaviateLibrary), {})
+        return verified(embedder=embedder, **options)
     raise LibraryError(f"unknown library backend {backend!r}; use sqlite or weaviate")

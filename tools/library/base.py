@@ -86,9 +86,30 @@ class FunctionRecord:
 
     # -- views -------------------------------------------------------------------------------
     def summary_line(self) -> str:
-        """How the coder sees a function: ``name(signature) -> type: docstring`` (first line)."""
+        """How the coder sees a function: ``name(signature) -> type: docstring [capabilities]``
+        (the docstring's first line; the capability tags when it has any)."""
         doc = self.docstring.strip().splitlines()[0] if self.docstring.strip() else ""
-        return f"{self.name}{self.signature}: {doc}" if doc else f"{self.name}{self.signature}"
+        line = f"{self.name}{self.signature}: {doc}" if doc else f"{self.name}{self.signature}"
+        caps = self.capabilities
+        return f"{line} [{', '.join(caps)}]" if caps else line
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What the function can do to the world (tools/capabilities.py): the tags the librarian
+        stored (they include those of the functions it calls) plus what its code and imports
+        show now, so a tag removed behind the library's back still shows."""
+        from dynagraph.tools.capabilities import CAPABILITIES, capabilities_of
+
+        found = {*self.tags, *capabilities_of(self.code, self.imports)}
+        return [c for c in CAPABILITIES if c in found]
+
+    def integrity_problem(self) -> str | None:
+        """Why this record must not be defined in a kernel or shown (None: it may): its code no
+        longer hashes to its ast_hash and id, or defining it would run more than its imports
+        and its def (tools/library/integrity.py)."""
+        from dynagraph.tools.library.integrity import record_problem
+
+        return record_problem(self)
 
     def doc_view(self) -> str:
         """Text embedded for the docstring view: name, signature and full docstring."""
@@ -113,8 +134,15 @@ class FunctionRecord:
         return "\n".join(p for p in parts if p.strip()) + "\n"
 
     def callable_aliases(self) -> list[str]:
-        """Aliases that can be bound in a kernel (identifiers other than the name itself)."""
-        return [a for a in dict.fromkeys(self.aliases) if a != self.name and a.isidentifier()]
+        """Aliases that can be bound in a kernel: identifiers other than the name itself that
+        rebind no keyword or builtin (an alias ``open`` would replace the cell's ``open``)."""
+        from dynagraph.tools.library.integrity import reserved_name
+
+        return [
+            a
+            for a in dict.fromkeys(self.aliases)
+            if a != self.name and a.isidentifier() and not reserved_name(a)
+        ]
 
     # -- serialization -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

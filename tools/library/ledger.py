@@ -69,6 +69,16 @@ def insert_decisions(
     )
 
 
+def read_thread_decisions(conn: sqlite3.Connection, thread: str) -> list[dict[str, Any]]:
+    """Every decision logged by ``thread`` (a resumed task's librarian skips what it decided)."""
+    rows = conn.execute(
+        """SELECT "entry" FROM decisions WHERE json_extract("entry", '$.thread') = ? """
+        "ORDER BY seq",
+        (thread,),
+    ).fetchall()
+    return [json.loads(row[0]) for row in rows]
+
+
 def read_decisions(
     conn: sqlite3.Connection, *, limit: int = 100, name: str | None = None
 ) -> list[dict[str, Any]]:
@@ -111,6 +121,10 @@ class LocalLedger:
     def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return read_decisions(self._conn, limit=limit, name=name)
+
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return read_thread_decisions(self._conn, thread)
 
     def close(self) -> None:
         with self._lock:

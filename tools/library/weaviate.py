@@ -35,6 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dynagraph.tools.embeddings import Embedder
+from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
+from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
+from dynagraph.tools.library.weaviate_connect import (
+    LivenessProbe,
+    WeaviateConfig,
+    connect,
+    is_unavailable,
+    one_line,
+)
+from dynagraph.tools.library.weaviate_ledger import WeaviateLedger
 from weaviate.classes.config import (
     Configure,
     DataType,
@@ -49,18 +60,6 @@ from weaviate.exceptions import (
     UnexpectedStatusCodeError,
     WeaviateBaseError,
     WeaviateInsertManyAllFailedError,
-)
-
-from dynagraph.tools.embeddings import Embedder
-from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
-from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
-from dynagraph.tools.library.weaviate_ledger import WeaviateLedger
-from dynagraph.tools.library.weaviate_connect import (
-    LivenessProbe,
-    WeaviateConfig,
-    connect,
-    is_unavailable,
-    one_line,
 )
 
 __all__ = [

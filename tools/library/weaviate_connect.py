@@ -19,6 +19,8 @@ from typing import Any, Literal
 import grpc
 import httpx
 import weaviate
+from dynagraph.tools.library.base import LibraryError
+from dynagraph.tools.library.outbox import LibraryUnavailableError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.embedded import EmbeddedOptions
@@ -31,9 +33,6 @@ from weaviate.exceptions import (
     WeaviateTimeoutError,
 )
 from weaviate.proto.v1 import health_weaviate_pb2
-
-from dynagraph.tools.library.base import LibraryError
-from dynagraph.tools.library.outbox import LibraryUnavailableError
 
 _STATUS_UNAVAILABLE = {502, 503, 504}
 

@@ -27,14 +27,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from dynagraph.tools.library.base import RECORD_NAMESPACE
+from dynagraph.tools.library.ledger import decision_rows
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, Sort
 from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import UnexpectedStatusCodeError
-
-from dynagraph.tools.library.base import RECORD_NAMESPACE
-from dynagraph.tools.library.ledger import decision_rows
 
 #: The name this installation writes into ``machine`` (who decided; for people reading the log).
 MACHINE = os.environ.get("DYNAGRAPH_MACHINE") or socket.gethostname()

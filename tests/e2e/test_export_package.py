@@ -1,0 +1,141 @@
+"""`dynagraph library export --package`: a library built by real tasks (run_task against the
+loopback stub model) becomes a package that installs into a fresh virtual environment, whose
+generated tests (the recorded calls) pass there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from dynagraph.graphs.run import run_task
+from dynagraph.graphs.settings import load_settings
+
+from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+
+pytestmark = pytest.mark.timeout(300)
+
+FIRST_CELL = '''
+import math
+from fractions import Fraction
+
+UNITS = {"mm": 0.001, "cm": 0.01, "m": 1.0}
+
+def hypotenuse(a: float, b: float) -> float:
+    """Length of the hypotenuse of a right triangle with legs a and b."""
+    return math.sqrt(a * a + b * b)
+
+def to_meters(value: float, unit: str = "m") -> float:
+    """Convert a length in mm, cm or m to meters."""
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}")
+    return value * UNITS[unit]
+
+def as_fraction(x: float) -> Fraction:
+    """The exact fraction of a float."""
+    return Fraction(x)
+
+print(hypotenuse(3, 4), to_meters(250, unit="cm"), as_fraction(0.5))
+try:
+    to_meters(1, "inch")
+except ValueError as exc:
+    print("refused:", exc)
+'''
+
+SECOND_CELL = '''
+def diagonal_in_meters(a: float, b: float, unit: str) -> float:
+    """The diagonal of an a-by-b rectangle measured in `unit`, in meters."""
+    return to_meters(hypotenuse(a, b), unit)
+
+print(diagonal_in_meters(30, 40, "cm"))
+'''
+
+
+def _fresh_venv(folder: Path) -> Path:
+    """A venv on the base interpreter, seeing its site-packages; if pytest is not there, this
+    environment's site-packages are appended to its path (no download either way)."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(folder)], check=True
+    )
+    python = folder / "bin" / "python"
+    probe = "import pytest, setuptools"
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        Path(site, "zz_host_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def test_exported_package_installs_and_its_tests_pass(stub_env, tmp_path):
+    stub, home = stub_env["stub"], stub_env["home"]
+    config = write_stub_config(
+        tmp_path / "config.yaml", stub_env["base_url"], home,
+        librarian={"generalize": False, "ask_model": False},
+    )  # fmt: skip
+    settings = load_settings(config)
+    stub.script("planner", [planner_step("Write the helpers and try them."), planner_answer("5")])
+    stub.script("coder", [coder_cell(FIRST_CELL)])
+    first = run_task("Right triangle with legs 3 and 4: the hypotenuse?", settings)
+    assert first.status == "done", first.error
+    assert set(first.functions_created) == {"hypotenuse", "to_meters", "as_fraction"}
+    stub.script("planner", [planner_step("Use the helpers."), planner_answer("0.5")])
+    stub.script("coder", [coder_cell(SECOND_CELL)])
+    second = run_task("A 30 cm by 40 cm rectangle: its diagonal in meters?", settings)
+    assert second.status == "done", second.error
+    assert set(second.functions_reused) >= {"hypotenuse", "to_meters"}
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env.update(DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
+    exe = Path(sys.executable).with_name("dynagraph")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    package = tmp_path / "pkg"
+    proc = subprocess.run(
+        [*cmd, "library", "export", "--package", str(package), "--name", "geometry_tools"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "4 functions" in proc.stderr and "as_fraction" in proc.stderr
+
+    module = (package / "geometry_tools" / "__init__.py").read_text()
+    assert module.index("UNITS = ") < module.index("def to_meters")
+    assert module.index("def hypotenuse") < module.index("def diagonal_in_meters")
+    assert module.index("def to_meters") < module.index("def diagonal_in_meters")
+    assert "import math" in module and "from fractions import Fraction" in module
+    tests = (package / "tests" / "test_geometry_tools.py").read_text()
+    assert "pytest.raises(ValueError)" in tests  # the recorded refusal
+    assert "holds a fractions.Fraction object" in tests  # listed, not dropped
+    readme = (package / "README.md").read_text()
+    assert "### `diagonal_in_meters(a: float, b: float, unit: str) -> float`" in readme
+    assert "Convert a length in mm, cm or m to meters." in readme
+    assert "- uses: 1 (1 successful)" in readme and "capabilities (tags)" in readme
+    assert "as_fraction" in readme.split("## Recorded calls not exported as tests")[1]
+    cases = tests.count("\ndef test_")
+    assert cases == 4  # hypotenuse, to_meters (a value and the refusal), diagonal_in_meters
+
+    python = _fresh_venv(tmp_path / "venv")
+    # the build backend is this environment's setuptools (a venv's bundled one may predate
+    # bdist_wheel); the package is installed into the fresh venv, from the folder, offline
+    build_env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    build_env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation",
+         "--no-deps", "-q", str(package)],
+        capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path, env=build_env,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout + install.stderr
+    where = subprocess.run(
+        [str(python), "-c", "import geometry_tools as g; print(g.__file__)"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout  # fmt: skip
+    assert str(tmp_path / "venv") in where  # the installed copy, not the folder
+    run = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{cases} passed" in run.stdout, run.stdout

@@ -1,0 +1,163 @@
+"""`dynagraph library mcp`: the library served over MCP (stdio), driven by the SDK's own client
+from a subprocess: list tools, search, call in a sandboxed kernel, read sources, and clear
+errors for an unknown, a quarantined or a failing function."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+pytestmark = pytest.mark.timeout(240)
+
+FUNCTIONS = '''
+import statistics
+
+def median_of(values: list[float]) -> float:
+    """The median of a list of numbers."""
+    return statistics.median(values)
+
+def spread(values: list[float], *, relative: bool = False) -> float:
+    """Max minus min of the values; divided by the median when relative is true."""
+    width = max(values) - min(values)
+    return width / median_of(values) if relative else width
+
+def shout(text: str) -> str:
+    """The text in capitals, printed and returned."""
+    print("shouting")
+    return text.upper()
+'''
+
+CALLS = """
+median_of([3, 1, 2])
+spread([1, 5, 3])
+spread([2, 4, 6], relative=True)
+shout("hi")
+"""
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dynagraph.graphs.cli", *args],
+        capture_output=True, text=True, env=env, timeout=180, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def library_env(tmp_path):
+    home = tmp_path / "home"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"library: {{path: {home / 'library.db'}}}\n"
+        f"executor: {{workdir: {home / 'runs'}, timeout: 20}}\n"
+        f"checkpoint_path: {home / 'checkpoints.db'}\n"
+    )
+    (tmp_path / "functions.py").write_text(FUNCTIONS)
+    (tmp_path / "calls.py").write_text(CALLS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env.update(DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
+    added = _cli("library", "add", str(tmp_path / "functions.py"), "--probe",
+                 str(tmp_path / "calls.py"), env=env)  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    quarantined = _cli("library", "quarantine", "shout", "--reason", "prints secrets", env=env)
+    assert quarantined.returncode == 0, quarantined.stderr
+    return {"DYNAGRAPH_HOME": str(home), "DYNAGRAPH_CONFIG": str(config)}
+
+
+async def _session_run(env: dict[str, str], body) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "dynagraph.graphs.cli", "library", "mcp"], env=env
+    )
+    with Path(env["DYNAGRAPH_HOME"], "mcp-stderr.log").open("w") as errlog:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            await body(session)
+
+
+def _text(result) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "text", None))
+
+
+def test_mcp_server_over_stdio(library_env):
+    async def body(session: ClientSession) -> None:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        assert set(tools) == {"search_functions", "call_function"}
+        assert {"query", "k"} <= set(tools["search_functions"].input_schema["properties"])
+        assert {"name", "arguments"} <= set(tools["call_function"].input_schema["properties"])
+
+        found = await session.call_tool("search_functions", {"query": "median of numbers", "k": 3})
+        assert not found.is_error, _text(found)
+        hits = found.structured_content["result"]
+        assert hits[0]["name"] == "median_of"
+        assert hits[0]["signature"] == "median_of(values: list[float]) -> float"
+        assert "shout" not in [h["name"] for h in hits]  # quarantined: never found
+
+        # keyword arguments; spread calls median_of, which is defined with it
+        called = await session.call_tool(
+            "call_function",
+            {"name": "spread", "arguments": {"values": [2, 4, 10], "relative": True}},
+        )
+        assert not called.is_error, _text(called)
+        assert called.structured_content["result"] == 2.0
+        assert called.structured_content["type"] == "float"
+        positional = await session.call_tool(
+            "call_function", {"name": "median_of", "arguments": [[5, 1, 4, 2]]}
+        )
+        assert positional.structured_content["result"] == 3.0, _text(positional)
+
+        failing = await session.call_tool(
+            "call_function", {"name": "median_of", "arguments": {"values": []}}
+        )
+        assert failing.is_error and "StatisticsError" in _text(failing)
+        unknown = await session.call_tool("call_function", {"name": "no_such", "arguments": {}})
+        assert unknown.is_error and "no function named 'no_such'" in _text(unknown)
+        blocked = await session.call_tool(
+            "call_function", {"name": "shout", "arguments": {"text": "x"}}
+        )
+        assert blocked.is_error
+        assert "'shout' is quarantined (prints secrets)" in _text(blocked)
+
+        resources = {str(r.uri) for r in (await session.list_resources()).resources}
+        assert resources == {"dynagraph://functions/median_of", "dynagraph://functions/spread"}
+        source = await session.read_resource("dynagraph://functions/median_of")
+        text = source.contents[0].text
+        assert "import statistics" in text and "def median_of(" in text
+        json.dumps(called.structured_content)  # the answer is plain JSON
+
+    anyio.run(_session_run, library_env, body)
+
+
+def test_mcp_call_is_bounded_by_the_executor_timeout(library_env, tmp_path):
+    """A call runs under executor.timeout (5 s here): a function that sleeps longer is
+    stopped and reported as a tool error, and the server keeps answering afterwards."""
+    config = Path(library_env["DYNAGRAPH_CONFIG"])
+    config.write_text(config.read_text().replace("timeout: 20", "timeout: 5"))
+    funcs = tmp_path / "slow.py"
+    funcs.write_text(
+        "import time\n\n"
+        "def pause(seconds: float) -> float:\n"
+        '    """Sleep for the given seconds and return them."""\n'
+        "    time.sleep(seconds)\n    return seconds\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env.update(library_env)
+    added = _cli("library", "add", str(funcs), env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+
+    async def body(session: ClientSession) -> None:
+        slow = await session.call_tool("call_function", {"name": "pause", "arguments": [60]})
+        assert slow.is_error and "timeout" in _text(slow), _text(slow)
+        quick = await session.call_tool("call_function", {"name": "pause", "arguments": [0]})
+        assert not quick.is_error and quick.structured_content["result"] == 0, _text(quick)
+
+    with anyio.fail_after(120):
+        anyio.run(_session_run, library_env, body)

@@ -1,0 +1,110 @@
+"""Transactions of :class:`~tools.library.sqlite.SqliteLibrary`: one per write, or one per
+``atomic()`` block, and the connection (read-write, or read-only when the file cannot be
+written: every read then works and every write fails in one line)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dynagraph.tools.library.base import LibraryError
+
+
+class SqliteTransactions:
+    """Mixin: needs ``path``, ``_conn``, ``_lock`` (an RLock), ``_busy_timeout_s``,
+    ``read_only``, ``_atomic`` (a threading.local) and ``_index``."""
+
+    path: Path
+    _conn: sqlite3.Connection
+    _lock: Any  # threading.RLock
+    _busy_timeout_s: float
+    read_only: bool
+    _atomic: threading.local
+    _index: Any
+
+    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+        target, uri = (f"file:{self.path}?mode=ro", True) if read_only else (str(self.path), False)
+        conn = sqlite3.connect(
+            target,
+            uri=uri,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        if not read_only:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` takes the write lock up front: a deferred transaction that later
+        upgrades to write can fail with SQLITE_BUSY that the busy timeout does not retry."""
+        if self.read_only and mode == "IMMEDIATE":
+            raise LibraryError(
+                f"library {self.path} is read-only (opened for reading: the file is not "
+                "writable); make it writable to change the library"
+            )
+        if getattr(self._atomic, "depth", 0):
+            if mode == "IMMEDIATE" and not self._atomic.begun:
+                self._lock.acquire()  # held by this thread until its atomic() block ends
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    self._lock.release()
+                    raise
+                self._atomic.begun = True
+            if self._atomic.begun:  # join it; a failing write undoes only itself
+                with self._lock:
+                    self._conn.execute("SAVEPOINT write")
+                    try:
+                        yield self._conn
+                    except BaseException:
+                        self._conn.execute("ROLLBACK TO write")
+                        self._conn.execute("RELEASE write")
+                        raise
+                    self._conn.execute("RELEASE write")
+                return
+        with self._lock:
+            self._conn.execute(f"BEGIN {mode}")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every write this thread makes inside the block is one transaction: all of them are
+        committed at the end, or none (an exception, or the process killed). The transaction
+        begins at the first write, so the block may do slow work (a scratch kernel, a model)
+        before it writes without holding the database's write lock. Blocks nest."""
+        state = self._atomic
+        if getattr(state, "depth", 0):
+            state.depth += 1
+            try:
+                yield
+            finally:
+                state.depth -= 1
+            return
+        state.depth, state.begun = 1, False
+        try:
+            yield
+            if state.begun:
+                self._conn.execute("COMMIT")
+        except BaseException:
+            if state.begun:
+                self._conn.execute("ROLLBACK")
+                self._index = None  # it may hold rows that were rolled back
+            raise
+        finally:
+            if state.begun:
+                state.begun = False
+                self._lock.release()
+            state.depth = 0
