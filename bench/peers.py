@@ -617,13 +617,13 @@ NOISE = 0.02
 
 def fill_library(path: Path, size: int) -> dict[str, Any]:
     """Fill a SQLite library with ``size`` functions (runs in a subprocess of this script)."""
-    import hashlib
 
     import numpy as np
 
     from dynagraph import Services, load_settings
 
     try:  # the one non-public import of the bench (see the module docstring)
+        from dynagraph.tools.codeparse import normalized_hash
         from dynagraph.tools.library import FunctionRecord, open_library
     except ImportError as exc:
         raise SystemExit(f"peers: cannot fill a library: {exc} (update bench/peers.py)") from exc
@@ -640,12 +640,14 @@ def fill_library(path: Path, size: int) -> dict[str, Any]:
             word = VARIANT_WORDS[copy % len(VARIANT_WORDS)]
             name, doc = f"{name}_{word}_{copy}", f"For {word} data (variant {copy}). {doc}"
             task = f"{task} (About {word}, case {copy}.)"
-        code = f'def {name}{sig}:\n    """{doc}"""\n    {body}\n'
+        # a distinct constant per copy: the library stores code by its normalized hash, which
+        # ignores names and docstrings, so copies must differ in code to be distinct records
+        code = f'def {name}{sig}:\n    """{doc}"""\n    _copy = {copy}\n    {body}\n'
         records.append(
             FunctionRecord(
                 name=name,
                 code=code,
-                ast_hash=hashlib.sha256(code.encode()).hexdigest(),
+                ast_hash=normalized_hash(code),
                 signature=sig,
                 docstring=doc,
                 origin_task=task,
@@ -716,6 +718,28 @@ class Variant:
     no_library: bool = False
     library_file: Path | None = None
     version: str = ""
+    baseline: Path | None = None  # a shim folder importing another revision's tree (--baseline)
+
+
+#: Runs a driver against the tree on PYTHONPATH: the checkout's editable finder is removed.
+BASELINE_LAUNCH = (
+    "import os, runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in repr(f)]; "
+    "sys.argv = sys.argv[1:]; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def baseline_shim(tree: Path, work: Path) -> Path:
+    """A folder whose ``dynagraph`` package maps the subpackages to ``tree``'s folders, as the
+    install's package-dir does (``tree``: e.g. ``git archive HEAD | tar -x -C tree``)."""
+    package = work / "baseline-shim" / "dynagraph"
+    package.mkdir(parents=True)
+    for item in (tree / "dynagraph").iterdir():
+        (package / item.name).symlink_to(item)
+    for sub in ("graphs", "nodes", "tools", "evals"):
+        (package / sub).symlink_to(tree / sub, target_is_directory=True)
+    return package.parent
 
 
 def run_once(
@@ -743,9 +767,12 @@ def run_once(
     else:
         driver = DRIVERS / PEERS[variant.key]["driver"]
         python, extra, run_env = str(variant.python), [], env
+    prefix = [python, str(driver)]
+    if variant.baseline is not None:  # the other tree first on the path, the editable one off
+        prefix = [python, "-c", BASELINE_LAUNCH, str(driver)]
+        run_env = {**run_env, "PYTHONPATH": str(variant.baseline)}
     command = [
-        python,
-        str(driver),
+        *prefix,
         "--base-url",
         base_url,
         "--tasks",
@@ -936,6 +963,12 @@ def main(argv: list[str] | None = None) -> int:
         help="functions in the big library (0: skip that variant)",
     )
     parser.add_argument("--only", nargs="+", help="variant keys to run (default: all)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another revision's tree (git archive HEAD | tar -x -C DIR): adds its library-off "
+        "variant (key base-off), measured in the same rounds",
+    )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="peers' venvs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per driver process")
@@ -1048,6 +1081,17 @@ def main(argv: list[str] | None = None) -> int:
                 variant.library_file = lib_dir / "library.db"
             variants.append(variant)
 
+        if args.baseline and not (args.only and "base-off" not in args.only):
+            variants.append(
+                Variant(
+                    "base-off",
+                    f"baseline ({args.baseline.name}), library off",
+                    "dynagraph",
+                    no_library=True,
+                    version="baseline",
+                    baseline=baseline_shim(args.baseline.resolve(), work),
+                )
+            )
         rows: list[dict[str, Any]] = []
         with ModelStub() as stub:
             for r in range(args.rounds):

@@ -40,6 +40,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from dynagraph.graphs.settings import DEFAULT_CONFIG, Settings, load_settings  # noqa: E402
+
 from tests.support.openai_stub import StubLLM  # noqa: E402
 
 DEFAULT_INSTRUCTION = "Solve the problem with the given code"

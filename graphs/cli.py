@@ -1,15 +1,24 @@
 """The ``dynagraph`` command: run a task, inspect and manage the function library.
 
 Exit status: 0 success, 1 the task failed, 2 a configuration, endpoint or input problem (one
-line on stderr saying what to set), 130 interrupted, 141 stdout's reader went away. Progress
-goes to stderr, answers and JSON to stdout.
+line on stderr saying what to set), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141
+stdout's reader went away. Progress goes to stderr, answers and JSON to stdout.
+
+Ctrl-C or SIGTERM interrupts the running cells at once (they run in worker threads, which a
+signal never reaches: ``dynagraph.tools.kernel.cell.cancel_running``), shuts the kernels
+down and exits; a second signal, or a stop still running after ``STOP_DEADLINE_S``, exits at
+once (the kernels die with the process: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +32,7 @@ from dynagraph.tools.errors import DynagraphError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE, like other filters whose reader went away
+STOP_DEADLINE_S = 5.0  # after the first signal: a stop stuck longer (a model call) exits hard
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -104,18 +114,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StopOnSignal:
+    """SIGINT and SIGTERM while a command runs: the first cancels the running cells (for good:
+    the process is stopping) and raises KeyboardInterrupt in the main thread, so the usual
+    cleanup runs (kernels shut down, files closed); the second exits at once, and so does a
+    stop still running ``STOP_DEADLINE_S`` later. Installed only in the main thread."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        if self.signum is None and self._timer is not None:
+            self._timer.cancel()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:  # the second one: no more waiting
+            _hard_exit("interrupted again: exiting now", self.exit_code)
+        self.signum = signum
+        cells = sys.modules.get("dynagraph.tools.kernel.cell")  # not loaded: no cell runs
+        if cells is not None:
+            cells.cancel_running(for_good=True)  # flags only: safe in a handler
+        self._timer = threading.Timer(
+            STOP_DEADLINE_S,
+            _hard_exit,
+            (f"still stopping after {STOP_DEADLINE_S:g} s: exiting now", self.exit_code),
+        )
+        self._timer.daemon = True
+        self._timer.start()
+        raise KeyboardInterrupt
+
+
+def _hard_exit(message: str, code: int) -> None:
+    """Exit now, from a signal handler or a timer thread (no print: it may be mid-write)."""
+    try:
+        os.write(2, f"dynagraph: {message}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def _exit_after_cleanup(code: int) -> None:
+    """Exit a process that was told to stop, once the cleanup is done: the atexit handlers
+    (kernel shutdowns still running, logging) run, the interpreter's own teardown (a full
+    collection of a large heap: ~1 s on a loaded machine) is skipped."""
+    import atexit
+
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        atexit._run_exitfuncs()
+    finally:
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = getattr(args, "leaf_config", None) or getattr(args, "sub_config", None) or args.config
+    stop = _StopOnSignal()
     try:
-        settings = load_settings(config)
-        code = args.handler(args, settings)
-        sys.stdout.flush()  # a closed pipe must fail here, inside the handler below
+        with stop:
+            settings = load_settings(config)
+            code = args.handler(args, settings)
+            sys.stdout.flush()  # a closed pipe must fail here, inside the handler below
         return code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        signame = signal.Signals(stop.signum).name if stop.signum else "SIGINT"
+        print(f"interrupted ({signame})", file=sys.stderr)
+        if stop.signum is not None:
+            _exit_after_cleanup(stop.exit_code)
+        return stop.exit_code
     except BrokenPipeError:  # `dynagraph library show X | head -1`: the reader has gone
         _silence_stdout()
         return EXIT_BROKEN_PIPE

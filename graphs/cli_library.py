@@ -15,6 +15,7 @@ from dynagraph.graphs.cli_share import (
     cmd_mcp,
 )
 from dynagraph.graphs.settings import Settings
+from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
 
 EXIT_OK, EXIT_REJECTED = 0, 1
@@ -218,10 +219,9 @@ def _read(path: Path) -> str:
 
 
 def _check_syntax(path: Path, source: str) -> None:
-    import ast
 
     try:
-        ast.parse(source, filename=str(path))
+        parse_python(source, filename=str(path))
     except SyntaxError as exc:
         raise InputError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}") from exc
     except ValueError as exc:  # e.g. a NUL byte

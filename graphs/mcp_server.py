@@ -136,12 +136,16 @@ class LibraryTools:
         is_async = record.code.lstrip().startswith("async def") or f"async def {name}(" in (
             record.code
         )
-        cell = "\n".join(self.sources_for(record)) + "\n" + _CALL_TEMPLATE.format(
-            arguments=json.dumps({"args": args, "kwargs": kwargs}),
-            name=record.name,
-            await_line="__dg_value = await __dg_value" if is_async else "",
-            limit=MAX_RESULT_CHARS,
-            marker=RESULT_MARKER,
+        cell = (
+            "\n".join(self.sources_for(record))
+            + "\n"
+            + _CALL_TEMPLATE.format(
+                arguments=json.dumps({"args": args, "kwargs": kwargs}),
+                name=record.name,
+                await_line="__dg_value = await __dg_value" if is_async else "",
+                limit=MAX_RESULT_CHARS,
+                marker=RESULT_MARKER,
+            )
         )
         timeout = self.settings.executor.timeout
         with self._lock:

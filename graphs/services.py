@@ -8,9 +8,11 @@ builds it. Kernels live in a registry keyed by thread id, outside the graph stat
 from __future__ import annotations
 
 import fcntl
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -25,16 +27,18 @@ from dynagraph.tools.actions import (
     start_agent_proxy,
 )
 from dynagraph.tools.embeddings import Embedder, make_embedder
+from dynagraph.tools.errors import ConfigError
 from dynagraph.tools.kernel import (
     DEFAULT_ENV_ALLOW,
     KernelPool,
     KernelRegistry,
     KernelSession,
     probes,
+    reaper,
     resolve_sandbox,
     scrubbed_env,
 )
-from dynagraph.tools.library import FunctionLibrary, LibraryError, open_library
+from dynagraph.tools.library import FunctionLibrary, open_library
 from dynagraph.tools.models import ModelFactory
 
 
@@ -48,6 +52,7 @@ class Services:
         self.models = ModelFactory(settings.models)
         self.kernels = KernelRegistry(self._new_kernel)
         self._kernel_pool: KernelPool | None = None
+        self._scratch_ahead: dict[str, Future[KernelSession]] = {}  # by cwd: prestart_scratch
         self._bootstrap: str | None = None
         self._bootstrap_lock = threading.Lock()
 
@@ -75,7 +80,8 @@ class Services:
 
     def _open_weaviate(self, *, flush_on_open: bool) -> FunctionLibrary:
         """Weaviate behind a local outbox: admissions made while it is down are kept."""
-        from dynagraph.tools.library.weaviate import WeaviateConfig, open_weaviate_library
+        from dynagraph.tools.library.weaviate import WeaviateConfig
+        from dynagraph.tools.library.weaviate_open import open_weaviate_library
 
         lib = self.settings.library
         library = open_weaviate_library(
@@ -92,7 +98,7 @@ class Services:
     def open_library_for_sync(self) -> FunctionLibrary:
         """The Weaviate library without the automatic flush (``library sync`` flushes itself)."""
         if self.settings.library.backend != "weaviate":
-            raise LibraryError("library sync is for the weaviate backend (library.backend)")
+            raise ConfigError("library sync is for the weaviate backend (library.backend)")
         return self._open_weaviate(flush_on_open=False)
 
     # -- initial actions ----------------------------------------------------------------------
@@ -223,6 +229,14 @@ class Services:
         to ``library add``). The sandbox hides /tmp and DYNAGRAPH_HOME, so it is bound in at
         its own path: writable when it is a task's directory (which that task's kernel could
         write anyway), read-only otherwise."""
+        if cwd is not None:  # started ahead by prestart_scratch(): waits for its start to end
+            with self._lock:
+                ahead = self._scratch_ahead.pop(str(Path(cwd).resolve()), None)
+            if ahead is not None and ahead.exception() is None:
+                return ahead.result()
+        return self._new_scratch(workdir, cwd)
+
+    def _new_scratch(self, workdir: str | Path | None, cwd: str | Path | None) -> KernelSession:
         import tempfile
 
         folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
@@ -245,7 +259,43 @@ class Services:
             raise
         return session
 
+    def prestart_scratch(self, cwd: str | Path) -> None:
+        """Start the librarian's scratch kernel for the task running in ``cwd`` now, in a
+        background thread (the planner asks once the task has a candidate), so that its start
+        overlaps the task's last steps; scratch_kernel(cwd=cwd) hands it over, in its own
+        temporary folder (removed when it shuts down). Unclaimed: drop_scratch() reaps it."""
+        key = str(Path(cwd).resolve())
+        with self._lock:
+            if key in self._scratch_ahead:
+                return
+            ahead: Future[KernelSession] = Future()
+            self._scratch_ahead[key] = ahead
+
+        def start() -> None:
+            import tempfile
+
+            try:
+                folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
+                session = self._new_scratch(folder, cwd)
+                session.after_shutdown.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+                ahead.set_result(session)
+            except BaseException as exc:  # scratch_kernel() starts a new one and says why
+                ahead.set_exception(exc)
+
+        threading.Thread(target=start, name="dynagraph-scratch-prestart", daemon=True).start()
+
+    def drop_scratch(self, cwd: str | Path) -> None:
+        """Reap a scratch kernel started for ``cwd`` that nobody claimed (a no-op otherwise)."""
+        with self._lock:
+            ahead = self._scratch_ahead.pop(str(Path(cwd).resolve()), None)
+        if ahead is not None:
+            ahead.add_done_callback(lambda f: f.exception() is None and reaper.reap(f.result()))
+
     def close(self) -> None:
+        with self._lock:
+            unclaimed = list(self._scratch_ahead)
+        for cwd in unclaimed:
+            self.drop_scratch(cwd)
         if self._kernel_pool is not None:
             self._kernel_pool.close()
         self.kernels.shutdown_all()

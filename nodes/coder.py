@@ -90,7 +90,9 @@ class CoderNode:
                     "coder_user",
                     task=state["task"],
                     history=render_history(
-                        state.get("steps", []), settings.executor.observation_chars
+                        state.get("steps", []),
+                        settings.executor.observation_chars,
+                        last_observation_only=True,  # the planner read them; see history.py
                     ),
                     instruction=instruction,
                     retry=retry,

@@ -28,9 +28,17 @@ INSTRUCTION_CHARS = 1000
 
 
 def render_history(
-    steps: list[dict[str, Any]], observation_chars: int, *, code: bool = True
+    steps: list[dict[str, Any]],
+    observation_chars: int,
+    *,
+    code: bool = True,
+    last_observation_only: bool = False,
 ) -> str:
-    """Every executed step; older code and observations are clipped harder than the latest."""
+    """Every executed step; older code and observations are clipped harder than the latest.
+
+    ``last_observation_only`` (the coder's view): earlier steps keep their code (the variables
+    the kernel holds) but not their observations, which the planner has read already and
+    folds into its instruction; the latest step's observation is shown."""
     if not steps:
         return "(none yet)"
     parts = []
@@ -42,8 +50,10 @@ def render_history(
             lines.append("```python\n" + clip(step["code"].rstrip(), limit) + "\n```")
         if step.get("restarted"):
             lines.append(f"Note: during this step {RESTART_NOTE}.")
-        lines.append(
-            f"Observation ({step.get('status', '?')}):\n" + clip(step.get("observation", ""), limit)
-        )
+        if latest or not last_observation_only:
+            observation = clip(step.get("observation", ""), limit)
+            lines.append(f"Observation ({step.get('status', '?')}):\n" + observation)
+        elif step.get("status") != "ok":
+            lines.append(f"({step.get('status', '?')})")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

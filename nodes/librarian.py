@@ -50,7 +50,12 @@ class LibrarianNode:
             ]
             created: list[str] = []
         else:
-            decisions, usage = self.curate(state, candidates, context, key)
+            try:
+                decisions, usage = self.curate(state, candidates, context, key)
+            finally:  # a scratch kernel the planner started ahead and no check claimed
+                drop = getattr(self.services, "drop_scratch", None)
+                if drop is not None:
+                    drop(self.services.workdir_for(key))
             report = [d.to_dict() for d in decisions]
             created = [d.name for d in decisions if d.action in STORED_ACTIONS]
         if runtime.stream_writer:

@@ -16,7 +16,6 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
-
 from dynagraph.tools.library.base import (
     FunctionLibrary,
     FunctionRecord,

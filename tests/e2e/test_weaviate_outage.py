@@ -85,6 +85,11 @@ def test_server_stopped_mid_batch_loses_nothing(stub_env, tmp_path, own_server):
     )  # fmt: skip
     assert sync.returncode == 0, sync.stderr
     assert " 0 left" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
+    assert "rejected" not in sync.stdout + sync.stderr, sync.stdout + sync.stderr
+    synced = subprocess.run(
+        [exe, "library", "list", "--config", str(config)],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
 
     # tasks that started while the server was down stopped at their library search (searches
     # need the server) with one line; the batch reruns them now that it is back
@@ -112,7 +117,7 @@ def test_server_stopped_mid_batch_loses_nothing(stub_env, tmp_path, own_server):
         # every function of every cell, exactly once (one record per distinct code)
         assert set(by_name) == {
             "fibonacci", "add_all", "scale_values", "count_words", "count_primes_below",
-        }  # fmt: skip
+        }, (synced.stdout, statuses, batch.stderr)  # fmt: skip
         assert len({r.ast_hash for r in records}) == len(records)
         for name, versions in by_name.items():
             numbers = sorted(r.version for r in versions)

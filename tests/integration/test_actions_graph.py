@@ -13,6 +13,7 @@ import pytest
 from dynagraph.graphs.run import run_task
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
+from dynagraph.tools.kernel.hardening import bwrap_probe
 
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.media_stubs import image_parts, image_size, make_png
@@ -74,11 +75,32 @@ def _vision_rule(answer: str):
     return reply
 
 
-def test_task_with_an_attached_png_is_answered_from_ask_image(stub_env, tmp_path):
+_BWRAP, _NO_BWRAP_WHY = bwrap_probe()
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        True,
+        pytest.param(
+            False,
+            marks=pytest.mark.skipif(_BWRAP is None, reason=f"no sandbox here: {_NO_BWRAP_WHY}"),
+        ),
+    ],
+    ids=["network", "offline-sandbox"],
+)
+def test_task_with_an_attached_png_is_answered_from_ask_image(stub_env, tmp_path, network):
     """The coder asks the vision model about the attached chart through ask_image (the key
-    stays in the agent: the proxy adds it), and the planner answers from the model's reply."""
+    stays in the agent: the proxy adds it), and the planner answers from the model's reply.
+    Offline (bubblewrap, executor.network: false) the kernel reaches the proxy by its socket."""
     stub, key = stub_env["stub"], stub_env["api_key"]
-    config = write_stub_config(tmp_path / "c.yaml", stub_env["base_url"], stub_env["home"])
+    executor = {"network": False, "sandbox": "bwrap"} if not network else {}
+    config = write_stub_config(
+        tmp_path / "c.yaml",
+        stub_env["base_url"],
+        stub_env["home"],
+        executor={"workdir": str(stub_env["home"] / "runs"), "timeout": 20.0, **executor},
+    )
     services = Services(load_settings(config))
     try:
         workdir = services.workdir_for("png-task")
@@ -102,7 +124,11 @@ def test_task_with_an_attached_png_is_answered_from_ask_image(stub_env, tmp_path
             [
                 coder_cell(
                     "print(ask_image('chart.png', 'Which year has the tallest bar?'))\n"
-                    f"print('key in kernel env:', {leak_check})"
+                    f"print('key in kernel env:', {leak_check})\n"
+                    "import socket\ntry:\n"
+                    f"    socket.create_connection(('127.0.0.1', {stub.port}), 3).close()\n"
+                    "    print('model port reachable: True')\n"
+                    "except OSError:\n    print('model port reachable: False')"
                 )
             ],
         )
@@ -120,6 +146,7 @@ def test_task_with_an_attached_png_is_answered_from_ask_image(stub_env, tmp_path
     observation = result.steps[0]["observation"]
     assert "The tallest bar is 2021 (seen on a 120x80 image)" in observation, observation
     assert "key in kernel env: False" in observation
+    assert f"model port reachable: {network}" in observation  # offline: only the socket
     vision = stub.requests_for("default")
     assert len(vision) == 1 and vision[0]["model"] == "stub-default"  # models.vision -> default
     assert image_size(image_parts(vision[0])[0]) == (120, 80)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from dynagraph.nodes.context import Context
 from dynagraph.graphs.run import run_task
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
+from dynagraph.nodes.context import Context
+
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(180)

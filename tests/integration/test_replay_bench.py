@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from dynagraph.nodes.history import render_history
+from dynagraph.tools.kernel import ExecutionResult
 
 from bench import overhead, replay_craft
 from bench.replay_model import (
@@ -19,8 +21,6 @@ from bench.replay_model import (
     answer_from_observation,
     last_observation,
 )
-from dynagraph.nodes.history import render_history
-from dynagraph.tools.kernel import ExecutionResult
 
 pytestmark = pytest.mark.timeout(300)
 

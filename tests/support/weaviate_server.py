@@ -134,6 +134,10 @@ class LocalWeaviate:
             os.kill(pid, 9)
             raise RuntimeError(f"weaviate-server.sh stop left pid {pid} running: {proc.stderr}")
 
+    def log_tail(self, lines: int = 30) -> str:
+        log = self.state / self.name / "server.log"
+        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
+
     def status(self) -> str:
         return self._run("status", timeout=30).stdout.strip()
 

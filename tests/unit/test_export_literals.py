@@ -44,7 +44,13 @@ def test_dependency_order_puts_callees_first():
         return FunctionRecord(name=name, code=f"def {name}(): pass", ast_hash=name,
                               depends_on=list(deps), created_at=when)  # fmt: skip
 
-    records = [rec("c", ["b"]), rec("b", ["a"]), rec("a"), rec("loop", ["loop2"]), rec("loop2", ["loop"])]
+    records = [
+        rec("c", ["b"]),
+        rec("b", ["a"]),
+        rec("a"),
+        rec("loop", ["loop2"]),
+        rec("loop2", ["loop"]),
+    ]
     names = [r.name for r in dependency_order(records)]
     assert names.index("a") < names.index("b") < names.index("c")
     assert sorted(names) == sorted(r.name for r in records)

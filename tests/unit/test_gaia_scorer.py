@@ -11,8 +11,12 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from dynagraph.evals.gaia_scorer import normalize_number_str, normalize_str, question_scorer, split_string
+from dynagraph.evals.gaia_scorer import (
+    normalize_number_str,
+    normalize_str,
+    question_scorer,
+    split_string,
+)
 
 CASES = [
     # rule 1: the ground truth is a number

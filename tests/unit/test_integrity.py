@@ -14,6 +14,7 @@ from dynagraph.nodes.executor import ExecutorNode
 from dynagraph.tools.codeparse import normalized_hash
 from dynagraph.tools.library import (
     FunctionRecord,
+    LibraryError,
     SqliteLibrary,
     VerifiedSqliteLibrary,
     open_library,
@@ -171,3 +172,11 @@ def test_a_planted_record_with_module_level_code_is_never_defined(tmp_path) -> N
     assert defined == {"hypotenuse": good.id} and notes == []
     assert executed == [good.kernel_source()]
     library.close()
+
+
+def test_the_verifying_library_refuses_to_store_what_it_would_not_read(library) -> None:
+    with pytest.raises(LibraryError, match="refused: unsafe definition: module-level"):
+        library.add(record(MEAN, globals=["CACHE = dict()"]))
+    with pytest.raises(LibraryError, match="refused: tampered"):
+        library.add(FunctionRecord(name="mean_of", code=MEAN, ast_hash="not-the-hash"))
+    assert library.list_unverified() == []

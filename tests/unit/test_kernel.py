@@ -26,6 +26,7 @@ from dynagraph.tools.kernel import (
     OutputCapture,
     head_tail,
     html_to_text,
+    reaper,
     scrubbed_env,
 )
 
@@ -443,8 +444,11 @@ def test_registry_one_kernel_per_thread_and_release_stops_it(tmp_path: Path) -> 
 
         pid = first.pid
         assert pid is not None
-        registry.release("thread-a")
+        registry.release("thread-a")  # returns at once; the kernel is reaped in the background
         assert registry.peek("thread-a") is None
+        with pytest.raises(KernelError):  # refused from the moment it is released
+            first.execute("1")
+        assert reaper.drain()
         assert not first.is_alive()
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -114,6 +114,9 @@ def test_sigkill_of_the_agent_process_takes_every_kernel_with_it(
         if child.poll() is None:
             child.kill()
             child.wait(10)
+        for pipe in (child.stdout, child.stderr):  # unclosed, they warn (ResourceWarning)
+            if pipe is not None:
+                pipe.close()
 
 
 def test_a_kernel_outlives_the_thread_that_started_it(tmp_path: Path) -> None:

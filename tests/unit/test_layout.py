@@ -105,3 +105,26 @@ def test_every_package_folder_is_installed() -> None:
         for init in (REPO / package).rglob("__init__.py")
     }
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_code_is_parsed_only_through_the_thread_safe_parse() -> None:
+    """CPython 3.11 fails ("AST constructor recursion depth mismatch") when two threads parse
+    at once; every parse in the agent process goes through codeparse.parse_python's lock.
+    Kernel-side files run alone in their kernel and are exempt."""
+    allowed = {REPO / "tools" / "codeparse" / "parse.py"}
+    unlocked = []
+    for package in PACKAGES:
+        for path in _modules(package):
+            if path in allowed or "kernel_side" in path.parts:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            unlocked += [
+                f"{path.relative_to(REPO)}:{node.lineno}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "parse"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "ast"
+            ]
+    assert not unlocked, "use codeparse.parse_python instead of ast.parse:\n" + "\n".join(unlocked)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from dynagraph.tools.library import LibraryError
 from dynagraph.tools.library.ledger import LocalLedger
 

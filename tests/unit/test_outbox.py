@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support.weaviate_fake import FakeWeaviate, TinyEmbedder
+from dynagraph.tools.codeparse import normalized_hash
 from dynagraph.tools.library.base import FunctionRecord, LibraryError, SearchHit, record_id_for
 from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
-from dynagraph.tools.library.weaviate import WeaviateLibrary, open_weaviate_library
+from dynagraph.tools.library.weaviate import WeaviateLibrary
+from dynagraph.tools.library.weaviate_open import open_weaviate_library
+
+from tests.support.weaviate_fake import FakeWeaviate, TinyEmbedder
 
 pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
@@ -127,7 +129,9 @@ class FlakyServerLibrary:
 
 
 def rec(name: str, **fields: Any) -> FunctionRecord:
-    return FunctionRecord(name=name, code=f"def {name}(): ...\n", ast_hash=f"h-{name}", **fields)
+    """A record that passes the integrity check (its id derives from its code's hash)."""
+    code = f"def {name}():\n    return {name!r}\n"
+    return FunctionRecord(name=name, code=code, ast_hash=normalized_hash(code), **fields)
 
 
 @pytest.fixture

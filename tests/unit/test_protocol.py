@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import HumanMessage
-
 from dynagraph.nodes.protocol import (
     ProtocolError,
     ReplyParseError,
@@ -13,6 +10,8 @@ from dynagraph.nodes.protocol import (
     parse_coder_reply,
     parse_planner_reply,
 )
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import HumanMessage
 
 
 def test_planner_next_step_and_final_answer():

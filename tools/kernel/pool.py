@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynagraph.tools.kernel import reaper
 from dynagraph.tools.kernel.session import KernelSession
 
 log = logging.getLogger(__name__)
@@ -108,10 +110,11 @@ class KernelPool:
             self._ready.clear()
             self._cond.notify_all()
             thread = self._thread
-        for session in waiting:
+        for session in waiting:  # in parallel; close() returns when they are gone
             self._discard(session)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        reaper.drain(timeout)
 
     def __enter__(self) -> KernelPool:
         return self
@@ -214,13 +217,12 @@ class KernelPool:
         return self.slot_root / uuid.uuid4().hex[:12]
 
     def _discard(self, session: KernelSession) -> None:
+        """Shut a kernel down in the background (reaper.py), then remove its slot."""
         slot = session.workdir
-        try:
-            session.shutdown()
-        except Exception as exc:
-            log.warning("pooled kernel shutdown failed: %s", exc)
+        then = None
         if slot.parent == self.slot_root:  # never taken: the slot holds nothing of a task
-            shutil.rmtree(slot, ignore_errors=True)
+            then = functools.partial(shutil.rmtree, slot, ignore_errors=True)
+        reaper.reap(session, then=then)
 
     def _refill(self) -> None:
         backoff = 1.0

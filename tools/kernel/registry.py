@@ -8,6 +8,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from dynagraph.tools.kernel import reaper
 from dynagraph.tools.kernel.session import KernelSession
 
 __all__ = ["KernelRegistry"]
@@ -25,6 +26,7 @@ class KernelRegistry:
     def __init__(self, factory: Callable[[str], KernelSession]) -> None:
         self._factory = factory
         self._sessions: dict[str, KernelSession] = {}
+        self._prestarting: set[str] = set()
         self._lock = threading.Lock()
         shutdown_all = weakref.WeakMethod(self.shutdown_all)
         atexit.register(lambda: (method := shutdown_all()) and method())
@@ -45,26 +47,60 @@ class KernelRegistry:
             raise
         return session
 
+    def prestart(self, thread_id: str) -> None:
+        """Build and start the thread's kernel in a background thread, so that it is up by the
+        time the first cell needs it (the planner calls this before its model call: a slow model
+        hides the kernel start). A no-op if the thread has a kernel. A start that fails is
+        dropped quietly; get() then starts a new one and reports why it cannot."""
+        with self._lock:
+            if thread_id in self._sessions or thread_id in self._prestarting:
+                return
+            self._prestarting.add(thread_id)
+        threading.Thread(
+            target=self._prestart, args=(thread_id,), name="dynagraph-kernel-prestart", daemon=True
+        ).start()
+
+    def _prestart(self, thread_id: str) -> None:
+        session: KernelSession | None = None
+        try:
+            session = self._factory(thread_id)  # off the caller's thread: settings, sandbox probe
+            with self._lock:
+                wanted = thread_id in self._prestarting and thread_id not in self._sessions
+                self._prestarting.discard(thread_id)
+                if wanted:
+                    self._sessions[thread_id] = session
+            if not wanted:  # released meanwhile, or get() made its own: not ours to start
+                reaper.reap(session)
+                return
+            session.start()  # get() meanwhile waits on the session's lock, then finds it up
+        except Exception as exc:  # the unstarted session stays: get() starts it or says why
+            log.debug("kernel prestart for %s failed: %s", thread_id, exc)
+            with self._lock:
+                self._prestarting.discard(thread_id)
+
     def peek(self, thread_id: str) -> KernelSession | None:
         with self._lock:
             return self._sessions.get(thread_id)
 
     def release(self, thread_id: str) -> None:
-        """Shut the thread's kernel down and forget it (no-op if there is none)."""
+        """Forget the thread's kernel and shut it down in the background (reaper.py): the
+        session refuses cells at once; reaper.drain() waits for the process to be gone. No-op
+        if there is none; a start still running in prestart()'s thread is reaped when it ends."""
         with self._lock:
             session = self._sessions.pop(thread_id, None)
+            self._prestarting.discard(thread_id)
         if session is not None:
-            session.shutdown()
+            reaper.reap(session)
 
-    def shutdown_all(self) -> None:
+    def shutdown_all(self, wait: bool = True) -> None:
+        """Shut every kernel down (in parallel); with ``wait``, return when they are gone."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for session in sessions:
-            try:
-                session.shutdown()
-            except Exception as exc:
-                log.warning("kernel shutdown failed: %s", exc)
+            reaper.reap(session)
+        if wait and sessions:
+            reaper.drain()
 
     def __len__(self) -> int:
         with self._lock:

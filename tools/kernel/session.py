@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.capture import head_tail
@@ -32,17 +32,22 @@ from dynagraph.tools.kernel.cell import CellRun, receive
 from dynagraph.tools.kernel.environment import scrubbed_env
 from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
 from dynagraph.tools.kernel.hardening import SandboxMode, resolve_sandbox
-from dynagraph.tools.kernel.launch import (
-    MIN_MEMORY_LIMIT_MB,
-    KernelProcess,
-    Sandbox,
-    describe_exit,
-)
 from dynagraph.tools.kernel.result import ExecutionResult
+
+if TYPE_CHECKING:  # launch.py (jupyter_client, zmq) loads when a kernel is first built
+    from dynagraph.tools.kernel.launch import KernelProcess, Sandbox
 
 __all__ = ["Bootstrap", "KernelSession"]
 
 log = logging.getLogger(__name__)
+
+
+def describe_exit(code: int | None) -> str:
+    """launch.describe_exit (loaded by then: a kernel process existed)."""
+    from dynagraph.tools.kernel.launch import describe_exit as describe
+
+    return describe(code)
+
 
 #: The owner's bootstrap: source text, or a callable returning it (built on first start).
 Bootstrap = str | Callable[[], str] | None
@@ -80,6 +85,8 @@ class KernelSession:
         choice = resolve_sandbox(sandbox, bwrap)  # "auto": bwrap if it runs here (hardening.py)
         if not network and choice.mode != "bwrap":
             raise KernelError(f"network=False needs a sandbox: {BWRAP_INSTALL_HINT}")
+        from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB
+
         if memory_limit_mb is not None and memory_limit_mb < MIN_MEMORY_LIMIT_MB:
             raise ValueError(
                 f"memory_limit_mb={memory_limit_mb} is below {MIN_MEMORY_LIMIT_MB}: an idle kernel "
@@ -102,6 +109,8 @@ class KernelSession:
         self.bootstrap = bootstrap
         self.restarts = 0
         self.on_restart: list[Callable[[KernelSession], None]] = []
+        #: called once after shutdown() has stopped the kernel (an owner's folder to remove)
+        self.after_shutdown: list[Callable[[], None]] = []
         self._process: KernelProcess | None = None
         self._lock = threading.RLock()
         self._image_count = 0
@@ -132,6 +141,8 @@ class KernelSession:
             if self._process is not None:
                 return
             self.workdir.mkdir(parents=True, exist_ok=True)
+            from dynagraph.tools.kernel.launch import KernelProcess
+
             self._process = KernelProcess(
                 env=self.env,
                 memory_limit_mb=self.memory_limit_mb,
@@ -157,6 +168,7 @@ class KernelSession:
             limit = str(max(self.output_limit, 1000))
             setup = kernel_side.cell("startup", "install", "get_ipython()")
             setup += kernel_side.cell("stream_cap", "install", f"get_ipython(), {limit}")
+            setup += kernel_side.cell("thread_parent", "install", "get_ipython()")
             result = self._execute_once(setup, self.startup_timeout, silent=True)
             if not result.ok():
                 raise KernelError(f"kernel startup code failed: {result.to_observation(1000)}")
@@ -246,6 +258,17 @@ class KernelSession:
         finally:
             if locked:
                 self._lock.release()
+        hooks, self.after_shutdown = self.after_shutdown, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("after_shutdown hook %r failed", hook)
+
+    def retire(self) -> None:
+        """Refuse new cells from now on (KernelError, as after shutdown()) without waiting for
+        the kernel to stop: the owner hands it to reaper.reap(), which shuts it down."""
+        self._closed = True
 
     def _teardown(self) -> None:
         process, self._process = self._process, None

@@ -14,7 +14,7 @@ before ``verify`` starts the scratch kernel).
 
 from __future__ import annotations
 
-from dynagraph.tools.capabilities import capabilities_of
+from dynagraph.tools.capabilities import CAPABILITIES, capabilities_of
 from dynagraph.tools.librarian.candidate import Candidate, to_record
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
 from dynagraph.tools.library.integrity import definition_problem
@@ -37,8 +37,6 @@ def candidate_capabilities(candidate: Candidate, ctx: AdmissionContext) -> list[
                 pending.append(ctx.batch[name])
             elif (record := ctx.library.get_by_name(name)) is not None:
                 found.update(record.capabilities)  # stored tags are already transitive
-    from dynagraph.tools.capabilities import CAPABILITIES
-
     return [c for c in CAPABILITIES if c in found]
 
 

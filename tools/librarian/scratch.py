@@ -26,13 +26,14 @@ tools/librarian/replay.py.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.kernel import KernelSession, reaper
 from dynagraph.tools.kernel import probes as probe_codec
 from dynagraph.tools.librarian.replay import (
     SHIM_NAME,
@@ -142,12 +143,18 @@ class ScratchVerifier:
         self.session().execute(RESET_CODE, timeout=30, silent=True)
 
     def close(self) -> None:
+        """Refuse further checks now; the kernel is shut down (then its folder removed) in the
+        background (tools/kernel/reaper.py: reaper.drain() waits), so a task's answer never
+        waits for it."""
         session, self._session = self._session, None
+        folder, self._folder = self._folder, None
+        if folder is None:
+            return
+        remove = functools.partial(shutil.rmtree, folder, ignore_errors=True)
         if session is not None:
-            session.shutdown()
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+            reaper.reap(session, then=remove)
+        else:
+            remove()
 
     def __enter__(self) -> ScratchVerifier:
         return self

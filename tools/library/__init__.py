@@ -27,7 +27,7 @@ from dynagraph.tools.library.base import (
     utc_now,
 )
 from dynagraph.tools.library.sqlite import SqliteLibrary
-from dynagraph.tools.library.verified import VerifiedReads
+from dynagraph.tools.library.verified import VerifiedReads, verified_class
 
 __all__ = [
     "RECORD_NAMESPACE",
@@ -83,6 +83,5 @@ def open_library(
             ) from exc
         if not verify:
             return WeaviateLibrary(embedder=embedder, **options)
-        verified = type("VerifiedWeaviateLibrary", (VerifiedReads, WeaviateLibrary), {})
-        return verified(embedder=embedder, **options)
+        return verified_class(WeaviateLibrary)(embedder=embedder, **options)
     raise LibraryError(f"unknown library backend {backend!r}; use sqlite or weaviate")

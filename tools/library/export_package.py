@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynagraph.tools.codeparse import parse_python
+from dynagraph.tools.errors import InputError
 from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError
 
 __all__ = ["ExportReport", "export_package", "literal_of_pickle", "package_name_ok"]
@@ -304,7 +306,7 @@ def _distributions(records: list[FunctionRecord]) -> set[str]:
     for record in records:
         for statement in record.imports:
             try:
-                tree = ast.parse(statement)
+                tree = parse_python(statement)
             except SyntaxError:
                 continue
             for node in ast.walk(tree):
@@ -324,17 +326,17 @@ def export_package(
 ) -> ExportReport:
     """Write the package (see the module docstring); returns what was written and skipped."""
     if not package_name_ok(name):
-        raise LibraryError(f"package name {name!r}: use lowercase letters, digits and _")
+        raise InputError(f"package name {name!r}: use lowercase letters, digits and _")
     records = dependency_order(_active_records(library))
     if not records:
         raise LibraryError("the library has no active function to export")
     dest = Path(folder)
     if dest.exists() and any(dest.iterdir()) and not (dest / "pyproject.toml").exists():
-        raise LibraryError(f"{dest} is not empty and holds no package; choose a new folder")
+        raise InputError(f"{dest} is not empty and holds no package; choose a new folder")
     report = ExportReport(dest, name, [r.name for r in records])
     module = _module_source(records, name)
     try:
-        ast.parse(module)
+        parse_python(module)
     except SyntaxError as exc:
         raise LibraryError(f"the functions do not form a valid module: {exc}") from exc
     tests = _tests_source(records, name, report)

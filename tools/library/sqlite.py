@@ -156,8 +156,7 @@ class SqliteLibrary(SqliteTransactions):
     @staticmethod
     def _record(row: sqlite3.Row | tuple) -> FunctionRecord:
         data = {
-            c: json.loads(v) if c in JSON_COLUMNS else v
-            for c, v in zip(COLUMNS, row, strict=True)
+            c: json.loads(v) if c in JSON_COLUMNS else v for c, v in zip(COLUMNS, row, strict=True)
         }
         return FunctionRecord.from_dict(data)
 

@@ -2,7 +2,7 @@
 
 ``class VerifiedSqliteLibrary(VerifiedReads, SqliteLibrary)`` is what ``open_library`` builds:
 every read (get, get_by_name, versions, find_by_hash, list, search, nearest) drops the records
-that fail :func:`tools.library.integrity.record_problem`, so such a record is never shown to the
+that fail :func:`tools.library.integrity.record_problem` (and ``add`` refuses to store one), so such a record is never shown to the
 coder nor defined in a kernel (the executor re-reads the hits by id). ``list_unverified`` is
 the one unfiltered read, for ``library check``; ``stats`` counts the failing records.
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dynagraph.tools.library.base import FunctionRecord, SearchHit
+from dynagraph.tools.library.base import FunctionRecord, LibraryError, SearchHit
 from dynagraph.tools.library.integrity import intact, record_problem
 
-__all__ = ["VerifiedReads"]
+__all__ = ["VerifiedReads", "verified_class"]
 
 #: Extra hits asked of the backend per search, so a dropped record still leaves k.
 _SPARE_HITS = 5
@@ -33,6 +33,13 @@ class VerifiedReads:
     """Put first in the bases of a ``FunctionLibrary`` class: its reads skip failing records."""
 
     verify = True
+
+    def add(self, record: FunctionRecord) -> FunctionRecord:
+        """Refuse to store what no read would return (a clear error, not a vanished record)."""
+        problem = record_problem(record)
+        if problem:
+            raise LibraryError(f"function {record.name} refused: {problem}")
+        return super().add(record)  # type: ignore[misc]
 
     def get(self, record_id: str) -> FunctionRecord | None:
         return _ok(super().get(record_id))  # type: ignore[misc]
@@ -84,3 +91,15 @@ class VerifiedReads:
         stats = dict(super().stats())  # type: ignore[misc]
         stats["tampered"] = sum(1 for r in self.list_unverified() if record_problem(r))
         return stats
+
+
+_VERIFIED_CLASSES: dict[type, type] = {}
+
+
+def verified_class(backend: type) -> type:
+    """``backend`` with :class:`VerifiedReads` in front (one class per backend, made once)."""
+    if backend not in _VERIFIED_CLASSES:
+        _VERIFIED_CLASSES[backend] = type(
+            f"Verified{backend.__name__}", (VerifiedReads, backend), {}
+        )
+    return _VERIFIED_CLASSES[backend]

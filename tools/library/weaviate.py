@@ -4,20 +4,16 @@ Weaviate is the scale-out path (replication, sharding, multi-tenancy); SQLite st
 zero-set-up default. This adapter uses the weaviate-client v4 API (tested with 4.23.1;
 pyproject pins ``>=4.21.3,<4.24``):
 
-- one collection (default ``DynagraphFunction``) with a typed property for every
-  :class:`FunctionRecord` field: lists of text are ``TEXT_ARRAY``, probes are JSON in ``TEXT``,
-  counters are ``INT``; only ``keywords`` (:meth:`FunctionRecord.keyword_text`) is
-  BM25-searchable, so hybrid search ranks on the same text as SQLite's FTS;
-- two self-provided named vectors, ``doc`` (name, signature, docstring) and ``task`` (origin
-  task; the doc vector again when there is none), computed by the project's embedder: Weaviate
-  runs no vectorizer module;
-- object uuid = ``record.id`` (uuid5 of the normalized-AST hash), so an import is idempotent and
-  ``data.replace`` is an upsert (falling back to ``insert`` when the object is new);
-- the embedder's name is kept in the collection description and a different embedder is
-  refused: vectors from two models are not comparable;
-- an optional tenant per project, so several projects share one cluster;
-- every client is closed (``close()`` / context manager); connecting, and the configuration
-  of where the server is, live in :mod:`tools.library.weaviate_connect`.
+- one collection (default ``DynagraphFunction``): a typed property per record field, BM25 on
+  ``keywords`` only, two self-provided named vectors ``doc`` and ``task`` computed by the
+  project's embedder (:mod:`tools.library.weaviate_schema`);
+- object uuid = ``record.id`` (uuid5 of the normalized-AST hash): ``data.replace`` is an upsert
+  (falling back to ``insert`` when the object is new) and an import is idempotent;
+- same-name versions stored at the same moment are renumbered by one rule
+  (:mod:`tools.library.weaviate_versions`); the journal (task counter, decision log) lives in
+  the server too (:mod:`tools.library.weaviate_ledger`);
+- an optional tenant per project; every client is closed; connecting lives in
+  :mod:`tools.library.weaviate_connect`.
 
 Errors reach the user as one line: :class:`~tools.library.outbox.LibraryUnavailableError` when
 the server cannot be reached (the outbox catches it), :class:`LibraryError` otherwise.
@@ -25,19 +21,15 @@ the server cannot be reached (the outbox catches it), :class:`LibraryError` othe
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from dynagraph.tools.embeddings import Embedder
 from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
-from dynagraph.tools.library.outbox import LibraryUnavailableError, OutboxLibrary
+from dynagraph.tools.library.outbox import LibraryUnavailableError
 from dynagraph.tools.library.weaviate_connect import (
     LivenessProbe,
     WeaviateConfig,
@@ -46,159 +38,41 @@ from dynagraph.tools.library.weaviate_connect import (
     one_line,
 )
 from dynagraph.tools.library.weaviate_ledger import WeaviateLedger
-from weaviate.classes.config import (
-    Configure,
-    DataType,
-    Property,
-    Tokenization,
-    VectorDistances,
+from dynagraph.tools.library.weaviate_schema import (
+    PROPERTIES,
+    TASK_VIEW_WEIGHT,
+    VECTOR_NAMES,
+    BatchReport,
+    fused_cosine,
+    is_missing,
+    named_filter,
+    newest,
+    open_collection,
+    ordered_records,
+    properties_to_record,
+    record_to_properties,
+    valid_uuid,
 )
+from dynagraph.tools.library.weaviate_versions import settle_versions
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery, TargetVectors
-from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import (
     UnexpectedStatusCodeError,
     WeaviateBaseError,
     WeaviateInsertManyAllFailedError,
 )
 
-__all__ = [
-    "BatchReport",
-    "WeaviateConfig",
-    "WeaviateLibrary",
-    "open_weaviate_library",
-    "properties_to_record",
-    "record_to_properties",
-]
-
-#: Weight of the origin-task view in the vector score; keep equal to the SQLite backend's
-#: ``_TASK_VIEW_WEIGHT`` so both backends rank alike.
-TASK_VIEW_WEIGHT = 0.5
-VECTOR_NAMES: tuple[str, str] = ("doc", "task")
-_EMBEDDER_MARK = re.compile(r"embedder=([^;]+); dim=(\d+)")
 #: A query with no letter or digit has no keywords (BM25 would find nothing or refuse it).
 _WORD = re.compile(r"[^\W_]")
 
-
-@dataclass
-class BatchReport:
-    """Result of :meth:`WeaviateLibrary.add_many`: ids stored and, per failed id, the error."""
-
-    added: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-# -- records <-> objects -----------------------------------------------------------------------
-def _text(name: str, *, filterable: bool = False) -> Property:
-    return Property(
-        name=name,
-        data_type=DataType.TEXT,
-        tokenization=Tokenization.FIELD if filterable else None,
-        index_filterable=filterable,
-        index_searchable=False,
-    )
-
-
-def _texts(name: str, *, filterable: bool = False) -> Property:
-    return Property(
-        name=name,
-        data_type=DataType.TEXT_ARRAY,
-        tokenization=Tokenization.FIELD if filterable else None,
-        index_filterable=filterable,
-        index_searchable=False,
-    )
-
-
-def _int(name: str) -> Property:
-    return Property(name=name, data_type=DataType.INT, index_filterable=False)
-
-
-#: One property per FunctionRecord field (``id`` is the object uuid), plus ``keywords``.
-PROPERTIES: tuple[Property, ...] = (
-    _text("name", filterable=True),
-    _text("code"),
-    _text("ast_hash", filterable=True),
-    _text("signature"),
-    _text("docstring"),
-    _texts("imports"),
-    _texts("globals"),
-    _texts("depends_on", filterable=True),
-    _text("origin_task"),
-    _text("origin_thread", filterable=True),
-    _text("origin_model", filterable=True),
-    _text("probes"),  # JSON: a list of recorded calls with arbitrary values
-    _texts("tags", filterable=True),
-    _texts("aliases", filterable=True),
-    _int("version"),
-    _int("uses"),
-    _int("retrieved"),
-    _int("successes"),
-    _text("status", filterable=True),
-    _text("status_reason"),
-    _text("supersedes", filterable=True),  # "" stands for None
-    _text("created_at", filterable=True),  # TEXT, not DATE: the record's string comes back as is
-    _int("last_used_task"),
-    Property(
-        name="keywords",
-        data_type=DataType.TEXT,
-        tokenization=Tokenization.WORD,
-        index_filterable=False,
-        index_searchable=True,
-    ),
-)
-_LIST_FIELDS = frozenset({"imports", "globals", "depends_on", "tags", "aliases"})
-_INT_FIELDS = frozenset({"version", "uses", "retrieved", "successes", "last_used_task"})
-
-
-def record_to_properties(record: FunctionRecord) -> dict[str, Any]:
-    data = record.to_dict()
-    data.pop("id")
-    data["probes"] = json.dumps(data["probes"], ensure_ascii=False, sort_keys=True)
-    data["supersedes"] = data["supersedes"] or ""
-    data["keywords"] = record.keyword_text()
-    return data
-
-
-def properties_to_record(object_id: Any, props: dict[str, Any]) -> FunctionRecord:
-    data = {k: v for k, v in props.items() if k != "keywords"}
-    for name in _LIST_FIELDS:
-        data[name] = list(data.get(name) or [])
-    for name in _INT_FIELDS:
-        if data.get(name) is not None:
-            data[name] = int(data[name])
-        else:
-            data.pop(name, None)
-    data["probes"] = json.loads(data.get("probes") or "[]")
-    data["supersedes"] = data.get("supersedes") or None
-    data["id"] = str(object_id)
-    return FunctionRecord.from_dict({k: v for k, v in data.items() if v is not None})
-
-
-def _fused_cosine(query_vec: np.ndarray, vectors: dict[str, Any]) -> float:
-    """The vector score SQLite computes: doc and task cosine, weighted like the search."""
-    cos = {
-        name: float(np.dot(query_vec, np.asarray(vectors[name], dtype=np.float32)))
-        for name in VECTOR_NAMES
-        if name in vectors
-    }
-    doc = cos.get("doc", 0.0)
-    return (1 - TASK_VIEW_WEIGHT) * doc + TASK_VIEW_WEIGHT * cos.get("task", doc)
-
-
-def _is_missing(exc: UnexpectedStatusCodeError) -> bool:
-    """Did a replace fail because the object does not exist? Weaviate 1.35 answers a PUT on
-    a missing id with 500 "no object with id ..." (a PATCH with 404)."""
-    return exc.status_code == 404 or (
-        exc.status_code == 500 and "no object with id" in str(exc)
-    )
-
-
-def _valid_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+__all__ = [
+    "PROPERTIES",
+    "BatchReport",
+    "WeaviateConfig",
+    "WeaviateLibrary",
+    "properties_to_record",
+    "record_to_properties",
+]
 
 
 # -- the library ----------------------------------------------------------------------------------
@@ -246,6 +120,10 @@ class WeaviateLibrary:
     #: the outbox queues its writes instead of keeping a local ledger.
     shared_ledger = True
 
+    def _open_collection(self) -> Any:
+        with self._errors("open the collection"):
+            return open_collection(self._client, self.config, self.embedder)
+
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
     def _errors(self, action: str, *, grpc: bool = False) -> Iterator[None]:
@@ -267,86 +145,6 @@ class WeaviateLibrary:
                 ) from exc
             raise
 
-    def _description(self) -> str:
-        dim = int(self.embedder.dim or 0)
-        return f"dynagraph function library; embedder={self.embedder_name}; dim={dim}"
-
-    def _open_collection(self) -> Any:
-        name = self.config.collection
-        with self._errors("open the collection"):
-            if not self._client.collections.exists(name):
-                self._create_collection(name)
-            collection = self._client.collections.use(name)
-            config = collection.config.get()
-            self._check_collection(config)
-            if self.config.tenant is None:
-                return collection
-            if not collection.tenants.exists(self.config.tenant):
-                try:
-                    collection.tenants.create(Tenant(name=self.config.tenant))
-                except UnexpectedStatusCodeError:
-                    if not collection.tenants.exists(self.config.tenant):  # not a race: real
-                        raise
-            return collection.with_tenant(self.config.tenant)
-
-    def _create_collection(self, name: str) -> None:
-        try:
-            self._client.collections.create(
-                name,
-                description=self._description(),
-                properties=list(PROPERTIES),
-                vector_config=[
-                    Configure.Vectors.self_provided(name=v, vector_index_config=self._index())
-                    for v in VECTOR_NAMES
-                ],
-                replication_config=Configure.replication(factor=self.config.replication_factor),
-                multi_tenancy_config=(
-                    Configure.multi_tenancy(enabled=True, auto_tenant_activation=True)
-                    if self.config.tenant
-                    else None
-                ),
-            )
-        except UnexpectedStatusCodeError:
-            # Another agent may have created it between exists() and create(): then use it.
-            if not self._client.collections.exists(name):
-                raise
-
-    def _index(self) -> Any:
-        cosine = VectorDistances.COSINE
-        if self.config.vector_index == "flat":
-            return Configure.VectorIndex.flat(distance_metric=cosine)
-        if self.config.vector_index == "dynamic":
-            return Configure.VectorIndex.dynamic(distance_metric=cosine)
-        return Configure.VectorIndex.hnsw(distance_metric=cosine)
-
-    def _check_collection(self, config: Any) -> None:
-        where = f"collection {self.config.collection} at {self.config.describe()}"
-        mark = _EMBEDDER_MARK.search(config.description or "")
-        if mark is None:
-            raise LibraryError(
-                f"{where} was not made by dynagraph (no embedder recorded): "
-                "set another library.weaviate.collection"
-            )
-        stored, stored_dim = mark.group(1), int(mark.group(2))
-        if stored != self.embedder_name:
-            raise LibraryError(
-                f"{where} was built with embedder {stored}; this config uses "
-                f"{self.embedder_name}: export/import to re-embed"
-            )
-        dim = int(self.embedder.dim or 0)
-        if stored_dim and dim and stored_dim != dim:
-            raise LibraryError(f"{where} holds {stored_dim}-d vectors; {stored} now makes {dim}-d")
-        missing = set(VECTOR_NAMES) - set(config.vector_config or {})
-        if missing:
-            raise LibraryError(f"{where} lacks the named vectors {sorted(missing)}")
-        multi_tenant = bool(config.multi_tenancy_config and config.multi_tenancy_config.enabled)
-        if multi_tenant and not self.config.tenant:
-            raise LibraryError(f"{where} is multi-tenant: set library.weaviate.tenant")
-        if self.config.tenant and not multi_tenant:
-            raise LibraryError(
-                f"{where} is not multi-tenant: unset library.weaviate.tenant or use a new collection"
-            )
-
     def _vectors(self, records: Sequence[FunctionRecord]) -> list[dict[str, list[float]]]:
         """Both named vectors per record; a record without an origin task reuses its doc vector
         (as SQLite scores it), so multi-target search never meets a missing vector."""
@@ -363,7 +161,7 @@ class WeaviateLibrary:
     def _check_record(record: FunctionRecord) -> None:
         if record.status not in STATUSES:
             raise LibraryError(f"status must be one of {STATUSES}, not {record.status!r}")
-        if not _valid_uuid(record.id):
+        if not valid_uuid(record.id):
             raise LibraryError(f"record {record.name}: id {record.id!r} is not a UUID")
 
     # -- writes -----------------------------------------------------------------------------------
@@ -377,59 +175,25 @@ class WeaviateLibrary:
             try:
                 data.replace(uuid=record.id, properties=props, vector=vectors)
             except UnexpectedStatusCodeError as exc:
-                if not _is_missing(exc):
+                if not is_missing(exc):
                     raise
                 try:
                     data.insert(properties=props, uuid=record.id, vector=vectors)
                 except UnexpectedStatusCodeError:
                     # Inserted by another agent since our replace: replace it after all.
                     data.replace(uuid=record.id, properties=props, vector=vectors)
-                else:
-                    self.settle_versions(record.name)
+            # after every write, a replace too: a writer with a stale view may have re-sent a
+            # version another writer had settled (tools/library/weaviate_versions.py)
+            self.settle_versions(record.name)
         return FunctionRecord.from_dict(record.to_dict())
 
     def settle_versions(self, name: str) -> list[FunctionRecord]:
-        """Apply the rule for versions of one name added at the same moment (docs/weaviate.md).
-
-        Machines sharing a library admit without a common lock, so two of them can both read
-        "newest is v1" and both store a v2 (different code, so different ids: nothing is lost,
-        but the numbering repeats). After every insert of a new record the writer reads the
-        name's records and, only if a version number is claimed twice, renumbers them in the
-        order (version claimed, created_at, id): each record takes its claimed version or one
-        more than the record before it, whichever is higher; a renumbered record supersedes
-        the one just before it; of the records that are active only the newest stays active
-        (the others are archived, kept and restorable).
-        Every writer computes the same result from the same records, and the last writer to
-        insert sees every record, so concurrent settles converge. Returns the records, in order.
-        """
+        """Apply the version rule for ``name`` (:mod:`tools.library.weaviate_versions`): only
+        when a version number is claimed twice, e.g. by two machines admitting at once."""
         records = self._fetch(Filter.by_property("name").equal(name))
-        ordered = sorted(records, key=lambda r: (r.version, r.created_at, r.id))
-        claimed = [r.version for r in ordered]
-        if len(set(claimed)) == len(claimed):
-            return ordered  # no version claimed twice (gaps, e.g. from an import, are kept)
-        by_id = {r.id: r for r in ordered}
-        versions: list[int] = []
-        for record in ordered:
-            versions.append(max(record.version, (versions[-1] if versions else 0) + 1))
-        active = [r for r in ordered if r.status == "active"]
-        newest_active = active[-1].id if active else None
-        for index, (record, version) in enumerate(zip(ordered, versions, strict=True)):
-            props: dict[str, Any] = {}
-            if record.version != version:
-                props["version"] = version
-                if record.supersedes is None or record.supersedes in by_id:
-                    props["supersedes"] = ordered[index - 1].id if index > 0 else ""
-            if record.status == "active" and record.id != newest_active:
-                props["status"] = "archived"
-                props["status_reason"] = (
-                    f"superseded by v{versions[-1]} (versions of {name} added at the same "
-                    "moment, settled by (version, created_at, id))"
-                )
-            if props:
-                self._update(record.id, props, "settle versions")
-                for key, value in props.items():
-                    setattr(record, key, (value or None) if key == "supersedes" else value)
-        return ordered
+        return settle_versions(
+            records, lambda record_id, props: self._update(record_id, props, "settle versions")
+        )
 
     def add_many(self, records: Iterable[FunctionRecord]) -> BatchReport:
         """Batch upsert (gRPC batch import overwrites existing uuids); failures per object."""
@@ -487,7 +251,7 @@ class WeaviateLibrary:
         """One retrieval per id given (an id given twice counts twice); unknown ids ignored."""
         wanted: dict[str, int] = {}
         for record_id in record_ids:
-            if _valid_uuid(record_id):
+            if valid_uuid(record_id):
                 key = str(uuid.UUID(str(record_id)))  # Weaviate answers in this canonical form
                 wanted[key] = wanted.get(key, 0) + 1
         if not wanted:
@@ -501,7 +265,7 @@ class WeaviateLibrary:
     def set_status(self, record_id: str, status: str, reason: str = "") -> None:
         if status not in STATUSES:
             raise LibraryError(f"status must be one of {STATUSES}, not {status!r}")
-        if not _valid_uuid(record_id):
+        if not valid_uuid(record_id):
             raise LibraryError(f"no function with id {record_id} in Weaviate")
         self._update(record_id, {"status": status, "status_reason": reason}, "set a status")
 
@@ -513,59 +277,28 @@ class WeaviateLibrary:
             reply = self._collection.query.fetch_objects(
                 filters=filters, limit=limit, return_metadata=MetadataQuery(creation_time=True)
             )
-        return self._ordered(reply.objects)
-
-    @staticmethod
-    def _ordered(objects: Iterable[Any]) -> list[FunctionRecord]:
-        keyed = [
-            (
-                str(o.properties.get("created_at") or ""),
-                o.metadata.creation_time.timestamp() if o.metadata.creation_time else 0.0,
-                properties_to_record(o.uuid, dict(o.properties)),
-            )
-            for o in objects
-        ]
-        keyed.sort(key=lambda t: (t[0], t[1]))
-        return [record for _, _, record in keyed]
+        return ordered_records(reply.objects)
 
     def get(self, record_id: str) -> FunctionRecord | None:
-        if not _valid_uuid(record_id):
+        if not valid_uuid(record_id):
             return None
         with self._errors("read a function", grpc=True):
             obj = self._collection.query.fetch_object_by_id(record_id)
         return None if obj is None else properties_to_record(obj.uuid, dict(obj.properties))
 
-    @staticmethod
-    def _named(name: str) -> Any:
-        return Filter.by_property("name").equal(name) | Filter.by_property("aliases").contains_any(
-            [name]
-        )
-
-    @staticmethod
-    def _newest(records: list[FunctionRecord]) -> FunctionRecord | None:
-        """Highest version, then latest created (records arrive oldest first)."""
-        best: FunctionRecord | None = None
-        for record in records:
-            if best is None or (record.version, record.created_at) >= (
-                best.version,
-                best.created_at,
-            ):
-                best = record
-        return best
-
     def get_by_name(self, name: str, *, include_inactive: bool = False) -> FunctionRecord | None:
-        filters = self._named(name)
+        filters = named_filter(name)
         if not include_inactive:
             filters = filters & Filter.by_property("status").equal("active")
-        return self._newest(self._fetch(filters))
+        return newest(self._fetch(filters))
 
     def versions(self, name: str) -> list[FunctionRecord]:
-        records = self._fetch(self._named(name))
+        records = self._fetch(named_filter(name))
         order = {id(r): i for i, r in enumerate(records)}
         return sorted(records, key=lambda r: (r.version, r.created_at, order[id(r)]))
 
     def find_by_hash(self, ast_hash: str) -> FunctionRecord | None:
-        return self._newest(self._fetch(Filter.by_property("ast_hash").equal(ast_hash)))
+        return newest(self._fetch(Filter.by_property("ast_hash").equal(ast_hash)))
 
     def list(self, *, status: str | None = None) -> list[FunctionRecord]:
         """Every record (cursor iteration: no result-window limit), oldest first."""
@@ -573,7 +306,7 @@ class WeaviateLibrary:
             objects = list(
                 self._collection.iterator(return_metadata=MetadataQuery(creation_time=True))
             )
-        records = self._ordered(objects)
+        records = ordered_records(objects)
         return records if status is None else [r for r in records if r.status == status]
 
     def stats(self) -> dict[str, Any]:
@@ -654,7 +387,7 @@ class WeaviateLibrary:
             SearchHit(
                 record=properties_to_record(obj.uuid, dict(obj.properties)),
                 score=float(obj.metadata.score or 0.0),
-                vector_score=_fused_cosine(query_vec, obj.vector or {}),
+                vector_score=fused_cosine(query_vec, obj.vector or {}),
                 keyword_score=keyword.get(str(obj.uuid), 0.0),
             )
             for obj in objects
@@ -738,23 +471,3 @@ class WeaviateLibrary:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_weaviate_library(
-    embedder: Embedder,
-    config: WeaviateConfig,
-    outbox_path: str | Path,
-    *,
-    flush_on_open: bool = True,
-) -> OutboxLibrary:
-    """The library a run uses: Weaviate behind a local outbox, whose queue from an earlier
-    outage is flushed here (``flush_on_open``). Raises :class:`LibraryUnavailableError` (one
-    line) when the server cannot be reached at all."""
-    primary = WeaviateLibrary(embedder, config=config)
-    try:
-        return OutboxLibrary(
-            primary, outbox_path, target=config.target(), flush_on_open=flush_on_open
-        )
-    except BaseException:
-        primary.close()
-        raise

@@ -142,7 +142,7 @@ class WeaviateConfig(BaseModel):
             )
         return (
             f"cannot reach Weaviate at {where}: start it with `docker compose up -d` "
-            "or set library.weaviate.*"
+            "(or scripts/weaviate-server.sh start) or set library.weaviate.*"
         )
 
 

@@ -132,9 +132,7 @@ class WeaviateLedger:
         with self._errors(action):
             for obj in objects:
                 try:
-                    collection.data.insert(
-                        properties=obj.properties, uuid=obj.uuid, vector=None
-                    )
+                    collection.data.insert(properties=obj.properties, uuid=obj.uuid, vector=None)
                 except UnexpectedStatusCodeError as exc:
                     if exc.status_code != 422 or "already exists" not in str(exc):
                         raise
@@ -192,9 +190,9 @@ class WeaviateLedger:
             return []
         filters = None
         if name is not None:
-            filters = Filter.by_property("name").equal(name) | Filter.by_property(
-                "target"
-            ).equal(name)
+            filters = Filter.by_property("name").equal(name) | Filter.by_property("target").equal(
+                name
+            )
         collection = self._collection("log")
         with self._errors("read the decision log", grpc=True):
             reply = collection.query.fetch_objects(

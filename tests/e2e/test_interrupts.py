@@ -1,0 +1,189 @@
+"""Ctrl-C and SIGTERM during a running cell, through ``dynagraph run`` in a subprocess.
+
+The signal must interrupt the cell at once, shut the kernels down (their runtime folders
+removed, their processes gone) and end the process with 128 + the signal's number within a
+couple of seconds, not when the cell's timeout runs out. A second Ctrl-C ends it at once.
+Timings are printed and bounded loosely (< 10 s against a 60 s cell and a 120 s timeout).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import cli_env  # noqa: F401  (fixture)
+from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+
+pytestmark = pytest.mark.timeout(180)
+
+SLOW_CELL = "import pathlib, time\npathlib.Path('cell-started').touch()\ntime.sleep(60)\n"
+LOOSE_BOUND_S = 10.0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process under `pid` (its children, theirs, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _start_slow_task(cli_env, stub_env, tmp_path: Path):  # noqa: F811
+    """Start `dynagraph run` whose one cell sleeps 60 s; return it once the cell runs."""
+    stub = stub_env["stub"]
+    stub.script("planner", [planner_step("Sleep a minute."), planner_answer("done")])
+    stub.script("coder", [coder_cell(SLOW_CELL)])
+    home = Path(cli_env["DYNAGRAPH_HOME"])
+    config = write_stub_config(
+        tmp_path / "slow.yaml", stub_env["base_url"], home, executor={"timeout": 120.0}
+    )
+    tmp = tmp_path / "tmp"  # the kernels' runtime folders land here: gone iff shut down
+    tmp.mkdir()
+    env = {**cli_env, "DYNAGRAPH_CONFIG": str(config), "TMPDIR": str(tmp)}
+    exe = Path(sys.executable).with_name("dynagraph")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "run", "sleep", "--thread", "slow", "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = home / "runs" / "slow" / "cell-started"
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the cell never started (exit {proc.returncode}): {err[-2000:]}")
+        time.sleep(0.05)
+    kernels = _descendants(proc.pid)
+    assert kernels, "no kernel process under the CLI while its cell runs"
+    return proc, kernels, tmp
+
+
+def _finish(proc: subprocess.Popen, sent: float) -> tuple[int, float, str]:
+    try:
+        _, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"still running 90 s after the signal: {err[-2000:]}")
+    return proc.returncode, time.monotonic() - sent, err
+
+
+def _assert_clean(kernels: set[int], tmp: Path) -> None:
+    deadline = time.monotonic() + 5  # a killed kernel may take a moment to be reaped by init
+    while any(_alive(pid) for pid in kernels) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in kernels if _alive(pid)], "kernel processes outlived the CLI"
+    left = sorted(p.name for p in tmp.glob("dynagraph-kernel-*"))
+    assert not left, f"kernel runtime folders not removed (kernels not shut down): {left}"
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_signal_during_a_cell_stops_it_and_exits_quickly(
+    cli_env,  # noqa: F811
+    stub_env,
+    tmp_path,
+    signum,
+    code,
+):
+    proc, kernels, tmp = _start_slow_task(cli_env, stub_env, tmp_path)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    returncode, took, err = _finish(proc, sent)
+    print(f"{signal.Signals(signum).name}: exit {returncode} after {took:.2f} s")
+    assert returncode == code, err[-2000:]
+    assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
+    assert "interrupted" in err
+    assert "Traceback" not in err, err[-2000:]
+    _assert_clean(kernels, tmp)
+
+
+def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path):  # noqa: F811
+    proc, kernels, _ = _start_slow_task(cli_env, stub_env, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)  # two signals sent together arrive as one: let the first be handled
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    returncode, took, err = _finish(proc, sent)
+    print(f"second SIGINT: exit {returncode} {took:.2f} s after it")
+    assert returncode == 130, err[-2000:]
+    assert "interrupted again: exiting now" in err, err[-2000:]
+    assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
+    deadline = time.monotonic() + 5  # they die with the CLI (PR_SET_PDEATHSIG / bwrap)
+    while any(_alive(pid) for pid in kernels) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in kernels if _alive(pid)], "kernel processes outlived the CLI"
+
+
+# -- in-process: cancel_running() reaches a cell received in another thread -----------------------
+
+
+def test_cancel_running_stops_a_cell_in_a_worker_thread(tmp_path):
+    import threading
+
+    from dynagraph.tools.kernel import KernelSession
+    from dynagraph.tools.kernel.cell import CellCancelled, cancel_running, resume_cells
+
+    with KernelSession(tmp_path / "work", sandbox="none") as session:
+        session.execute("kept = 41", timeout=30)
+        outcome: dict[str, object] = {}
+
+        def worker() -> None:
+            try:
+                outcome["result"] = session.execute("import time; time.sleep(60)", timeout=120)
+            except BaseException as exc:
+                outcome["raised"] = exc
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        time.sleep(1.0)  # the cell is running
+        sent = time.monotonic()
+        assert cancel_running() == 1
+        thread.join(30)
+        took = time.monotonic() - sent
+        print(f"cancel_running: the worker raised after {took:.2f} s")
+        assert isinstance(outcome.get("raised"), CellCancelled), outcome
+        assert took < LOOSE_BOUND_S
+        after = session.execute("print(kept + 1)", timeout=30)  # interrupted, not restarted
+        assert after.stdout == "42\n" and session.restarts == 0, after.to_observation()
+
+        cancel_running(for_good=True)
+        try:
+            with pytest.raises(CellCancelled):
+                session.execute("print('never waited for')", timeout=30)
+        finally:
+            resume_cells()
+        assert session.execute("print('again')", timeout=30).stdout == "again\n"

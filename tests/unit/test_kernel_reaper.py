@@ -1,0 +1,170 @@
+"""Kernel shutdowns off the caller's path (reaper.py) and kernels started ahead (registry)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from dynagraph.tools.kernel import KernelError, KernelRegistry, KernelSession, reaper
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class FakeSession:
+    """Records start/shutdown; shutdown blocks until `release` is set."""
+
+    def __init__(self, name: str = "k") -> None:
+        self.name = name
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.retired = False
+        self.shut = False
+        self.starts = 0
+
+    def retire(self) -> None:
+        self.retired = True
+
+    def start(self) -> None:
+        self.starts += 1
+        self.started.set()
+
+    def shutdown(self) -> None:
+        self.release.wait(30)
+        self.shut = True
+
+
+def test_release_returns_before_the_shutdown_and_drain_waits_for_it() -> None:
+    session = FakeSession()
+    session.release.clear()  # the shutdown hangs until we say so
+    registry = KernelRegistry(lambda _tid: session)  # type: ignore[arg-type,return-value]
+    registry.get("t")
+    registry.release("t")
+    assert session.retired and not session.shut  # released: refused at once, not yet stopped
+    assert registry.peek("t") is None
+    assert reaper.pending() >= 1
+    session.release.set()
+    assert reaper.drain()
+    assert session.shut
+
+
+def test_reap_runs_the_cleanup_after_the_shutdown() -> None:
+    order: list[str] = []
+    session = FakeSession()
+    session.shutdown = lambda: order.append("shutdown")  # type: ignore[method-assign]
+    reaper.reap(session, then=lambda: order.append("cleanup"))  # type: ignore[arg-type]
+    assert reaper.drain()
+    assert order == ["shutdown", "cleanup"]
+
+
+def test_retired_session_refuses_cells_and_after_shutdown_hooks_run(tmp_path) -> None:
+    session = KernelSession(tmp_path / "w")  # never started: nothing to stop
+    ran: list[str] = []
+    session.after_shutdown.append(lambda: ran.append("hook"))
+    session.retire()
+    with pytest.raises(KernelError):
+        session.execute("1")
+    session.shutdown()
+    session.shutdown()  # hooks run once
+    assert ran == ["hook"]
+
+
+def test_prestart_starts_the_kernel_that_get_then_returns() -> None:
+    made: list[FakeSession] = []
+
+    def factory(tid: str) -> FakeSession:
+        made.append(FakeSession(tid))
+        return made[-1]
+
+    registry = KernelRegistry(factory)  # type: ignore[arg-type]
+    registry.prestart("t")
+    for _ in range(200):  # built and started in the background
+        if made and made[0].started.is_set():
+            break
+        threading.Event().wait(0.05)
+    assert made and made[0].starts == 1
+    registry.prestart("t")  # already there: nothing new
+    assert registry.get("t") is made[0]
+    assert len(made) == 1
+    registry.shutdown_all()
+    assert made[0].shut
+
+
+def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
+    gate = threading.Event()
+    made: list[FakeSession] = []
+
+    def slow_factory(tid: str) -> FakeSession:
+        gate.wait(10)
+        made.append(FakeSession(tid))
+        return made[-1]
+
+    registry = KernelRegistry(slow_factory)  # type: ignore[arg-type]
+    registry.prestart("t")
+    registry.release("t")  # the task ended before its kernel was even built
+    gate.set()
+    for _ in range(200):
+        if made and made[0].shut:
+            break
+        threading.Event().wait(0.05)
+    assert reaper.drain()
+    assert made and made[0].shut and made[0].starts == 0  # reaped, never started
+    assert registry.peek("t") is None
+
+
+class FakeScratch(FakeSession):
+    def __init__(self, name: str = "scratch") -> None:
+        super().__init__(name)
+        self.after_shutdown: list = []
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        for hook in self.after_shutdown:
+            hook()
+
+
+def _services(tmp_path, monkeypatch, made: list):
+    from dynagraph.graphs.services import Services
+    from dynagraph.graphs.settings import load_settings
+
+    settings = load_settings(None, **{"executor.workdir": str(tmp_path / "runs")})
+    services = Services(settings)
+
+    def new_scratch(workdir, cwd):
+        made.append(FakeScratch(str(cwd)))
+        return made[-1]
+
+    monkeypatch.setattr(services, "_new_scratch", new_scratch)
+    return services
+
+
+def test_a_scratch_kernel_started_ahead_is_handed_to_the_librarian(tmp_path, monkeypatch) -> None:
+    made: list[FakeScratch] = []
+    services = _services(tmp_path, monkeypatch, made)
+    task_dir = tmp_path / "runs" / "t1"
+    task_dir.mkdir(parents=True)
+    services.prestart_scratch(task_dir)
+    services.prestart_scratch(task_dir)  # once per task folder
+    handed = services.scratch_kernel(tmp_path / "verifier-folder", cwd=task_dir)
+    assert made == [handed]
+    other = services.scratch_kernel(tmp_path / "v2", cwd=task_dir)  # claimed: a new one now
+    assert other is not handed and len(made) == 2
+    reaper.reap(handed)
+    reaper.reap(other)
+    assert reaper.drain()
+
+
+def test_an_unclaimed_scratch_kernel_is_reaped_with_its_folder(tmp_path, monkeypatch) -> None:
+    made: list[FakeScratch] = []
+    services = _services(tmp_path, monkeypatch, made)
+    task_dir = tmp_path / "runs" / "t2"
+    task_dir.mkdir(parents=True)
+    services.prestart_scratch(task_dir)
+    services.drop_scratch(task_dir)
+    for _ in range(200):  # built in the background, reaped when it is ready
+        if made and made[0].shut:
+            break
+        threading.Event().wait(0.05)
+    assert reaper.drain()
+    assert made and made[0].shut
+    services.drop_scratch(task_dir)  # nothing left to drop: a no-op

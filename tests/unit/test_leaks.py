@@ -1,0 +1,71 @@
+"""Nothing leaks when kernels come and go: no event loop, socket or file descriptor.
+
+jupyter_client's blocking calls make an event loop per calling thread and never close it; a
+dropped client keeps its zmq sockets open. Each surfaced as a ResourceWarning collected by gc in
+some later, unrelated test. Kernels here are used the way the agent uses them: from short-lived
+threads (LangGraph's per-run pool, batch workers, the reaper's shutdown threads).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+from dynagraph.tools.kernel import KernelSession, reaper
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _one_task(workdir: Path, *, reap: bool) -> None:
+    session = KernelSession(workdir, sandbox="none")
+    session.start()
+    assert session.execute("print('hi')", timeout=30).stdout == "hi\n"
+    session.interrupt()  # every blocking call the agent makes: start, is_alive, interrupt, ...
+    if reap:
+        reaper.reap(session)  # shut down in a thread of its own
+    else:
+        session.shutdown()
+
+
+def _in_thread(target, *args, **kwargs) -> None:
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_kernels_used_from_short_lived_threads_leave_nothing_open(tmp_path: Path) -> None:
+    _in_thread(_one_task, tmp_path / "warm-up", reap=False)  # imports, caches, the launcher
+    gc.collect()
+    before = _open_fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for index in range(4):
+            _in_thread(_one_task, tmp_path / f"task-{index}", reap=index % 2 == 1)
+        assert reaper.drain(60)
+        gc.collect()
+    after = _open_fds()
+    print(f"open fds: {before} before, {after} after 4 kernels")
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == [], leaks
+    assert after <= before + 2, f"{after - before} file descriptors left open by 4 kernels"
+
+
+def test_a_dropped_session_closes_its_client(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = KernelSession(tmp_path, sandbox="none")
+        session.start()
+        del session  # never shut down: its finalizer must close the client's sockets too
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == [], leaks
