@@ -1,7 +1,8 @@
 """The executor: runs the coder's cell in the task's kernel, under limits, and observes.
 
 Before the cell it defines, in the task's kernel, the library functions the coder was shown
-and the library functions they call (each once per kernel; again after a restart). After a
+and the library functions they call (each once per kernel, again after a restart; a step's
+new ones in one cell, each run on its own so one that fails does not stop the others). After a
 successful cell it records the top-level functions the cell defined, with the calls made to
 them (probes), as candidates for the librarian, and counts a use of every library function
 the cell called.
@@ -17,7 +18,7 @@ from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools import codeparse
 from dynagraph.tools.actions import parse_final_answer, strip_final_answer
-from dynagraph.tools.kernel import KernelSession, probes
+from dynagraph.tools.kernel import KernelSession, definitions, probes
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.library import FunctionRecord
 from dynagraph.tools.packages import missing_module_note
@@ -71,17 +72,27 @@ class ExecutorNode:
 
         for rid in record_ids:
             visit(library.get(rid))
-        for record in ordered:
-            if defined.get(record.name) == record.id:
-                continue
-            result = session.execute(record.kernel_source(), timeout=30, silent=True)
-            if result.ok():
-                defined[record.name] = record.id
-            else:
+        todo = [r for r in ordered if defined.get(r.name) != r.id]
+        if not todo:
+            return dict(defined), notes
+        if len(todo) == 1:  # its own cell: the cheapest round trip, and its error is its own
+            result = session.execute(todo[0].kernel_source(), timeout=30, silent=True)
+            failed = (
+                {} if result.ok() else {todo[0].name: f"{result.error_name}: {result.error_value}"}
+            )
+        else:  # one cell for all, each source run on its own (tools/kernel/definitions.py)
+            cell = definitions.define_code([(r.name, r.kernel_source()) for r in todo])
+            result = session.execute(
+                cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
+            )
+            failed = definitions.failures(result, [r.name for r in todo])
+        for record in todo:
+            if record.name in failed:
                 notes.append(
-                    f"library function {record.name} could not be defined: "
-                    f"{result.error_name}: {result.error_value}"
+                    f"library function {record.name} could not be defined: {failed[record.name]}"
                 )
+            else:
+                defined[record.name] = record.id
         return dict(defined), notes
 
     def context_sources(self, state: State, library_names: dict[str, str]) -> list[str]:

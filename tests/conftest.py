@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,15 @@ from tests.support.openai_stub import StubLLM
 from tests.support.weaviate_server import weaviate_server  # noqa: F401  (a live server or a skip)
 
 STUB_API_KEY = "sk-stub-not-a-secret"
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect garbage after each test, so an unclosed socket or event loop is reported
+    (``error::ResourceWarning`` in pyproject) at the test that leaked it, not at whichever
+    later test the collector happens to run in."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

@@ -22,12 +22,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.config import StrictSettings
 from dynagraph.tools.errors import ConfigError, EndpointError
-from langchain_core.language_models import BaseChatModel
 from pydantic import Field
+
+if TYPE_CHECKING:  # langchain (~0.35 s to import) loads when the first model is built
+    from langchain_core.language_models import BaseChatModel
 
 NODES_WITH_MODELS: tuple[str, ...] = ("planner", "coder", "librarian")
 

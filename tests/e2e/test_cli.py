@@ -45,6 +45,26 @@ def test_help_answers(args):
     assert "usage: dynagraph" in proc.stdout
 
 
+def test_help_and_the_settings_load_no_heavy_package():
+    """``dynagraph --help`` and loading the settings import neither langchain, openai, numpy
+    nor jupyter_client (issue 14: cold start); they load when a model, library or kernel is
+    first built."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from dynagraph.graphs import cli\n"
+        "from dynagraph.graphs.settings import load_settings\n"
+        "load_settings(None)\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['--help'])\n"
+        "heavy = ('langchain_core', 'langgraph', 'openai', 'numpy', 'jupyter_client', 'zmq')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_missing_api_key_is_one_line_exit_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
     env.pop("OPENAI_API_KEY", None)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def wait_ok(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -
             with urllib.request.urlopen(url + "/ok", timeout=2) as reply:
                 if reply.status == 200:
                     return
+        except urllib.error.HTTPError as exc:  # not ready yet; the error holds the socket
+            exc.close()
+            time.sleep(0.5)
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"langgraph dev not ready in {seconds}s:\n{log.read_text()[-3000:]}")
@@ -89,14 +93,16 @@ def test_langgraph_dev_runs_a_task(stub_env, tmp_path):
         wait_ok(url, proc, log)
         from langgraph_sdk import get_sync_client
 
-        client = get_sync_client(url=url)
-        assistants = client.assistants.search(graph_id="dynagraph")
-        assert assistants, "the server does not serve the dynagraph graph"
-        thread = client.threads.create()
-        client.runs.wait(
-            thread["thread_id"], assistants[0]["assistant_id"], input={"task": "What is 2 + 3?"}
-        )
-        state = client.threads.get_state(thread["thread_id"])
+        with get_sync_client(url=url) as client:
+            assistants = client.assistants.search(graph_id="dynagraph")
+            assert assistants, "the server does not serve the dynagraph graph"
+            thread = client.threads.create()
+            client.runs.wait(
+                thread["thread_id"],
+                assistants[0]["assistant_id"],
+                input={"task": "What is 2 + 3?"},
+            )
+            state = client.threads.get_state(thread["thread_id"])
         values = state["values"]
         assert values["answer"] == "5", log.read_text()[-3000:]
         assert values["status"] == "done"

@@ -215,6 +215,7 @@ def test_the_proxy_answers_only_under_its_token(proxy: AgentProxy) -> None:
         request = urllib.request.Request(f"http://{parts.netloc}{path}", data=body)
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
+        refused.value.close()  # the error holds the response's socket
         assert refused.value.code == 404
     assert proxy.socket_path is not None
     assert Path(proxy.socket_path).parent.stat().st_mode & 0o777 == 0o700  # the agent's user only

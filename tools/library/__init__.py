@@ -2,13 +2,14 @@
 
 Callers build a library with :func:`open_library` from the config's backend name, so nothing
 outside this package imports a backend module directly (Weaviate's client is imported only when
-that backend is chosen).
+that backend is chosen). Importing the package loads neither backend: ``SqliteLibrary`` (and
+numpy with it) loads on first use.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.embeddings import Embedder
 from dynagraph.tools.library.base import (
@@ -26,8 +27,10 @@ from dynagraph.tools.library.base import (
     record_id_for,
     utc_now,
 )
-from dynagraph.tools.library.sqlite import SqliteLibrary
 from dynagraph.tools.library.verified import VerifiedReads, verified_class
+
+if TYPE_CHECKING:  # loaded on first use (PEP 562): sqlite.py imports numpy (~0.1 s)
+    from dynagraph.tools.library.sqlite import SqliteLibrary, VerifiedSqliteLibrary
 
 __all__ = [
     "RECORD_NAMESPACE",
@@ -50,8 +53,14 @@ __all__ = [
 ]
 
 
-class VerifiedSqliteLibrary(VerifiedReads, SqliteLibrary):
-    """The SQLite library whose reads drop records failing their integrity check."""
+def __getattr__(name: str) -> Any:
+    if name not in ("SqliteLibrary", "VerifiedSqliteLibrary"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from dynagraph.tools.library import sqlite
+
+    value = getattr(sqlite, name)
+    globals()[name] = value
+    return value
 
 
 def open_library(
@@ -72,6 +81,8 @@ def open_library(
             raise LibraryError("the sqlite library needs a path (library.path in the config)")
         if options:
             raise LibraryError(f"unknown sqlite library options: {', '.join(sorted(options))}")
+        from dynagraph.tools.library.sqlite import SqliteLibrary, VerifiedSqliteLibrary
+
         return (VerifiedSqliteLibrary if verify else SqliteLibrary)(path, embedder)
     if backend == "weaviate":
         try:

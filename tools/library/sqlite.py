@@ -45,6 +45,7 @@ from dynagraph.tools.library.sqlite_search import (
     keyword_scores,
     load_vector_index,
 )
+from dynagraph.tools.library.verified import VerifiedReads
 
 #: Passage vectors kept per library instance (see SqliteLibrary._embed_passages).
 _PASSAGE_CACHE = 64
@@ -459,3 +460,7 @@ class SqliteLibrary(SqliteTransactions):
             f"SELECT seq, {COLUMN_LIST} FROM functions WHERE seq IN ({marks})", seqs
         ).fetchall()
         return {int(row[0]): self._record(row[1:]) for row in rows}
+
+
+class VerifiedSqliteLibrary(VerifiedReads, SqliteLibrary):
+    """The SQLite library whose reads drop records failing their integrity check."""

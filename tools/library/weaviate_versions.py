@@ -17,12 +17,13 @@ from dynagraph.tools.library.base import FunctionRecord
 def settle_versions(
     records: list[FunctionRecord], update: Callable[[str, dict[str, Any]], None]
 ) -> list[FunctionRecord]:
-    """Renumber ``records`` (every record of one name) unless they are numbered 1..n already.
+    """Renumber ``records`` (every record of one name) 1..n unless they are already (a lone
+    record keeps the version it was stored with).
 
     Machines sharing a library admit without a common lock, so two of them can both read
     "newest is v1" and both store a v2 (different code, so different ids: nothing is lost,
-    but the numbering repeats). After every insert of a new record the writer reads the
-    name's records and, unless they are numbered 1..n already, renumbers them 1..n in the
+    but the numbering repeats). After every write of a record the writer reads the
+    name's records and, when there are several and they are not numbered 1..n, renumbers them in the
     order (version claimed, created_at, id), so no number repeats and none is skipped (a
     writer with a stale view can claim a number twice, or re-send a record with a version
     another writer already renumbered, which would leave a gap); a renumbered record supersedes
@@ -34,7 +35,7 @@ def settle_versions(
     """
     ordered = sorted(records, key=lambda r: (r.version, r.created_at, r.id))
     claimed = [r.version for r in ordered]
-    if claimed == list(range(1, len(ordered) + 1)):
+    if len(ordered) < 2 or claimed == list(range(1, len(ordered) + 1)):
         return ordered
     by_id = {r.id: r for r in ordered}
     versions = list(range(1, len(ordered) + 1))

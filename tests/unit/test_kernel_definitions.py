@@ -1,0 +1,102 @@
+"""A step's library functions are defined in one kernel cell (tools/kernel/definitions.py), each
+source on its own: one that fails is reported by name and the others are still defined, wrapped
+by the probe recorder like a cell's own functions, with their source readable in tracebacks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from dynagraph.nodes.executor import ExecutorNode
+from dynagraph.tools.codeparse import normalized_hash
+from dynagraph.tools.kernel import KernelSession, definitions, probes
+from dynagraph.tools.library import FunctionRecord
+
+pytestmark = pytest.mark.timeout(120)
+
+BASE = 'def base(x):\n    """Twice x."""\n    return 2 * x\n'
+TOP = 'def top(x):\n    """Twice x, plus one."""\n    return base(x) + 1\n'
+BROKEN = 'def broken(x):\n    """Needs a module nobody has."""\n    return nope.f(x)\n'
+SQRT = 'def root(x):\n    """Square root."""\n    return m.sqrt(x)\n'
+
+
+def rec(code: str, **fields) -> FunctionRecord:
+    name = code.split("(")[0].removeprefix("def ").strip()
+    return FunctionRecord(name=name, code=code, ast_hash=normalized_hash(code), **fields)
+
+
+class Library:
+    def __init__(self, *records: FunctionRecord) -> None:
+        self.records = {r.id: r for r in records}
+
+    def get(self, rid: str) -> FunctionRecord | None:
+        return self.records.get(rid)
+
+    def get_by_name(self, name: str) -> FunctionRecord | None:
+        return next((r for r in self.records.values() if r.name == name), None)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    with KernelSession(tmp_path_factory.mktemp("k"), bootstrap=probes.BOOTSTRAP) as s:
+        yield s
+
+
+def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session) -> None:
+    base, top = rec(BASE), rec(TOP, depends_on=["base"])
+    broken = rec(BROKEN, imports=["import nope_not_installed_anywhere as nope"])
+    root = rec(SQRT, imports=["import math as m"], aliases=["square_root"])
+    library = Library(base, top, broken, root)
+    cells: list[str] = []
+
+    def execute(code: str, **kw):
+        cells.append(code)
+        return session.execute(code, **kw)
+
+    node = ExecutorNode(SimpleNamespace(library=library))  # type: ignore[arg-type]
+    counted = SimpleNamespace(execute=execute)
+    defined, notes = node.define_library_functions("k", counted, [top.id, broken.id, root.id])
+    assert len(cells) == 1  # one round trip for the whole step
+    assert defined == {"base": base.id, "top": top.id, "root": root.id}
+    assert notes == [
+        "library function broken could not be defined: ModuleNotFoundError: "
+        "No module named 'nope_not_installed_anywhere'"
+    ]
+    # already defined: no cell at all
+    again, notes = node.define_library_functions("k", counted, [top.id, root.id])
+    assert len(cells) == 1 and again == defined and notes == []
+    # the broken one is tried again, alone: its own source is the cell
+    again, notes = node.define_library_functions("k", counted, [top.id, broken.id])
+    assert cells[1:] == [broken.kernel_source()] and again == defined
+    assert notes == [
+        "library function broken could not be defined: ModuleNotFoundError: "
+        "No module named 'nope_not_installed_anywhere'"
+    ]
+
+    result, (recorded, calls) = probes.execute_with_probes(
+        session, "print(top(3), square_root(16.0))", 30
+    )
+    assert result.ok() and result.stdout.strip() == "7 4.0"
+    # wrapped by the probe recorder exactly as a cell's own functions are
+    assert calls["top"]["calls"] == 1 and calls["root"]["calls"] == 1
+    assert recorded["top"][0]["result_repr"] == "7"
+    assert session.execute("import inspect; print(inspect.getsource(top))").stdout == TOP + "\n"
+    failing = session.execute("top('a')")
+    assert failing.error_name == "TypeError" and "return base(x) + 1" in failing.traceback
+
+
+def test_a_syntax_error_or_a_lost_kernel_is_reported_per_name(session) -> None:
+    cell = definitions.define_code(
+        [("bad", "def bad(:\n"), ("good", "def good():\n    return 1\n")]
+    )
+    result = session.execute(cell, timeout=30, silent=True)
+    failed = definitions.failures(result, ["bad", "good"])
+    assert list(failed) == ["bad"] and failed["bad"].startswith("SyntaxError")
+    assert session.execute("good()").result == "1"
+    lost = SimpleNamespace(ok=lambda: False, error_name="KernelDied", error_value="gone")
+    assert definitions.failures(lost, ["a", "b"]) == {
+        "a": "KernelDied: gone",
+        "b": "KernelDied: gone",
+    }  # type: ignore[arg-type]
+    silent = SimpleNamespace(ok=lambda: True, stdout="")
+    assert set(definitions.failures(silent, ["a"])) == {"a"}  # type: ignore[arg-type]

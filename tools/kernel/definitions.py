@@ -1,0 +1,51 @@
+"""Library functions defined in a kernel in one cell, agent side (kernel_side/define.py runs it).
+
+:func:`define_code` builds the cell for records' sources in dependency order;
+:func:`failures` reads what it reports. Each source runs on its own: one that fails is named
+with its error and the others are still defined.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dynagraph.tools.kernel import kernel_side
+from dynagraph.tools.kernel.result import ExecutionResult
+
+__all__ = ["DEFINED_MARKER", "define_code", "failures"]
+
+#: Prefix of the line the definition cell prints (the rest of the line is JSON).
+DEFINED_MARKER = "__DYNAGRAPH_DEFINED__"
+
+
+#: Defines ``__dynagraph_define_all__`` in a kernel that lacks it (the first definition cell of
+#: a kernel, or after a ``%reset``): later cells only call it.
+_INSTALL = kernel_side.cell("define", exports={"__dynagraph_define_all__": "define_all"})
+
+
+def define_code(sources: list[tuple[str, str]]) -> str:
+    """One cell that defines each ``(name, source)``, in order, each isolated from the others."""
+    pairs = [[str(name), str(source)] for name, source in sources]
+    install = "".join(f"    {line}\n" for line in _INSTALL.splitlines())
+    return (
+        "if '__dynagraph_define_all__' not in globals():\n"
+        + install
+        + f"__dynagraph_define_all__(get_ipython(), {pairs!r}, {DEFINED_MARKER!r})\n"
+    )
+
+
+def failures(result: ExecutionResult, names: list[str]) -> dict[str, str]:
+    """{name: "ErrorName: message"} for each of ``names`` the cell did not define. A cell
+    that failed as a whole (timeout, lost kernel) or printed no report fails every name."""
+    if result.ok():
+        for line in reversed(result.stdout.splitlines()):
+            if line.startswith(DEFINED_MARKER):
+                try:
+                    failed = json.loads(line[len(DEFINED_MARKER) :]).get("failed") or {}
+                except (ValueError, AttributeError):
+                    break
+                return {str(k): str(v) for k, v in failed.items() if k in names}
+        error = "no report from the definition cell"
+    else:
+        error = f"{result.error_name}: {result.error_value}"
+    return dict.fromkeys(names, error)
