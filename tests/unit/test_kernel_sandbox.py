@@ -346,3 +346,18 @@ def test_protection_happens_at_the_first_kernel_not_at_import(tmp_path: Path) ->
     assert before == "None"
     expected = "nothing: running as root" if os.geteuid() == 0 else "made non-dumpable"
     assert after.startswith(expected)
+
+
+@needs_bwrap
+def test_the_probe_holds_when_the_interpreter_lives_under_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """CI clones (and their venvs) live under /tmp, which the sandbox replaces with a private
+    tmpfs: the probe must not run the interpreter from there, or ``auto`` falls back to no
+    sandbox on exactly the machines that test it (launch.py binds the venv back itself)."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    bwrap_probe.cache_clear()
+    try:
+        assert bwrap_probe() == (_BWRAP, "")
+    finally:
+        bwrap_probe.cache_clear()

@@ -74,7 +74,10 @@ def bwrap_probe(bwrap: str = "bwrap") -> tuple[str | None, str]:
     path = shutil.which(bwrap)
     if path is None:
         return None, "bubblewrap is not installed"
-    argv = [path, *_PROBE_ARGS, "--", sys.executable, "-S", "-c", ""]
+    # a program outside /tmp: the probe's private /tmp would hide an interpreter that lives
+    # there (a checkout's venv under /tmp, as CI clones are), which launch.py binds back itself
+    program = shutil.which("true", path="/usr/bin:/bin") or "/bin/true"
+    argv = [path, *_PROBE_ARGS, "--", program]
     try:
         proc = subprocess.run(
             argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"}
