@@ -103,14 +103,6 @@ class FunctionRecord:
         found = {*self.tags, *capabilities_of(self.code, self.imports)}
         return [c for c in CAPABILITIES if c in found]
 
-    def integrity_problem(self) -> str | None:
-        """Why this record must not be defined in a kernel or shown (None: it may): its code no
-        longer hashes to its ast_hash and id, or defining it would run more than its imports
-        and its def (tools/library/integrity.py)."""
-        from dynagraph.tools.library.integrity import record_problem
-
-        return record_problem(self)
-
     def doc_view(self) -> str:
         """Text embedded for the docstring view: name, signature and full docstring."""
         return f"{self.name}{self.signature}\n{self.docstring}".strip()
