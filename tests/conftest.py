@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,3 +53,17 @@ def stub_env(
         "home": home,
         "stub": openai_stub,
     }
+
+
+@pytest.fixture
+def cli_env(stub_env: dict[str, Any], tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``dynagraph`` subprocess: the stub's key, the test's home, and a
+    config pointing every model at the stub (DYNAGRAPH_CONFIG)."""
+    from tests.support.config import write_stub_config
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env["OPENAI_API_KEY"] = stub_env["api_key"]
+    env["DYNAGRAPH_HOME"] = str(stub_env["home"])
+    config = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
+    env["DYNAGRAPH_CONFIG"] = str(config)
+    return env

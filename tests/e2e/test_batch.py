@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dynagraph.graphs.run import TaskResult
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
 
+from tests.support.cli import dynagraph
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.openai_stub import StubLLM
 
@@ -129,14 +129,6 @@ def task_model(
     stub.add_rule("planner", planner)
     stub.add_rule(
         "coder", lambda request: coder_cell(cell_for(_task_of(request, "Earlier steps:")))
-    )
-
-
-def dynagraph(*args: str, env: dict[str, str], cwd: Path, timeout: float = 200):
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
     )
 
 

@@ -14,28 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import dynagraph
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def dynagraph(*args: str, env: dict[str, str] | None = None, timeout: float = 180):
-    """Run the installed console script (falls back to ``python -m graphs.cli``)."""
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
-
-
-@pytest.fixture
-def cli_env(stub_env, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["OPENAI_API_KEY"] = stub_env["api_key"]
-    env["DYNAGRAPH_HOME"] = str(stub_env["home"])
-    config = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
-    env["DYNAGRAPH_CONFIG"] = str(config)
-    return env
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["library", "--help"]])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import dynagraph
+from tests.support.cli import dynagraph
 from tests.support.config import stub_config
 from tests.support.openai_stub import StubError, StubFault
 

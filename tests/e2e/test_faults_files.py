@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import dynagraph
+from tests.support.cli import dynagraph
 from tests.support.config import write_stub_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -35,13 +35,8 @@ def celsius_to_fahrenheit(c: float) -> float:
 
 
 @pytest.fixture
-def env(stub_env, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["OPENAI_API_KEY"] = stub_env["api_key"]
-    env["DYNAGRAPH_HOME"] = str(stub_env["home"])
-    config = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
-    env["DYNAGRAPH_CONFIG"] = str(config)
-    return env
+def env(cli_env):
+    return cli_env
 
 
 def unprivileged(*args: str, env: dict[str, str], timeout: float = 180):

