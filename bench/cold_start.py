@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import add_out_argument, save_figures_to  # noqa: E402
+from bench.common import add_out_argument, baseline_shim, save_figures_to  # noqa: E402
 from tests.support.config import planner_answer, write_stub_config  # noqa: E402
 from tests.support.openai_stub import StubLLM  # noqa: E402
 
@@ -56,17 +56,6 @@ FLOOR = (
     "ChatOpenAI(model='m', base_url=sys.argv[1], api_key='x', max_retries=0)"
     ".invoke([SystemMessage('planner'), HumanMessage('hi')])"
 )
-
-
-def shim(tree: Path, work: Path) -> Path:
-    """A folder whose ``dynagraph`` package maps the subpackages to ``tree``'s folders."""
-    package = work / "shim" / "dynagraph"
-    package.mkdir(parents=True)
-    for item in (tree / "dynagraph").iterdir():
-        (package / item.name).symlink_to(item)
-    for sub in ("graphs", "nodes", "tools", "evals"):
-        (package / sub).symlink_to(tree / sub, target_is_directory=True)
-    return package.parent
 
 
 def one_run(stub: StubLLM, variant: str, env: dict[str, str], work: Path) -> tuple[float, float]:
@@ -129,7 +118,7 @@ def main() -> None:
     base_env |= {"OPENAI_API_KEY": "sk-stub", "OMP_WAIT_POLICY": "PASSIVE"}
     variants = {"new": base_env, "floor": base_env}
     if args.baseline:
-        path = str(shim(args.baseline.resolve(), work))
+        path = str(baseline_shim(args.baseline.resolve(), work))
         variants["base"] = {**base_env, "PYTHONPATH": path}
     figures: dict[str, dict[str, list[float]]] = {
         v: {"first": [], "run": [], "help": []} for v in variants

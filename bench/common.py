@@ -138,6 +138,20 @@ def save_figures_to(out: Path | None, name: str, figures: dict[str, Any]) -> Pat
     return save_figures(path.stem, figures, results_dir=path.parent)
 
 
+def baseline_shim(tree: Path, work: Path) -> Path:
+    """A folder to put first on ``PYTHONPATH`` so that ``import dynagraph`` loads another
+    revision's tree (``tree``: e.g. ``git archive HEAD | tar -x -C tree``): its ``dynagraph``
+    package maps the subpackages to ``tree``'s folders, as the install's package-dir does. The
+    process must also drop the checkout's editable finder from ``sys.meta_path``."""
+    package = work / "baseline-shim" / "dynagraph"
+    package.mkdir(parents=True)
+    for item in (tree / "dynagraph").iterdir():
+        (package / item.name).symlink_to(item)
+    for sub in ("graphs", "nodes", "tools", "evals"):
+        (package / sub).symlink_to(tree / sub, target_is_directory=True)
+    return package.parent
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """The q-th percentile (0..100), linear between closest ranks."""
     data = sorted(values)

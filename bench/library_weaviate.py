@@ -59,6 +59,7 @@ from bench.library import (  # noqa: E402
     perturbed_vectors,
     recall_at,
     synthesize,
+    timed_searches,
 )
 
 SCRIPT = REPO / "scripts" / "weaviate-server.sh"
@@ -151,16 +152,8 @@ def recall(craft: CraftSet, embedder: CachingEmbedder, server: Server, workdir: 
     return out
 
 
-def timed_searches(lib: Any, embedder: CachingEmbedder, questions: list[str], n: int) -> dict:
-    embedder.cache_queries = False
-    lib.search(questions[0], k=5, alpha=DEFAULT_ALPHA)  # warm-up
-    totals, embeds = [], []
-    for i in range(n):
-        began = time.perf_counter()
-        lib.search(questions[(i + 1) % len(questions)], k=5, alpha=DEFAULT_ALPHA)
-        totals.append(time.perf_counter() - began)
-        embeds.append(embedder.last_query_seconds)
-    embedder.cache_queries = True
+def search_latency(lib: Any, embedder: CachingEmbedder, questions: list[str], n: int) -> dict:
+    _, totals, embeds = timed_searches(lib, embedder, questions, n)  # the first is a warm-up
     rest = [t - e for t, e in zip(totals, embeds, strict=True)]
     return {
         "p50_ms": percentile(totals, 50) * 1000,
@@ -183,7 +176,7 @@ def scale(
         for record in records:
             sqlite.add(record)
         row["sqlite_ingest_per_s"] = size / (time.perf_counter() - began)
-        row["sqlite"] = timed_searches(sqlite, embedder, questions, searches)
+        row["sqlite"] = search_latency(sqlite, embedder, questions, searches)
     (workdir / f"scale-{size}.db").unlink()
     collection = f"BenchScale{size}x{uuid.uuid4().hex[:6]}"
     try:
@@ -198,7 +191,7 @@ def scale(
             for record in extra:
                 weaviate.add(record)
             row["weaviate_single_add_per_s"] = len(extra) / (time.perf_counter() - began)
-            row["weaviate"] = timed_searches(weaviate, embedder, questions, searches)
+            row["weaviate"] = search_latency(weaviate, embedder, questions, searches)
             row["weaviate_total"] = weaviate.stats()["total"]
         row["server_rss_mib"] = server.rss_mib()
     finally:

@@ -84,7 +84,14 @@ REPO_ROOT = BENCH_DIR.parent
 DRIVERS = BENCH_DIR / "peer_drivers"
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import command_line, format_table, machine_info, now_utc  # noqa: E402
+from bench.common import (  # noqa: E402
+    baseline_shim,
+    command_line,
+    format_table,
+    machine_info,
+    now_utc,
+)
+from tests.support.openai_stub import DEFAULT_ROLES, keyword_classifier  # noqa: E402
 
 DEFAULT_OUT = BENCH_DIR / "results" / "peers.json"
 DEFAULT_CACHE = (
@@ -184,15 +191,8 @@ def prompt_chars(body: dict[str, Any]) -> int:
     return total
 
 
-def dynagraph_role(body: dict[str, Any]) -> str:
-    """The first of "planner", "coder", "librarian" in the first system message."""
-    for message in body.get("messages") or []:
-        if message.get("role") in ("system", "developer"):
-            found = re.search(
-                r"\b(planner|coder|librarian)\b", _text_of(message.get("content")), re.I
-            )
-            return found.group(1).lower() if found else "other"
-    return "other"
+#: The first of "planner", "coder", "librarian" in the first system message, else "other".
+dynagraph_role = keyword_classifier(*DEFAULT_ROLES, fallback="other")
 
 
 @dataclass
@@ -728,18 +728,6 @@ BASELINE_LAUNCH = (
     "sys.argv = sys.argv[1:]; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
-
-
-def baseline_shim(tree: Path, work: Path) -> Path:
-    """A folder whose ``dynagraph`` package maps the subpackages to ``tree``'s folders, as the
-    install's package-dir does (``tree``: e.g. ``git archive HEAD | tar -x -C tree``)."""
-    package = work / "baseline-shim" / "dynagraph"
-    package.mkdir(parents=True)
-    for item in (tree / "dynagraph").iterdir():
-        (package / item.name).symlink_to(item)
-    for sub in ("graphs", "nodes", "tools", "evals"):
-        (package / sub).symlink_to(tree / sub, target_is_directory=True)
-    return package.parent
 
 
 def run_once(

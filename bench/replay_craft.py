@@ -60,7 +60,6 @@ DEFAULT_DATA = SHARED_DATA / "craft-tabmwp"
 #: the committed figures and plot (bench/README.md quotes them): written only when --out names it
 COMMITTED_OUT = RESULTS_DIR / "replay_craft.json"
 COMMITTED_PLOT = RESULTS_DIR / "replay_library_size.png"
-__all__ = ["answers_match", "load_questions", "main", "replay_cell", "task_text"]
 
 
 # -- data -------------------------------------------------------------------------------------

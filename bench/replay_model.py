@@ -111,12 +111,6 @@ def answer_from_observation(status: str, observation: str) -> str:
     return ""
 
 
-def python_block(text: str) -> str:
-    """The first fenced python block of ``text``, or the whole text when it has no fence."""
-    match = re.search(r"```(?:python|py)?[ \t]*\n(.*?)```", text, re.DOTALL)
-    return (match.group(1) if match else text).strip()
-
-
 class ReplayModel:
     """A loopback OpenAI-compatible server replaying registered cells (see the module doc)."""
 

@@ -71,6 +71,7 @@ from bench.craft import (  # noqa: E402
     RAW_FILE,
     VALID_FILE,
     epoch_files,
+    header_names,
     probe_header,
     read_csv,
     read_jsonl,
@@ -149,18 +150,7 @@ def imports_for(header: str, source: str) -> str:
     """The lines of the data's import header that bind a name ``source`` uses: CRAFT's tools
     carry no imports (CRAFT ran them under a fixed header), a cell must bring its own."""
     used = used_names(source)
-    lines = []
-    for line in header.splitlines():
-        try:
-            node = ast.parse(line).body[0]
-        except (SyntaxError, IndexError):
-            continue
-        if not isinstance(node, ast.Import | ast.ImportFrom):
-            continue
-        bound = {a.asname or a.name.split(".")[0] for a in node.names}
-        if bound & used:
-            lines.append(line)
-    return "".join(f"{line}\n" for line in lines)
+    return "".join(f"{line}\n" for line in header.splitlines() if header_names(line) & used)
 
 
 def cell(header: str, *parts: str) -> str:

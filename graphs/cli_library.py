@@ -110,11 +110,11 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
             return _check(library, args)
         if action == "restore":
             return _restore(library, args.name, args.reason or "")
-        if action in ("archive", "restore", "quarantine"):
+        if action in ("archive", "quarantine"):
             record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
             if record is None:
                 raise InputError(f"no function named {args.name!r} in the library")
-            status = {"archive": "archived", "restore": "active"}.get(action, "quarantined")
+            status = "archived" if action == "archive" else "quarantined"
             library.set_status(record.id, status, args.reason or "")
             _log_manual(library, record, status, args.reason or "")
             print(f"{record.name} v{record.version}: {status}", file=sys.stderr)
@@ -382,7 +382,10 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
     add_package_export_args(p)
     p = lsub.add_parser("import", help="upsert records from a JSON Lines file")
     p.add_argument("file")
-    for name, text in (("archive", "hide a function from retrieval"), ("restore", "un-archive")):
+    for name, text in (
+        ("archive", "hide a function from retrieval"),
+        ("restore", "make it active again (un-archive, lift a quarantine)"),
+    ):
         p = lsub.add_parser(name, help=text)
         p.add_argument("name")
         p.add_argument("--reason", default="")

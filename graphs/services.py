@@ -20,7 +20,6 @@ from typing import Any
 
 from dynagraph.graphs.settings import Settings, dynagraph_home
 from dynagraph.tools.actions import (
-    ActionsConfig,
     AgentProxy,
     action_specs,
     kernel_bootstrap,
@@ -102,22 +101,18 @@ class Services:
         return self._open_weaviate(flush_on_open=False)
 
     # -- initial actions ----------------------------------------------------------------------
-    @cached_property
-    def actions_config(self) -> ActionsConfig:
-        return self.settings.actions
-
     def action_lines(self) -> list[str]:
         """The initial actions as the coder sees them (read and parsed once per Services)."""
         return list(self._action_lines)
 
     @cached_property
     def _action_lines(self) -> tuple[str, ...]:
-        return tuple(spec.summary_line() for spec in action_specs(self.actions_config))
+        return tuple(spec.summary_line() for spec in action_specs(self.settings.actions))
 
     @cached_property
     def agent_proxy(self) -> AgentProxy:
         """The proxy that holds the API keys for the kernels (keyed search, vision, audio)."""
-        return start_agent_proxy(self.actions_config, models=self.settings.models)
+        return start_agent_proxy(self.settings.actions, models=self.settings.models)
 
     def kernel_bootstrap(self) -> str:
         """Source run in every new (or restarted) kernel: the probe recorder, then the actions.
@@ -127,7 +122,7 @@ class Services:
         do safely from several threads at once ("AST constructor recursion depth mismatch")."""
         with self._bootstrap_lock:
             if self._bootstrap is None:
-                actions = kernel_bootstrap(self.actions_config, proxy=self.agent_proxy)
+                actions = kernel_bootstrap(self.settings.actions, proxy=self.agent_proxy)
                 self._bootstrap = probes.BOOTSTRAP + "\n" + actions
             return self._bootstrap
 

@@ -101,7 +101,7 @@ class CoderNode:
         ]
         model = self.services.models.for_node("coder", context.model_override("coder"))
         try:
-            code, _raw, usage = ask(
+            code, usage = ask(
                 model,
                 messages,
                 parse_coder_reply,

@@ -218,6 +218,5 @@ class ExecutorNode:
                     "restarted": restarted,
                 }
             )
-        update["last_status"] = result.status
         update["retry"] = retry
         return update

@@ -31,7 +31,6 @@ def render_history(
     steps: list[dict[str, Any]],
     observation_chars: int,
     *,
-    code: bool = True,
     last_observation_only: bool = False,
 ) -> str:
     """Every executed step; older code and observations are clipped harder than the latest.
@@ -46,7 +45,7 @@ def render_history(
         latest = i == len(steps)
         limit = observation_chars if latest else max(400, observation_chars // 4)
         lines = [f"Step {i}: {clip(step.get('instruction', ''), INSTRUCTION_CHARS)}"]
-        if code and step.get("code"):
+        if step.get("code"):
             lines.append("```python\n" + clip(step["code"].rstrip(), limit) + "\n```")
         if step.get("restarted"):
             lines.append(f"Note: during this step {RESTART_NOTE}.")

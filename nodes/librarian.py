@@ -53,9 +53,7 @@ class LibrarianNode:
             try:
                 decisions, usage = self.curate(state, candidates, context, key)
             finally:  # a scratch kernel the planner started ahead and no check claimed
-                drop = getattr(self.services, "drop_scratch", None)
-                if drop is not None:
-                    drop(self.services.workdir_for(key))
+                self.services.drop_scratch(self.services.workdir_for(key))
             report = [d.to_dict() for d in decisions]
             created = [d.name for d in decisions if d.action in STORED_ACTIONS]
         if runtime.stream_writer:
@@ -80,7 +78,7 @@ class LibrarianNode:
         services = self.services
         library = services.library
         settings = services.settings
-        logged = _logged_by(library, key)
+        logged = library.thread_decisions(key)  # a resumed task skips what it decided
         earlier = [_decision(e) for e in logged]
         resumed_index = next((e["task_index"] for e in logged if e.get("task_index")), None)
         task_index = resumed_index or library.next_task_index()
@@ -121,12 +119,6 @@ class LibrarianNode:
         finally:
             verifier.close()
         return [*earlier, *decisions], model.usage
-
-
-def _logged_by(library: Any, thread: str) -> list[dict[str, Any]]:
-    """The decisions ``thread`` already logged (none for a backend that cannot tell)."""
-    find = getattr(library, "thread_decisions", None)
-    return list(find(thread)) if find is not None else []
 
 
 def _decision(entry: dict[str, Any]) -> Decision:

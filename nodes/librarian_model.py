@@ -58,7 +58,7 @@ class ChatLibrarianModel:
             HumanMessage(content=user),
         ]
         try:
-            parsed, _raw, usage = ask(
+            parsed, usage = ask(
                 self._model, messages, parse, retries=self.retries, node="librarian"
             )
         except ProtocolError as exc:  # the failed calls' tokens are counted too

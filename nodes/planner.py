@@ -43,12 +43,10 @@ class PlannerNode:
         """Kernels start while the model thinks: the task's before the first step, the
         librarian's scratch kernel once the task has a function to verify."""
         key = kernel_key(state, config)
-        prestart = getattr(self.services.kernels, "prestart", None)
-        if prestart is not None and not state.get("steps"):
-            prestart(key)
-        scratch = getattr(self.services, "prestart_scratch", None)
-        if scratch is not None and context.use_library and state.get("candidates"):
-            scratch(self.services.workdir_for(key))
+        if not state.get("steps"):
+            self.services.kernels.prestart(key)
+        if context.use_library and state.get("candidates"):
+            self.services.prestart_scratch(self.services.workdir_for(key))
 
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
@@ -91,7 +89,7 @@ class PlannerNode:
         model = self.services.models.for_node("planner", context.model_override("planner"))
         self.start_kernels_ahead(state, config, context)  # after the client's first-use imports
         try:
-            decision, _raw, usage = ask(
+            decision, usage = ask(
                 model, messages, parse, retries=settings.agent.max_parse_retries, node="planner"
             )
         except ProtocolError as exc:  # the failed calls' tokens are counted too

@@ -108,13 +108,13 @@ def ask(
     *,
     retries: int,
     node: str,
-) -> tuple[T, str, dict[str, int]]:
+) -> tuple[T, dict[str, int]]:
     """Invoke ``model`` and parse its reply, re-asking with the parse error on failure.
 
     A re-ask is the original messages plus the last bad reply, clipped to
     :data:`REASK_QUOTE_CHARS`, and the parse error: its size does not grow with the bad reply
-    nor with the number of re-asks. Returns (parsed, raw reply text, token usage summed over
-    every call); a :class:`ProtocolError` carries the usage of the calls made.
+    nor with the number of re-asks. Returns (parsed, token usage summed over every call); a
+    :class:`ProtocolError` carries the usage of the calls made.
     """
     usage: dict[str, int] = {}
     history = list(messages)
@@ -124,7 +124,7 @@ def ask(
         usage = add_usage(usage, usage_of(reply))
         text = reply.content if isinstance(reply.content, str) else _flatten(reply.content)
         try:
-            return parse(text), text, usage
+            return parse(text), usage
         except ReplyParseError as exc:
             last_error = clip(str(exc), REASK_QUOTE_CHARS)
             history = [

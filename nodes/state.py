@@ -111,7 +111,6 @@ class State(TypedDict, total=False):
     code: str | None
     hits: list[HitRow]
     attempts: int
-    last_status: CellStatus | None
     retry: bool  # the executor's decision: the coder tries the step again
     failed_attempts: list[FailedAttempt]
     steps: Annotated[list[StepRecord], operator.add]

@@ -8,6 +8,8 @@ user must change something before trying again), 1 for a task that ran and faile
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class DynagraphError(Exception):
     """Base of every deliberate dynagraph error; ``str(error)`` is the one line to print."""
@@ -43,3 +45,13 @@ class TaskFailed(DynagraphError):
     """A task ran and did not reach an answer."""
 
     exit_code = 1
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``__cause__``, else ``__context__``), each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.config import StrictSettings
-from dynagraph.tools.errors import ConfigError, EndpointError
+from dynagraph.tools.errors import ConfigError, EndpointError, causes
 from pydantic import Field
 
 if TYPE_CHECKING:  # langchain (~0.35 s to import) loads when the first model is built
@@ -308,15 +308,6 @@ def _retry_wait(exc: BaseException, attempt: int) -> float | None:
 
 
 # -- one line per failure ------------------------------------------------------------------------
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def describe_endpoint_error(
     exc: BaseException, entry: ModelSettings | None = None, node: str = ""
 ) -> str | None:
@@ -330,7 +321,7 @@ def describe_endpoint_error(
     who = f"the {node} model" if node else "the model"
     setting = f"models.{node or '*'}"
     head = f"{who} {model} at {where}"
-    chain = list(_causes(exc))
+    chain = list(causes(exc))
     if isinstance(exc, openai.APITimeoutError):
         seconds = entry.timeout if entry and entry.timeout else None
         within = f"within {seconds:g} s" if seconds else "in time"

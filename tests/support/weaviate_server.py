@@ -3,14 +3,17 @@
 ``weaviate_server`` (session scope) is, in this order:
 
 1. the server named by ``DYNAGRAPH_TEST_WEAVIATE_URL`` (gRPC on
-   ``DYNAGRAPH_TEST_WEAVIATE_GRPC_PORT``, default 50051), left running afterwards;
+   ``DYNAGRAPH_TEST_WEAVIATE_GRPC_PORT``, default 50051; the API key of ``WEAVIATE_API_KEY``
+   when set), left running afterwards;
 2. else a server the script starts for this session (the binary from
    ``~/.cache/dynagraph/weaviate/<version>/``, built with ``go install`` when missing and ``go`` is
    on PATH), on free loopback ports with a temporary data folder, stopped at the end;
 3. else the test is skipped, saying why.
 
 Tests that stop and restart a server (the outage test) start one of their own with
-:class:`LocalWeaviate` so the shared one is never disturbed.
+:class:`LocalWeaviate` so the shared one is never disturbed. ``WeaviateEndpoint`` gives the
+configs pointed at a server and fresh collections deleted afterwards (``fresh_collection``);
+``settled_versions`` checks what many writers must leave in a library.
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pytest
+
+if TYPE_CHECKING:
+    from dynagraph.tools.library.base import FunctionRecord
+    from dynagraph.tools.library.weaviate_connect import WeaviateConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "weaviate-server.sh"
@@ -76,15 +85,63 @@ class WeaviateEndpoint:
         parsed = urlparse(self.url)
         return parsed.port or (443 if parsed.scheme == "https" else 80)
 
-    def library_mapping(self, **extra: object) -> dict[str, object]:
-        """The ``library.weaviate`` mapping of a config pointed at this server."""
-        return {
-            "mode": "local",
-            "host": self.host,
-            "http_port": self.http_port,
-            "grpc_port": self.grpc_port,
-            **extra,
-        }
+    def library_mapping(self, *, mode: str = "local", **extra: object) -> dict[str, object]:
+        """The ``library.weaviate`` mapping of a config pointed at this server: ``local`` mode
+        (host and ports), or ``custom`` (separate hosts, TLS: what an https URL needs); with
+        the API key of ``WEAVIATE_API_KEY`` when it is set."""
+        secure = urlparse(self.url).scheme == "https"
+        where: dict[str, object]
+        if mode == "custom" or secure:
+            where = {"mode": "custom", "http_host": self.host, "grpc_host": self.host}
+            where["secure"] = secure
+        else:
+            where = {"mode": "local", "host": self.host}
+        where |= {"http_port": self.http_port, "grpc_port": self.grpc_port}
+        if os.environ.get("WEAVIATE_API_KEY"):
+            where["api_key_env"] = "WEAVIATE_API_KEY"
+        return {**where, **extra}
+
+    def config(self, **options: object) -> WeaviateConfig:
+        """A :class:`WeaviateConfig` for this server (``options`` as for library_mapping)."""
+        from dynagraph.tools.library.weaviate_connect import WeaviateConfig
+
+        return WeaviateConfig(**self.library_mapping(**options))  # type: ignore[arg-type]
+
+    def drop_collections(self, names: list[str]) -> None:
+        """Delete these function collections, with the ``Log`` and ``Task`` collections of
+        their journal, through a client of its own (closed here)."""
+        if not names:
+            return
+        from dynagraph.tools.library.weaviate_connect import connect
+
+        client = connect(self.config())
+        try:
+            client.collections.delete([f"{n}{s}" for n in names for s in ("", "Log", "Task")])
+        finally:
+            client.close()
+
+    @contextmanager
+    def fresh_collection(self, prefix: str) -> Iterator[str]:
+        """A new collection name (``prefix`` + random), its collections deleted at the end."""
+        name = f"{prefix}{uuid.uuid4().hex[:10]}"
+        try:
+            yield name
+        finally:
+            self.drop_collections([name])
+
+
+def settled_versions(records: list[FunctionRecord]) -> dict[str, list[FunctionRecord]]:
+    """``records`` by name, after checking what many writers must leave: one record per
+    distinct code, every name's versions numbered 1..n, one active version per name."""
+    assert len({r.ast_hash for r in records}) == len(records), "a function stored twice"
+    by_name: dict[str, list[FunctionRecord]] = {}
+    for record in records:
+        by_name.setdefault(record.name, []).append(record)
+    for name, versions in by_name.items():
+        numbers = sorted(r.version for r in versions)
+        assert numbers == list(range(1, len(versions) + 1)), (name, numbers)  # no gap/repeat
+        assert [r.status for r in versions].count("active") == 1, (name, versions)
+    return by_name
 
 
 class LocalWeaviate:
@@ -121,10 +178,6 @@ class LocalWeaviate:
         assert proc.stdout.strip() == self.endpoint.url, proc.stdout
         return self.endpoint
 
-    @property
-    def pid(self) -> int:
-        return int((self.state / self.name / "pid").read_text())
-
     def stop(self) -> None:
         """Stop by the script; if it could not, end the server by its pid (ours)."""
         pid_file = self.state / self.name / "pid"
@@ -133,13 +186,6 @@ class LocalWeaviate:
         if pid is not None and _alive(pid):
             os.kill(pid, 9)
             raise RuntimeError(f"weaviate-server.sh stop left pid {pid} running: {proc.stderr}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        log = self.state / self.name / "server.log"
-        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
-
-    def status(self) -> str:
-        return self._run("status", timeout=30).stdout.strip()
 
 
 def _alive(pid: int) -> bool:

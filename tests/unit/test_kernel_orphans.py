@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from dynagraph.tools.kernel import KernelSession
 
+from tests.support.processes import descendants, running
+
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,38 +50,6 @@ print(json.dumps({"busy": busy.pid, "pooled": pool._ready[0].pid, "threaded": he
 sys.stdout.flush()
 time.sleep(600)
 """
-
-
-def process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) for every process we can see."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), fields[0])
-    return table
-
-
-def descendants(root: int) -> set[int]:
-    table = process_table()
-    found, frontier = set(), [root]
-    while frontier:
-        parent = frontier.pop()
-        children = {pid for pid, (ppid, _) in table.items() if ppid == parent}
-        frontier.extend(children - found)
-        found |= children
-    return found
-
-
-def running(pids: set[int]) -> set[int]:
-    """The pids still running: neither gone nor zombies waiting for a reaper."""
-    table = process_table()
-    return {pid for pid in pids if pid in table and table[pid][1] != "Z"}
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")

@@ -158,7 +158,7 @@ def test_sandboxed_pool_links_the_task_workdir_to_the_kernel_slot(tmp_path: Path
         cold = pool.take(existing)
         try:
             assert pool.stats.taken_cold == 1 and cold.pid is None
-            assert pool.ready_count() == 1  # the warm kernel stays for the next task
+            assert len(pool._ready) == 1  # the warm kernel stays for the next task
             cold.start()
             assert cold.execute("import os; os.getcwd()").result == repr(str(existing.resolve()))
         finally:

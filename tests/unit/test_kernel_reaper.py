@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 from dynagraph.tools.kernel import KernelError, KernelRegistry, KernelSession, reaper
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll until `condition` holds (work done in a background thread), at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class FakeSession:
@@ -78,10 +87,7 @@ def test_prestart_starts_the_kernel_that_get_then_returns() -> None:
 
     registry = KernelRegistry(factory)  # type: ignore[arg-type]
     registry.prestart("t")
-    for _ in range(200):  # built and started in the background
-        if made and made[0].started.is_set():
-            break
-        threading.Event().wait(0.05)
+    wait_for(lambda: bool(made) and made[0].started.is_set())  # built, started in the background
     assert made and made[0].starts == 1
     registry.prestart("t")  # already there: nothing new
     assert registry.get("t") is made[0]
@@ -103,10 +109,7 @@ def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
     registry.prestart("t")
     registry.release("t")  # the task ended before its kernel was even built
     gate.set()
-    for _ in range(200):
-        if made and made[0].shut:
-            break
-        threading.Event().wait(0.05)
+    wait_for(lambda: bool(made) and made[0].shut)
     assert reaper.drain()
     assert made and made[0].shut and made[0].starts == 0  # reaped, never started
     assert registry.peek("t") is None
@@ -123,7 +126,8 @@ class FakeScratch(FakeSession):
             hook()
 
 
-def _services(tmp_path, monkeypatch, made: list):
+def _services_with_prestarted_scratch(tmp_path, monkeypatch, made: list, task: str):
+    """Services whose scratch kernels are fakes, and a task folder with one started ahead."""
     from dynagraph.graphs.services import Services
     from dynagraph.graphs.settings import load_settings
 
@@ -135,15 +139,15 @@ def _services(tmp_path, monkeypatch, made: list):
         return made[-1]
 
     monkeypatch.setattr(services, "_new_scratch", new_scratch)
-    return services
+    task_dir = tmp_path / "runs" / task
+    task_dir.mkdir(parents=True)
+    services.prestart_scratch(task_dir)
+    return services, task_dir
 
 
 def test_a_scratch_kernel_started_ahead_is_handed_to_the_librarian(tmp_path, monkeypatch) -> None:
     made: list[FakeScratch] = []
-    services = _services(tmp_path, monkeypatch, made)
-    task_dir = tmp_path / "runs" / "t1"
-    task_dir.mkdir(parents=True)
-    services.prestart_scratch(task_dir)
+    services, task_dir = _services_with_prestarted_scratch(tmp_path, monkeypatch, made, "t1")
     services.prestart_scratch(task_dir)  # once per task folder
     handed = services.scratch_kernel(tmp_path / "verifier-folder", cwd=task_dir)
     assert made == [handed]
@@ -156,15 +160,9 @@ def test_a_scratch_kernel_started_ahead_is_handed_to_the_librarian(tmp_path, mon
 
 def test_an_unclaimed_scratch_kernel_is_reaped_with_its_folder(tmp_path, monkeypatch) -> None:
     made: list[FakeScratch] = []
-    services = _services(tmp_path, monkeypatch, made)
-    task_dir = tmp_path / "runs" / "t2"
-    task_dir.mkdir(parents=True)
-    services.prestart_scratch(task_dir)
+    services, task_dir = _services_with_prestarted_scratch(tmp_path, monkeypatch, made, "t2")
     services.drop_scratch(task_dir)
-    for _ in range(200):  # built in the background, reaped when it is ready
-        if made and made[0].shut:
-            break
-        threading.Event().wait(0.05)
+    wait_for(lambda: bool(made) and made[0].shut)  # built in the background, reaped when ready
     assert reaper.drain()
     assert made and made[0].shut
     services.drop_scratch(task_dir)  # nothing left to drop: a no-op

@@ -1,50 +1,44 @@
-"""The local ledger that remote backends (Weaviate behind its outbox) keep: task counter and
-decision log, persistent, atomic across threads."""
+"""The SQLite library's journal (tools/library/ledger.py): the task counter stays atomic across
+threads and connections and persists; a batch of decisions with one bad entry writes nothing.
+(The journal's behaviour on every backend is in tests/contract/library_contract.py.)"""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from dynagraph.tools.library import LibraryError
-from dynagraph.tools.library.ledger import LocalLedger
+from dynagraph.tools.library import LibraryError, SqliteLibrary
+
+from tests.support.weaviate_fake import TinyEmbedder
 
 
-def test_counter_is_atomic_and_persistent(tmp_path):
-    ledger = LocalLedger(tmp_path / "l.db")
+def test_counter_is_atomic_across_connections_and_persistent(tmp_path):
+    path = tmp_path / "lib.db"
+    libraries = [SqliteLibrary(path, TinyEmbedder()) for _ in range(2)]
     seen: list[int] = []
     lock = threading.Lock()
 
-    def work():
+    def work(library: SqliteLibrary) -> None:
         for _ in range(25):
-            value = ledger.next_task_index()
+            value = library.next_task_index()
             with lock:
                 seen.append(value)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(libraries[i % 2],)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for library in libraries:
+        library.close()
     assert sorted(seen) == list(range(1, 101))
-    ledger.close()
-    again = LocalLedger(tmp_path / "l.db")
-    assert again.task_index() == 100
-    again.close()
+    with SqliteLibrary(path, TinyEmbedder()) as again:
+        assert again.task_index() == 100
 
 
-def test_decision_log_filters_and_refuses_half_entries(tmp_path):
-    ledger = LocalLedger(tmp_path / "l.db")
-    entries = [
-        {"name": "f", "action": "added"},
-        {"name": "g", "action": "duplicate", "target": "f"},
-        {"name": "h", "action": "rejected"},
-    ]
-    ledger.log_decisions(entries)
-    assert ledger.decision_log() == entries
-    assert ledger.decision_log(limit=1) == entries[2:]
-    assert ledger.decision_log(name="f") == entries[:2]
-    with pytest.raises(LibraryError):
-        ledger.log_decisions([{"name": "x", "action": "added"}, {"name": "y"}])
-    assert len(ledger.decision_log()) == 3  # nothing of the refused batch was written
-    ledger.close()
+def test_a_batch_with_a_bad_decision_writes_nothing(tmp_path):
+    with SqliteLibrary(tmp_path / "lib.db", TinyEmbedder()) as library:
+        library.log_decisions([{"name": "f", "action": "added"}])
+        with pytest.raises(LibraryError):
+            library.log_decisions([{"name": "x", "action": "added"}, {"name": "y"}])
+        assert library.decision_log() == [{"name": "f", "action": "added"}]

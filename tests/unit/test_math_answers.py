@@ -68,6 +68,25 @@ def test_table_answers_text_numbers_and_sentences() -> None:
     assert not answers_match(None, "1")
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected", "strict", "lenient"),
+    [
+        ("1,234", 1234.0, True, True),
+        ("$5,224.00", 5224.0, True, True),
+        ("3/14", 0.2142857143, True, True),
+        ("np.int64(21)", 21.0, True, True),
+        ("0.21", 0.2142857143, False, False),
+        ("There are 20 pens in 4 boxes.", 20.0, False, True),
+        ("Yes!", "yes", True, True),
+        ("", 0.0, False, False),
+    ],
+)
+def test_replayed_table_answers(answer: str, expected: object, strict: bool, lenient: bool) -> None:
+    """Answers as GPT-4's replayed CRAFT cells print them (bench/replay_craft.py)."""
+    assert answers_match(answer, expected) is strict
+    assert answers_match(answer, expected, lenient=True) is lenient
+
+
 def test_latex_translation() -> None:
     assert latex_to_sympy("\\frac{\\sqrt[3]{x}}{2}") == "((((x)**(1/(3))))/(2))"
     assert latex_to_sympy("\\frac{1}") is None

@@ -2,9 +2,11 @@
 exactly once, when it answers again.
 
 Most tests use :class:`FlakyServerLibrary`, an in-memory stand-in for a networked library that
-can be switched off, because no Weaviate server can run on these machines; the last tests put
-the outbox in front of the real Weaviate adapter talking to the fake Weaviate server over real
-sockets, stopped and restarted.
+can be switched off between two calls, which is how the outbox's ordering, rejection and
+concurrency cases are reached in milliseconds; the last tests put the outbox in front of the
+real Weaviate adapter talking to the fake Weaviate server over real sockets, stopped and
+restarted. On a live server: tests/e2e/test_weaviate_outage.py (a server stopped mid-batch) and
+tests/e2e/test_weaviate_shared.py (the journal's idempotent replay).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _collect_garbage_after_each_test() -> Iterator[None]:
 
 
 class FlakyServerLibrary:
-    """A mock of a library server that cannot run here: an in-memory FunctionLibrary whose
+    """A library server that can be switched off at will: an in-memory FunctionLibrary whose
     ``down`` flag makes every call raise LibraryUnavailableError, as the Weaviate adapter does
     when its server is unreachable. ``calls`` logs the writes that reached it, in order;
     ``refuse`` holds record names it answers with a (non-outage) LibraryError; ``down_after``
@@ -55,6 +57,8 @@ class FlakyServerLibrary:
         self.refuse: set[str] = set()
         self.slow = 0.0
         self.lock = threading.Lock()
+        self.tasks: dict[str, str] = {}  # task id -> time
+        self.log: dict[str, dict[str, Any]] = {}  # decision id -> entry
         self.closed = False
 
     def _reach(self) -> None:
@@ -124,6 +128,31 @@ class FlakyServerLibrary:
         self._reach()
         return {"total": len(self.records)}
 
+    # the journal, as the Weaviate library keeps it: one object per uuid the writer fixed
+    def next_task_index(self, *, at: str, task_id: str) -> int:
+        self._reach()
+        with self.lock:
+            self.tasks[task_id] = at
+            return sum(t <= at for t in self.tasks.values())
+
+    def task_index(self) -> int:
+        self._reach()
+        return len(self.tasks)
+
+    def log_decisions(self, entries: list[dict[str, Any]], *, at: str, ids: list[str]) -> None:
+        self._reach()
+        with self.lock:
+            for object_id, entry in zip(ids, entries, strict=True):
+                self.log.setdefault(object_id, entry)
+
+    def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
+        self._reach()
+        return list(self.log.values())[-limit:]
+
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        self._reach()
+        return [e for e in self.log.values() if e.get("thread") == thread]
+
     def close(self) -> None:
         self.closed = True
 
@@ -156,7 +185,7 @@ def test_writes_pass_straight_through_while_the_server_is_up(
     stored = library.add(rec("a"))
     library.record_use(stored.id, success=True)
     assert server.calls == [("add", "a"), ("record_use", stored.id)]
-    assert library.pending_count() == 0
+    assert library.outbox.count() == 0
 
 
 def test_writes_while_down_are_queued_then_flushed_in_order_exactly_once(
@@ -170,7 +199,7 @@ def test_writes_while_down_are_queued_then_flushed_in_order_exactly_once(
     library.set_status(b.id, "archived", "superseded")
     library.record_retrieved([])  # nothing to count: not even queued
     assert server.calls == []
-    assert library.pending_count() == 4
+    assert library.outbox.count() == 4
     with sqlite3.connect(outbox_path) as conn:  # durable: in the file, not in memory
         assert conn.execute("SELECT COUNT(*) FROM pending").fetchone() == (4,)
 
@@ -200,7 +229,7 @@ def test_a_new_write_waits_behind_the_queue(
     server.down = False
     library.add(rec("second"))  # flushes "first" before sending itself
     assert server.calls == [("add", "first"), ("add", "second")]
-    assert library.pending_count() == 0
+    assert library.outbox.count() == 0
 
 
 def test_an_outage_during_a_flush_keeps_the_rest_in_order(
@@ -228,7 +257,7 @@ def test_the_queue_is_flushed_when_the_next_run_opens_it(
     server.down = False
     with OutboxLibrary(server, outbox_path) as next_run:
         assert next_run.last_flush is not None and next_run.last_flush.sent == 1
-        assert next_run.pending_count() == 0
+        assert next_run.outbox.count() == 0
     assert server.calls == [("add", "a")]
 
 
@@ -307,7 +336,7 @@ def test_an_outbox_holding_changes_for_another_target_refuses_to_open(
     assert "dynagraph library sync" in message
     server.down = False
     with OutboxLibrary(server, outbox_path, target="Weaviate A collection X") as lib:
-        assert lib.pending_count() == 0  # flushed where it belonged
+        assert lib.outbox.count() == 0  # flushed where it belonged
     with OutboxLibrary(server, outbox_path, target="Weaviate B collection Y") as lib:
         lib.add(rec("b"))  # an empty outbox may serve another target
     assert [name for _, name in server.calls] == ["a", "b"]
@@ -327,6 +356,36 @@ def test_stats_report_the_queue(library: OutboxLibrary, server: FlakyServerLibra
     assert stats["outbox_path"].endswith("outbox.db")
 
 
+def test_the_journal_waits_in_the_queue_and_is_sent_once(
+    library: OutboxLibrary, server: FlakyServerLibrary
+) -> None:
+    assert library.next_task_index() == 1  # up: counted by the server
+    server.down = True
+    assert [library.next_task_index(), library.next_task_index()] == [2, 3]  # estimates
+    library.log_decisions([{"name": "f", "action": "added"}])
+    library.log_decisions([])  # nothing to log: not even queued
+    with pytest.raises(LibraryError):
+        library.log_decisions([{"name": "g"}])  # refused now, not queued to be rejected later
+    assert [op for _, op, _ in library.outbox.pending()] == [
+        "count_task", "count_task", "log_decisions",
+    ]  # fmt: skip
+    with pytest.raises(LibraryUnavailableError):
+        library.task_index()
+    server.down = False
+    assert library.task_index() == 3  # the queue is sent before the server is asked
+    queued = library.outbox.pending()
+    assert queued == [] and library.decision_log() == [{"name": "f", "action": "added"}]
+    # a change sent again (its acknowledgement lost) is stored once: the ids were fixed
+    server.down = True
+    library.next_task_index()
+    library.log_decisions([{"name": "h", "action": "added"}])
+    replay = library.outbox.pending()
+    server.down = False
+    for _, op, payload in replay * 2:
+        library._apply(op, payload)
+    assert library.task_index() == 4 and len(library.decision_log()) == 2
+
+
 def test_close_closes_the_primary(server: FlakyServerLibrary, outbox_path: Path) -> None:
     OutboxLibrary(server, outbox_path).close()
     assert server.closed
@@ -342,7 +401,7 @@ def test_weaviate_down_then_back_loses_nothing(tmp_path: Path) -> None:
             fake.go_down()
             stored = lib.add(records[1])  # refused connection: queued, not raised
             lib.record_use(records[0].id, success=True, task_index=2)
-            assert stored.name == "slugify" and lib.pending_count() == 2
+            assert stored.name == "slugify" and lib.outbox.count() == 2
             fake.come_back()
             report = lib.flush()
             assert (report.sent, report.remaining) == (2, 0)
@@ -382,3 +441,17 @@ def test_weaviate_library_under_the_outbox_is_still_a_library(tmp_path: Path) ->
             stored = lib.add(rec("a"))
             assert lib.get(stored.id) is not None
             assert lib.stats()["outbox_pending"] == 0
+
+
+def test_a_thread_finds_its_decisions_while_the_server_is_down(
+    library: OutboxLibrary, server: FlakyServerLibrary
+) -> None:
+    """A task resumed during an outage still skips what it decided: from the queue, then from
+    the server once it answers."""
+    server.down = True
+    library.log_decisions([{"name": "f", "action": "added", "thread": "t-1"}])
+    library.log_decisions([{"name": "g", "action": "added", "thread": "t-2"}])
+    assert [e["name"] for e in library.thread_decisions("t-1")] == ["f"]
+    server.down = False
+    assert [e["name"] for e in library.thread_decisions("t-2")] == ["g"]
+    assert library.outbox.count() == 0  # the read flushed the queue first

@@ -50,7 +50,7 @@ def test_coder_takes_first_python_block():
 
 def test_ask_reasks_with_the_error_then_gives_up():
     model = FakeListChatModel(responses=["oops", "```python\nprint(1)\n```"])
-    code, raw, usage = ask(model, [HumanMessage("go")], parse_coder_reply, retries=1, node="coder")
+    code, usage = ask(model, [HumanMessage("go")], parse_coder_reply, retries=1, node="coder")
     assert code == "print(1)\n" and usage["calls"] == 2
     model = FakeListChatModel(responses=["bad", "still bad"])
     with pytest.raises(ProtocolError, match="coder model broke its reply protocol 2 times"):

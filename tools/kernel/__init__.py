@@ -25,49 +25,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below are loaded on first use (PEP 562): see _WHERE
-    from dynagraph.tools.kernel.capture import (
-        OutputCapture,
-        cut_marker,
-        head_tail,
-        html_to_text,
-        strip_ansi,
-    )
-    from dynagraph.tools.kernel.environment import (
-        DEFAULT_ENV_ALLOW,
-        SECRET_NAME_PATTERNS,
-        scrubbed_env,
-    )
+    from dynagraph.tools.kernel.capture import OutputCapture, head_tail, html_to_text
+    from dynagraph.tools.kernel.environment import DEFAULT_ENV_ALLOW, scrubbed_env
     from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
-    from dynagraph.tools.kernel.hardening import (
-        SandboxChoice,
-        SandboxMode,
-        protect_agent_process,
-        resolve_sandbox,
-    )
-    from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB, Sandbox
-    from dynagraph.tools.kernel.pool import KernelPool, PoolStats
+    from dynagraph.tools.kernel.hardening import resolve_sandbox
+    from dynagraph.tools.kernel.pool import KernelPool
     from dynagraph.tools.kernel.registry import KernelRegistry
-    from dynagraph.tools.kernel.result import NAMESPACE_LOST_NOTE, ExecutionResult, Status
-    from dynagraph.tools.kernel.session import Bootstrap, KernelSession
-    from dynagraph.tools.kernel.settings import ExecutorSettings
+    from dynagraph.tools.kernel.result import NAMESPACE_LOST_NOTE, ExecutionResult
+    from dynagraph.tools.kernel.session import KernelSession
 
 #: name -> module that defines it. Importing this package costs nothing: ``dynagraph --help``
-#: and the settings (``tools.kernel.settings``) must not load jupyter_client and zmq.
+#: and the settings (``tools.kernel.settings``) must not load jupyter_client and zmq. The rest
+#: of a module is imported from the module itself (``tools.kernel.probes``, ``.cell``, ...).
 _WHERE = {
-    **dict.fromkeys(
-        ("OutputCapture", "cut_marker", "head_tail", "html_to_text", "strip_ansi"), "capture"
-    ),
-    **dict.fromkeys(("DEFAULT_ENV_ALLOW", "SECRET_NAME_PATTERNS", "scrubbed_env"), "environment"),
+    **dict.fromkeys(("OutputCapture", "head_tail", "html_to_text"), "capture"),
+    **dict.fromkeys(("DEFAULT_ENV_ALLOW", "scrubbed_env"), "environment"),
     **dict.fromkeys(("BWRAP_INSTALL_HINT", "KernelError"), "errors"),
-    **dict.fromkeys(
-        ("SandboxChoice", "SandboxMode", "protect_agent_process", "resolve_sandbox"), "hardening"
-    ),
-    **dict.fromkeys(("MIN_MEMORY_LIMIT_MB", "Sandbox"), "launch"),
-    **dict.fromkeys(("KernelPool", "PoolStats"), "pool"),
+    "resolve_sandbox": "hardening",
+    "KernelPool": "pool",
     "KernelRegistry": "registry",
-    **dict.fromkeys(("NAMESPACE_LOST_NOTE", "ExecutionResult", "Status"), "result"),
-    **dict.fromkeys(("Bootstrap", "KernelSession"), "session"),
-    "ExecutorSettings": "settings",
+    **dict.fromkeys(("NAMESPACE_LOST_NOTE", "ExecutionResult"), "result"),
+    "KernelSession": "session",
 }
 
 
@@ -83,27 +61,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BWRAP_INSTALL_HINT",
     "DEFAULT_ENV_ALLOW",
-    "MIN_MEMORY_LIMIT_MB",
     "NAMESPACE_LOST_NOTE",
-    "SECRET_NAME_PATTERNS",
-    "Bootstrap",
     "ExecutionResult",
-    "ExecutorSettings",
     "KernelError",
     "KernelPool",
     "KernelRegistry",
     "KernelSession",
     "OutputCapture",
-    "PoolStats",
-    "Sandbox",
-    "SandboxChoice",
-    "SandboxMode",
-    "Status",
-    "cut_marker",
     "head_tail",
     "html_to_text",
-    "protect_agent_process",
     "resolve_sandbox",
     "scrubbed_env",
-    "strip_ansi",
 ]

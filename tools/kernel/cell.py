@@ -28,7 +28,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import zmq
@@ -276,69 +276,54 @@ def receive(
     been collected already. Raises CellCancelled, after interrupting the cell, when
     cancel_running() is called meanwhile (or was, for good, before).
     """
+    with _cancel_flag() as cancelled:
+        iopub, shell = client.iopub_channel, client.shell_channel
+        poller = zmq.Poller()
+        poller.register(iopub.socket, zmq.POLLIN)
+        poller.register(shell.socket, zmq.POLLIN)
+        deadline = None if timeout is None else started + timeout
+        interrupted = False
+        next_alive_check = time.monotonic() + ALIVE_POLL_S
+        while not run.done:
+            if cancelled.is_set():
+                interrupt()
+                raise CellCancelled("the process is stopping: the cell was interrupted")
+            now = time.monotonic()
+            if run.reply is not None and now > run.last_activity + _IDLE_AFTER_REPLY_S:
+                return "quiet", interrupted
+            if now >= next_alive_check:
+                next_alive_check = now + ALIVE_POLL_S
+                if not is_alive():
+                    with contextlib.suppress(Exception):  # keep what it printed before dying
+                        drain(iopub, run.on_iopub)
+                    return "died", interrupted
+            if deadline is not None and now >= deadline and run.reply is None:
+                if interrupted:
+                    drain(iopub, run.on_iopub)
+                    return "stuck", interrupted
+                interrupted = True
+                interrupt()
+                deadline = now + grace_s
+            wait = ALIVE_POLL_S
+            if deadline is not None:
+                wait = min(wait, max(deadline - now, 0.0))
+            events = dict(poller.poll(int(wait * 1000)))
+            if iopub.socket in events:
+                drain(iopub, run.on_iopub)
+            if shell.socket in events:
+                drain(shell, run.on_shell)
+        return "done", interrupted
+
+
+@contextlib.contextmanager
+def _cancel_flag() -> Iterator[threading.Event]:
+    """A flag cancel_running() sets, registered while a receive loop runs (set already when
+    the process is stopping for good)."""
     cancelled = threading.Event()
     _STOPPING.active.add(cancelled)
     try:
         if _STOPPING.for_good:
             cancelled.set()
-        return _receive(
-            client,
-            run,
-            started=started,
-            timeout=timeout,
-            grace_s=grace_s,
-            is_alive=is_alive,
-            interrupt=interrupt,
-            cancelled=cancelled,
-        )
+        yield cancelled
     finally:
         _STOPPING.active.discard(cancelled)
-
-
-def _receive(
-    client: Any,
-    run: CellRun,
-    *,
-    started: float,
-    timeout: float | None,
-    grace_s: float,
-    is_alive: Callable[[], bool],
-    interrupt: Callable[[], None],
-    cancelled: threading.Event,
-) -> tuple[Ending, bool]:
-    iopub, shell = client.iopub_channel, client.shell_channel
-    poller = zmq.Poller()
-    poller.register(iopub.socket, zmq.POLLIN)
-    poller.register(shell.socket, zmq.POLLIN)
-    deadline = None if timeout is None else started + timeout
-    interrupted = False
-    next_alive_check = time.monotonic() + ALIVE_POLL_S
-    while not run.done:
-        if cancelled.is_set():
-            interrupt()
-            raise CellCancelled("the process is stopping: the cell was interrupted")
-        now = time.monotonic()
-        if run.reply is not None and now > run.last_activity + _IDLE_AFTER_REPLY_S:
-            return "quiet", interrupted
-        if now >= next_alive_check:
-            next_alive_check = now + ALIVE_POLL_S
-            if not is_alive():
-                with contextlib.suppress(Exception):  # keep what it printed before dying
-                    drain(iopub, run.on_iopub)
-                return "died", interrupted
-        if deadline is not None and now >= deadline and run.reply is None:
-            if interrupted:
-                drain(iopub, run.on_iopub)
-                return "stuck", interrupted
-            interrupted = True
-            interrupt()
-            deadline = now + grace_s
-        wait = ALIVE_POLL_S
-        if deadline is not None:
-            wait = min(wait, max(deadline - now, 0.0))
-        events = dict(poller.poll(int(wait * 1000)))
-        if iopub.socket in events:
-            drain(iopub, run.on_iopub)
-        if shell.socket in events:
-            drain(shell, run.on_shell)
-    return "done", interrupted

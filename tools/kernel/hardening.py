@@ -34,6 +34,7 @@ from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
 
 __all__ = [
     "BWRAP_WARNING",
+    "Sandbox",
     "SandboxChoice",
     "SandboxMode",
     "bwrap_probe",
@@ -43,7 +44,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SandboxMode = Literal["auto", "none", "bwrap"]
+SandboxMode = Literal["auto", "none", "bwrap"]  # executor.sandbox, as configured
+Sandbox = Literal["none", "bwrap"]  # what a kernel runs under, once resolved
 BWRAP_WARNING = (
     "dynagraph: warning: kernels run WITHOUT a sandbox ({why}); model-written code can read and "
     "write everything this user can. Install bubblewrap (`apt-get install bubblewrap`) or set "
@@ -62,7 +64,7 @@ PR_SET_DUMPABLE = 4
 class SandboxChoice:
     """What a kernel runs under: ``mode`` is "bwrap" or "none"; ``bwrap`` its executable."""
 
-    mode: Literal["none", "bwrap"]
+    mode: Sandbox
     bwrap: str | None = None
     why: str = ""  # why there is no sandbox, when auto fell back
 

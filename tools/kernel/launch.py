@@ -26,20 +26,20 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from dynagraph.tools.kernel import kernel_side
-from dynagraph.tools.kernel.hardening import protect_agent_process
+from dynagraph.tools.kernel.hardening import Sandbox, protect_agent_process
 from dynagraph.tools.kernel.loops import closing_thread_loop, thread_loop_closed
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
-__all__ = ["MIN_MEMORY_LIMIT_MB", "KernelProcess", "Sandbox", "describe_exit"]
+__all__ = ["MIN_MEMORY_LIMIT_MB", "KernelProcess", "LaunchSpec", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
-Sandbox = Literal["none", "bwrap"]  # as resolved from executor.sandbox (hardening.py)
 MIN_MEMORY_LIMIT_MB = 1024  # an idle kernel already maps ~0.8 GB of virtual memory
 SHUTDOWN_WAIT_S = 1.0  # graceful exit, then SIGTERM at half of it, SIGKILL at the end
 SHUTDOWN_POLL_S = 0.01
@@ -166,34 +166,32 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How a session's kernel processes are launched; KernelSession builds it once, resolved
+    and validated, and every start and restart uses it."""
+
+    env: Mapping[str, str]
+    memory_limit_mb: int | None
+    sandbox: Sandbox  # resolved (hardening.resolve_sandbox)
+    network: bool
+    python: str
+    bwrap_path: str | None  # the bwrap executable, when sandboxed
+    startup_timeout: float
+    # under the sandbox only: folders/files replaced by empty ones, and folders bound at their
+    # own path (path, writable) besides the workdir; see KernelProcess._bwrap_argv
+    hide: tuple[Path, ...] = ()
+    share: tuple[tuple[Path, bool], ...] = ()
+
+
 class KernelProcess:
     """One started ipykernel process and its client, until close(); restart() keeps the object.
 
     Knows nothing about cells: KernelSession runs them through ``client``.
     """
 
-    def __init__(
-        self,
-        *,
-        env: Mapping[str, str],
-        memory_limit_mb: int | None,
-        sandbox: Sandbox,
-        network: bool,
-        python: str,
-        bwrap_path: str | None,
-        startup_timeout: float,
-        hide: Sequence[Path] = (),
-        share: Sequence[tuple[Path, bool]] = (),
-    ) -> None:
-        self.env = dict(env)
-        self.memory_limit_mb = memory_limit_mb
-        self.sandbox: Sandbox = sandbox
-        self.network = network
-        self.python = python
-        self.bwrap_path = bwrap_path
-        self.startup_timeout = startup_timeout
-        self.hide = [Path(p) for p in hide]
-        self.share = [(Path(p), bool(writable)) for p, writable in share]
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
         self.km: KernelManager | None = None
         self.client: Any = None
         self._clients: list[Any] = []  # the open client, for the finalizer (_discard_kernel)
@@ -249,7 +247,7 @@ class KernelProcess:
         self.client = client
         self._clients[:] = [client]
         with thread_loop_closed():
-            client.wait_for_ready(timeout=self.startup_timeout)
+            client.wait_for_ready(timeout=self.spec.startup_timeout)
 
     def _close_client(self) -> None:
         if self.client is not None:
@@ -305,17 +303,18 @@ class KernelProcess:
 
     # -- the command line ---------------------------------------------------------------------
     def _kernel_spec(self, workdir: Path) -> KernelSpec:
-        limit = (self.memory_limit_mb or 0) * 1024 * 1024
-        parent = 0 if self.sandbox == "bwrap" else os.getpid()
-        argv = [self.python, "-c", kernel_side.source("launcher"), str(limit), str(parent)]
+        spec = self.spec
+        limit = (spec.memory_limit_mb or 0) * 1024 * 1024
+        parent = 0 if spec.sandbox == "bwrap" else os.getpid()
+        argv = [spec.python, "-c", kernel_side.source("launcher"), str(limit), str(parent)]
         argv += ["-f", "{connection_file}", *KERNEL_FLAGS]
-        if self.sandbox == "bwrap":
+        if spec.sandbox == "bwrap":
             argv = self._bwrap_argv(workdir) + argv
         return KernelSpec(
             argv=argv,
             display_name="dynagraph",
             language="python",
-            interrupt_mode="message" if self.sandbox == "bwrap" else "signal",
+            interrupt_mode="message" if spec.sandbox == "bwrap" else "signal",
         )
 
     def _bwrap_argv(self, workdir: Path) -> list[str]:
@@ -332,16 +331,16 @@ class KernelProcess:
         pid 1 as its parent in the new PID namespace and exit; --die-with-parent replaces that
         check.
         """
-        assert self.bwrap_path is not None and self.runtime_dir is not None
+        assert self.spec.bwrap_path is not None and self.runtime_dir is not None
         work, runtime = workdir, self.runtime_dir
-        argv = [self.bwrap_path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        argv = [self.spec.bwrap_path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         argv += ["--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
         hidden_dirs = [p for p in self._hidden() if p.is_dir()]
         for path in hidden_dirs:
             argv += ["--tmpfs", str(path)]
         for path in self._python_paths_hidden_by(hidden_dirs):  # e.g. a venv under /tmp
             argv += ["--ro-bind", path, path]
-        binds = [(runtime, True), (work, True), *self.share]
+        binds = [(runtime, True), (work, True), *self.spec.share]
         for path, writable in binds:
             argv += ["--bind" if writable else "--ro-bind", str(path), str(path)]
         bound = [path.resolve() for path, _ in binds]
@@ -356,7 +355,7 @@ class KernelProcess:
         argv += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         argv += ["--unshare-cgroup-try", "--die-with-parent", "--new-session"]
         argv += ["--unsetenv", "JPY_PARENT_PID"]
-        if not self.network:
+        if not self.spec.network:
             argv.append("--unshare-net")
         return [*argv, "--"]
 
@@ -373,7 +372,7 @@ class KernelProcess:
         """The existing paths to hide, resolved, never ``/`` or ``/tmp`` itself (paths under
         /tmp too: the private /tmp would let a cell create files at their paths)."""
         found: list[Path] = []
-        for raw in self.hide:
+        for raw in self.spec.hide:
             path = raw.resolve()
             if path.exists() and path not in (Path("/"), Path("/tmp")) and path not in found:
                 found.append(path)
@@ -386,7 +385,7 @@ class KernelProcess:
         A checkout (and its venv) may live under /tmp, as CI clones do; the sandbox mounts a
         fresh tmpfs there, so those paths are bound back read-only.
         """
-        candidates = {sys.prefix, sys.base_prefix, str(Path(self.python).resolve().parent)}
+        candidates = {sys.prefix, sys.base_prefix, str(Path(self.spec.python).resolve().parent)}
         candidates.update(p for p in sys.path if p)
         covers = [Path("/tmp"), *hidden_dirs]
         found: list[str] = []
@@ -398,8 +397,8 @@ class KernelProcess:
         return [p for p in found if not any(p != q and Path(p).is_relative_to(q) for q in found)]
 
     def _kernel_env(self) -> dict[str, str]:
-        env = dict(self.env)
-        if self.sandbox == "bwrap":  # HOME is read-only in the sandbox: caches go to the tmpfs
+        env = dict(self.spec.env)
+        if self.spec.sandbox == "bwrap":  # HOME is read-only in the sandbox: caches go to the tmpfs
             env.setdefault("XDG_CACHE_HOME", "/tmp/.cache")
             env.setdefault("MPLCONFIGDIR", "/tmp/.matplotlib")
         return env

@@ -146,10 +146,6 @@ class KernelPool:
             extra.append(self._ready.pop())
         return extra
 
-    def ready_count(self) -> int:
-        with self._cond:
-            return len(self._ready)
-
     def wait_ready(self, count: int | None = None, timeout: float = 120.0) -> bool:
         """Block until `count` (default: size) kernels wait in the pool; False on timeout."""
         wanted = self._target() if count is None else min(count, self._target())

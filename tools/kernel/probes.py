@@ -41,7 +41,6 @@ __all__ = [
     "PROBES_MARKER",
     "VERDICT_MARKER",
     "Recorded",
-    "bootstrap_code",
     "decode_b64",
     "execute_with_probes",
     "fetch_probes",
@@ -78,14 +77,10 @@ COMPARE_SOURCE = kernel_side.cell(
 )
 
 
-def bootstrap_code(max_probes: int = MAX_PROBES, max_bytes: int = MAX_PICKLE_BYTES) -> str:
-    """BOOTSTRAP with other limits (probes per definition, pickle size)."""
-    args = f"get_ipython(), {int(max_probes)}, {int(max_bytes)}"
-    return kernel_side.cell(("compare", "probe_recorder"), "install", args)
-
-
 #: Installs the probe recorder; part of every task kernel's bootstrap.
-BOOTSTRAP = bootstrap_code()
+BOOTSTRAP = kernel_side.cell(
+    ("compare", "probe_recorder"), "install", f"get_ipython(), {MAX_PROBES}, {MAX_PICKLE_BYTES}"
+)
 
 #: Prints one line, PROBES_MARKER + JSON {"probes": {...}, "calls": {...}}, and clears the store.
 FETCH_CODE = (

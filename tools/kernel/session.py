@@ -31,11 +31,11 @@ from dynagraph.tools.kernel.capture import head_tail
 from dynagraph.tools.kernel.cell import CellRun, receive
 from dynagraph.tools.kernel.environment import scrubbed_env
 from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
-from dynagraph.tools.kernel.hardening import SandboxMode, resolve_sandbox
+from dynagraph.tools.kernel.hardening import Sandbox, SandboxMode, resolve_sandbox
 from dynagraph.tools.kernel.result import ExecutionResult
 
-if TYPE_CHECKING:  # launch.py (jupyter_client, zmq) loads when a kernel is first built
-    from dynagraph.tools.kernel.launch import KernelProcess, Sandbox
+if TYPE_CHECKING:  # launch.py (jupyter_client, zmq) loads when a session is first built
+    from dynagraph.tools.kernel.launch import KernelProcess
 
 __all__ = ["Bootstrap", "KernelSession"]
 
@@ -78,14 +78,12 @@ class KernelSession:
         hide: Sequence[str | Path] = (),
         share: Sequence[tuple[str | Path, bool]] = (),
     ) -> None:
-        if sandbox not in ("auto", "none", "bwrap"):
-            raise ValueError(f"sandbox must be 'auto', 'none' or 'bwrap', not {sandbox!r}")
         if not network and sandbox == "none":
             raise ValueError("network=False needs sandbox='bwrap' (a network namespace)")
         choice = resolve_sandbox(sandbox, bwrap)  # "auto": bwrap if it runs here (hardening.py)
         if not network and choice.mode != "bwrap":
             raise KernelError(f"network=False needs a sandbox: {BWRAP_INSTALL_HINT}")
-        from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB
+        from dynagraph.tools.kernel.launch import MIN_MEMORY_LIMIT_MB, LaunchSpec
 
         if memory_limit_mb is not None and memory_limit_mb < MIN_MEMORY_LIMIT_MB:
             raise ValueError(
@@ -93,19 +91,20 @@ class KernelSession:
                 "already maps ~0.8 GB of virtual memory and would not start"
             )
         self.workdir = Path(workdir).resolve()
-        self.env = dict(env) if env is not None else scrubbed_env()
         self.output_limit = output_limit
-        self.memory_limit_mb = memory_limit_mb
-        self.sandbox: Sandbox = choice.mode  # resolved: "bwrap" or "none"
-        self.network = network
         self.grace_s = grace_s
-        self.startup_timeout = startup_timeout
-        self.python = python
-        self.bwrap_path: str | None = choice.bwrap
-        # under the sandbox only: folders/files replaced by empty ones, folders bound at their
-        # own path ((path, writable)) besides the workdir; see KernelProcess._bwrap_argv
-        self.hide = [Path(p) for p in hide]
-        self.share = [(Path(p), bool(w)) for p, w in share]
+        #: how every start and restart launches the kernel (hide/share: see LaunchSpec)
+        self.launch = LaunchSpec(
+            env=dict(env) if env is not None else scrubbed_env(),
+            memory_limit_mb=memory_limit_mb,
+            sandbox=choice.mode,
+            network=network,
+            python=python,
+            bwrap_path=choice.bwrap,
+            startup_timeout=startup_timeout,
+            hide=tuple(Path(p) for p in hide),
+            share=tuple((Path(p), bool(w)) for p, w in share),
+        )
         self.bootstrap = bootstrap
         self.restarts = 0
         self.on_restart: list[Callable[[KernelSession], None]] = []
@@ -128,6 +127,11 @@ class KernelSession:
         self.shutdown()
 
     @property
+    def sandbox(self) -> Sandbox:
+        """What the kernel runs under, resolved: "bwrap" or "none"."""
+        return self.launch.sandbox
+
+    @property
     def pid(self) -> int | None:
         """Process id of the kernel (of bwrap, when sandboxed), or None if not running."""
         return self._process.pid if self._process is not None else None
@@ -143,17 +147,7 @@ class KernelSession:
             self.workdir.mkdir(parents=True, exist_ok=True)
             from dynagraph.tools.kernel.launch import KernelProcess
 
-            self._process = KernelProcess(
-                env=self.env,
-                memory_limit_mb=self.memory_limit_mb,
-                sandbox=self.sandbox,
-                network=self.network,
-                python=self.python,
-                bwrap_path=self.bwrap_path,
-                startup_timeout=self.startup_timeout,
-                hide=self.hide,
-                share=self.share,
-            )
+            self._process = KernelProcess(self.launch)
             try:
                 self._process.start(self.workdir)
                 self._run_startup()
@@ -169,12 +163,12 @@ class KernelSession:
             setup = kernel_side.cell("startup", "install", "get_ipython()")
             setup += kernel_side.cell("stream_cap", "install", f"get_ipython(), {limit}")
             setup += kernel_side.cell("thread_parent", "install", "get_ipython()")
-            result = self._execute_once(setup, self.startup_timeout, silent=True)
+            result = self._execute_once(setup, self.launch.startup_timeout, silent=True)
             if not result.ok():
                 raise KernelError(f"kernel startup code failed: {result.to_observation(1000)}")
             source = self.bootstrap() if callable(self.bootstrap) else self.bootstrap
             if source:
-                result = self._execute_once(source, self.startup_timeout, silent=True)
+                result = self._execute_once(source, self.launch.startup_timeout, silent=True)
                 if not result.ok():
                     detail = result.error_value or result.to_observation(800)
                     raise KernelError(f"the kernel bootstrap failed: {detail}")
@@ -198,7 +192,9 @@ class KernelSession:
             target.mkdir(parents=True, exist_ok=True)
             if self._process is not None:
                 result = self._execute_once(
-                    f"__import__('os').chdir({str(target)!r})", self.startup_timeout, silent=True
+                    f"__import__('os').chdir({str(target)!r})",
+                    self.launch.startup_timeout,
+                    silent=True,
                 )
                 if not result.ok():
                     raise KernelError(

@@ -109,10 +109,16 @@ class AdmissionContext:
 
     # -- writes ---------------------------------------------------------------------------------
     def store(
-        self, cand: Candidate, *, version: int = 1, supersedes: str | None = None
+        self,
+        cand: Candidate,
+        *,
+        version: int = 1,
+        supersedes: str | None = None,
+        quarantined: str | None = None,
     ) -> FunctionRecord:
         """Add ``cand`` to the library; it depends on the functions it calls that the task or
-        the library provides."""
+        the library provides. With ``quarantined`` (the reason) it is stored quarantined in the
+        same write, so it is never active for a moment."""
         depends_on = [c for c in cand.calls if c in self.batch or self.library.get_by_name(c)]
         record = to_record(
             cand,
@@ -122,6 +128,8 @@ class AdmissionContext:
             version=version,
             supersedes=supersedes,
         )
+        if quarantined is not None:
+            record.status, record.status_reason = "quarantined", quarantined
         return self.library.add(record)
 
     def count_use(self, record: FunctionRecord) -> None:

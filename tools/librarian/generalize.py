@@ -1,5 +1,5 @@
 """Stage ``generalize``: a function written for one task (constants copied from the task, no
-parameters, the task's nouns in a narrow interface) goes to the librarian model, and its
+parameters, the task's numbers in its name) goes to the librarian model, and its
 generalized version replaces it only if it reproduces every probe of the original in the
 scratch kernel (then the cascade restarts with it). Otherwise the original goes on, tagged
 ``specific``. The model's reply is only a proposal: nothing here trusts it unchecked.
@@ -16,27 +16,16 @@ from dynagraph.tools.librarian.signature import parameters
 
 __all__ = ["GeneralizeStage", "flag_specific", "generalized_candidate"]
 
-#: The reason codeparse.is_specific once gave for task words in a function's name. It no longer
-#: flags them (calibrated on TabMWP and symbolic math: general helpers are named after what
-#: the task asks, see codeparse/specificity.py); a reason of that form from an older caller
-#: still counts only for a function with at most NAME_WORDS_MAX_PARAMS parameters.
-NAME_WORDS_REASON = "name uses words of the task"
-NAME_WORDS_MAX_PARAMS = 2
-
 
 def flag_specific(name: str, code: str, task_text: str = "") -> tuple[bool, list[str]]:
-    """Whether a function looks written for one task, with the reasons (codeparse.is_specific,
-    calibrated: task words in the name count only for narrow interfaces)."""
-    found = parameters(code)
-    if found is None:
+    """Whether a function looks written for one task, with the reasons (codeparse.is_specific;
+    False for code that defines no readable function)."""
+    if parameters(code) is None:
         return False, []
     try:
-        _flagged, reasons = is_specific(ExtractedFunction(name, code, "", ""), task_text)
+        return is_specific(ExtractedFunction(name, code, "", ""), task_text)
     except (SyntaxError, StopIteration):
         return False, []
-    narrow = found.count <= NAME_WORDS_MAX_PARAMS
-    kept = [r for r in reasons if narrow or not r.startswith(NAME_WORDS_REASON)]
-    return bool(kept), kept
 
 
 def generalized_candidate(original: Candidate, reply: GeneralizeReply) -> Candidate | None:

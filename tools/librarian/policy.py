@@ -15,7 +15,7 @@ before ``verify`` starts the scratch kernel).
 from __future__ import annotations
 
 from dynagraph.tools.capabilities import CAPABILITIES, capabilities_of
-from dynagraph.tools.librarian.candidate import Candidate, to_record
+from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
 from dynagraph.tools.library.integrity import definition_problem
 
@@ -86,15 +86,6 @@ class PolicyStage:
 
     def quarantine(self, candidate: Candidate, ctx: AdmissionContext, why: str) -> Decision:
         """Store the candidate quarantined (one write: it is never active for a moment)."""
-        versions = ctx.library.versions(candidate.name)
-        depends_on = [c for c in candidate.calls if c in ctx.batch or ctx.library.get_by_name(c)]
-        record = to_record(
-            candidate,
-            ctx.origin,
-            depends_on=depends_on,
-            last_used_task=ctx.task_index or 0,
-            version=max((v.version for v in versions), default=0) + 1,
-        )
-        record.status, record.status_reason = "quarantined", why
-        stored = ctx.library.add(record)
+        version = max((v.version for v in ctx.library.versions(candidate.name)), default=0) + 1
+        stored = ctx.store(candidate, version=version, quarantined=why)
         return Decision(candidate.name, "quarantined", stored.id, candidate.reason(why), self.name)

@@ -238,6 +238,11 @@ class FunctionLibrary(Protocol):
         ``name`` or ``target`` is that name."""
         ...
 
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        """Every decision logged by the task thread ``thread``, oldest first (a resumed task's
+        librarian skips what it already decided)."""
+        ...
+
     def close(self) -> None: ...
 
 

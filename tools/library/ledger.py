@@ -1,33 +1,29 @@
-"""The librarian's journal: the task counter and the decision log.
-
-The SQL lives here once, as functions of a connection, and serves two owners: SqliteLibrary
-keeps the journal in its own file (inside its own transactions), and :class:`LocalLedger`
-keeps it in a file next to the Weaviate outbox, where it is per-installation bookkeeping that
-stays available while the server is down (pruning by "unused in the last N tasks" then counts
-this installation's tasks).
+"""The librarian's journal in SQL: the task counter and the decision log, as functions of a
+connection that SqliteLibrary calls inside its own transactions (its tables are in
+``sqlite_schema``). :func:`decision_rows` also validates the entries the Weaviate journal
+(``weaviate_ledger``) and the outbox take.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
+import uuid
 from collections.abc import Iterable
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from dynagraph.tools.library.base import LibraryError
 
-JOURNAL_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('tasks', '0');
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    "name" TEXT NOT NULL, "action" TEXT NOT NULL, "target" TEXT, "entry" TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_name ON decisions("name");
-CREATE INDEX IF NOT EXISTS decisions_target ON decisions("target");
-"""
+
+def now_us() -> str:
+    """UTC now with microseconds, in a form that sorts as text (the Weaviate journal's time)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def new_ids(n: int) -> list[str]:
+    """Fresh uuids for journal objects, fixed before the first try (an idempotent replay)."""
+    return [str(uuid.uuid4()) for _ in range(n)]
 
 
 def bump_task_index(conn: sqlite3.Connection) -> int:
@@ -90,42 +86,3 @@ def read_decisions(
         f'SELECT "entry" FROM decisions {where} ORDER BY seq DESC LIMIT ?', (*params, int(limit))
     ).fetchall()
     return [json.loads(row[0]) for row in reversed(rows)]
-
-
-class LocalLedger:
-    """The journal in its own SQLite file (for backends that keep records remotely)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        with self._conn:
-            self._conn.executescript(JOURNAL_SCHEMA)
-
-    def next_task_index(self) -> int:
-        with self._lock, self._conn:
-            return bump_task_index(self._conn)
-
-    def task_index(self) -> int:
-        with self._lock:
-            return read_task_index(self._conn)
-
-    def log_decisions(self, entries: Iterable[dict[str, Any]]) -> None:
-        rows = decision_rows(entries)
-        if rows:
-            with self._lock, self._conn:
-                insert_decisions(self._conn, rows)
-
-    def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            return read_decisions(self._conn, limit=limit, name=name)
-
-    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return read_thread_decisions(self._conn, thread)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()

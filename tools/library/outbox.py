@@ -32,7 +32,7 @@ from dynagraph.tools.library.base import (
     LibraryError,
     SearchHit,
 )
-from dynagraph.tools.library.ledger import LocalLedger, decision_rows
+from dynagraph.tools.library.ledger import decision_rows, new_ids, now_us
 from dynagraph.tools.library.outbox_queue import OPS, FlushReport, LibraryUnavailableError, Outbox
 
 __all__ = ["OPS", "FlushReport", "LibraryUnavailableError", "Outbox", "OutboxLibrary"]
@@ -69,13 +69,7 @@ class OutboxLibrary:
         self.primary = primary
         self.admit_offline = admit_offline
         self.outbox = Outbox(outbox_path, target=target)
-        # The task counter and decision log: in the primary when it keeps them for every
-        # machine (Weaviate), their writes queued here like any other; else a local ledger.
-        self.shared_ledger = bool(getattr(primary, "shared_ledger", False))
-        self.ledger = (
-            None if self.shared_ledger else LocalLedger(Path(outbox_path).with_suffix(".ledger.db"))
-        )
-        self._last_task_index = 0
+        self._last_task_index = 0  # the last task index the primary answered
         self.embedder_name: str = primary.embedder_name
         self._lock = threading.RLock()
         self.last_flush: FlushReport | None = None
@@ -93,9 +87,6 @@ class OutboxLibrary:
         with self._lock:
             self.last_flush = self.outbox.drain(self._apply)
         return self.last_flush
-
-    def pending_count(self) -> int:
-        return self.outbox.count()
 
     def _apply(self, op: str, payload: dict[str, Any]) -> Any:
         if op == "add":
@@ -166,15 +157,11 @@ class OutboxLibrary:
         if ids:
             self._write("mark_used", {"record_ids": ids, "task_index": int(task_index)})
 
-    # -- the journal (shared in the primary, or the local ledger) ------------------------------
+    # -- the journal, kept in the primary for every machine (Weaviate: weaviate_ledger.py) ----
     def next_task_index(self) -> int:
-        """With a shared ledger, the task is recorded in the server (its id and time fixed
-        now, so a replay is idempotent); while the server is down it is queued and the index
-        is an estimate: the last index seen plus the tasks queued since."""
-        if self.ledger is not None:
-            return self.ledger.next_task_index()
-        from dynagraph.tools.library.weaviate_ledger import now_us
-
+        """The task is recorded in the server (its id and time fixed now, so a replay is
+        idempotent); while the server is down it is queued and the index is an estimate: the
+        last index seen plus the tasks queued since."""
         payload = {"at": now_us(), "task_id": str(uuid.uuid4())}
         sent, index = self._write("count_task", payload)
         if sent:
@@ -183,19 +170,13 @@ class OutboxLibrary:
         return self._last_task_index + queued
 
     def task_index(self) -> int:
-        if self.ledger is not None:
-            return self.ledger.task_index()
         self._flush_if_pending()
         index = int(self.primary.task_index())
         self._last_task_index = max(self._last_task_index, index)
         return index
 
     def log_decisions(self, entries: Iterable[dict[str, Any]]) -> None:
-        if self.ledger is not None:
-            self.ledger.log_decisions(entries)
-            return
-        from dynagraph.tools.library.weaviate_ledger import new_ids, now_us
-
+        """Queued like any write; the ids and time are fixed now (an idempotent replay)."""
         rows = list(entries)
         decision_rows(rows)  # a bad entry is refused now, not queued to be rejected later
         if rows:
@@ -203,10 +184,22 @@ class OutboxLibrary:
             self._write("log_decisions", json.loads(json.dumps(payload, default=str)))
 
     def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
-        if self.ledger is not None:
-            return self.ledger.decision_log(limit=limit, name=name)
         self._flush_if_pending()
         return self.primary.decision_log(limit=limit, name=name)
+
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        """What ``thread`` logged; while the server is down, what it queued here."""
+        try:
+            self._flush_if_pending()
+            return self.primary.thread_decisions(thread)
+        except LibraryUnavailableError:
+            return [
+                entry
+                for _, op, payload in self.outbox.pending()
+                if op == "log_decisions"
+                for entry in payload["entries"]
+                if entry.get("thread") == thread
+            ]
 
     # -- reads ---------------------------------------------------------------------------------
     def _read_or_queued(
@@ -291,8 +284,6 @@ class OutboxLibrary:
             self.primary.close()
         finally:
             self.outbox.close()
-            if self.ledger is not None:
-                self.ledger.close()
 
     def __enter__(self) -> OutboxLibrary:
         return self

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from dynagraph.tools.library.base import (
     LibraryError,
     utc_now,
 )
+from dynagraph.tools.library.sqlite_atomic import transaction
 
 
 class LibraryUnavailableError(LibraryError, EndpointError):
@@ -54,7 +55,7 @@ OPS: tuple[str, ...] = (
     "record_retrieved",
     "set_status",
     "mark_used",
-    # the journal of a primary that keeps it itself (Weaviate: ``shared_ledger``)
+    # the journal, which the primary keeps for every machine (weaviate_ledger.py)
     "count_task",
     "log_decisions",
 )
@@ -125,16 +126,8 @@ class Outbox:
                 )
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('target', ?)", (target,))
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn, self._lock)
 
     def append(self, op: str, payload: dict[str, Any]) -> None:
         if op not in OPS:

@@ -1,6 +1,7 @@
 """Transactions of :class:`~tools.library.sqlite.SqliteLibrary`: one per write, or one per
 ``atomic()`` block, and the connection (read-write, or read-only when the file cannot be
-written: every read then works and every write fails in one line)."""
+written: every read then works and every write fails in one line). :func:`transaction` is
+the plain one, which the outbox's queue uses too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from dynagraph.tools.library.base import LibraryError
+
+
+@contextmanager
+def transaction(
+    conn: sqlite3.Connection, lock: Any, mode: str = "IMMEDIATE"
+) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``conn`` (opened with ``isolation_level=None``) under ``lock``:
+    committed at the end of the block, rolled back on any exception."""
+    with lock:
+        conn.execute(f"BEGIN {mode}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 class SqliteTransactions:
@@ -70,14 +87,8 @@ class SqliteTransactions:
                         raise
                     self._conn.execute("RELEASE write")
                 return
-        with self._lock:
-            self._conn.execute(f"BEGIN {mode}")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with transaction(self._conn, self._lock, mode) as conn:
+            yield conn
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

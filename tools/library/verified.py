@@ -32,8 +32,6 @@ def _ok(record: FunctionRecord | None) -> FunctionRecord | None:
 class VerifiedReads:
     """Put first in the bases of a ``FunctionLibrary`` class: its reads skip failing records."""
 
-    verify = True
-
     def add(self, record: FunctionRecord) -> FunctionRecord:
         """Refuse to store what no read would return (a clear error, not a vanished record)."""
         problem = record_problem(record)

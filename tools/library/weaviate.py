@@ -116,10 +116,6 @@ class WeaviateLibrary:
             errors=self._errors,
         )
 
-    #: The journal (task counter, decision log) lives in the server, shared by every machine;
-    #: the outbox queues its writes instead of keeping a local ledger.
-    shared_ledger = True
-
     def _open_collection(self) -> Any:
         with self._errors("open the collection"):
             return open_collection(self._client, self.config, self.embedder)
@@ -188,8 +184,8 @@ class WeaviateLibrary:
         return FunctionRecord.from_dict(record.to_dict())
 
     def settle_versions(self, name: str) -> list[FunctionRecord]:
-        """Apply the version rule for ``name`` (:mod:`tools.library.weaviate_versions`): only
-        when a version number is claimed twice, e.g. by two machines admitting at once."""
+        """Apply the version rule for ``name`` (:mod:`tools.library.weaviate_versions`): when
+        its records are not numbered 1..n, e.g. two machines admitting a v2 at once."""
         records = self._fetch(Filter.by_property("name").equal(name))
         return settle_versions(
             records, lambda record_id, props: self._update(record_id, props, "settle versions")
@@ -455,6 +451,9 @@ class WeaviateLibrary:
 
     def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
         return self._ledger.decision_log(limit=limit, name=name)
+
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        return self._ledger.thread_decisions(thread)
 
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import grpc
 import httpx
 import weaviate
+from dynagraph.tools.errors import causes
 from dynagraph.tools.library.base import LibraryError
 from dynagraph.tools.library.outbox import LibraryUnavailableError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -299,18 +299,9 @@ def connect(config: WeaviateConfig) -> weaviate.WeaviateClient:
     return client
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def is_unavailable(exc: BaseException) -> bool:
     """Did the server fail to answer (versus answer with a refusal)?"""
-    for err in _causes(exc):
+    for err in causes(exc):
         if isinstance(
             err,
             WeaviateConnectionError

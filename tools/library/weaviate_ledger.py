@@ -22,30 +22,18 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-from dynagraph.tools.library.base import RECORD_NAMESPACE
-from dynagraph.tools.library.ledger import decision_rows
+from dynagraph.tools.library.ledger import decision_rows, new_ids, now_us
+from dynagraph.tools.library.weaviate_schema import create_once, multi_tenancy, tenant_view
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, Sort
-from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import UnexpectedStatusCodeError
 
 #: The name this installation writes into ``machine`` (who decided; for people reading the log).
 MACHINE = os.environ.get("DYNAGRAPH_MACHINE") or socket.gethostname()
-
-
-def now_us() -> str:
-    """UTC now with microseconds, in a form that sorts as text."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def new_ids(n: int) -> list[str]:
-    return [str(uuid.uuid4()) for _ in range(n)]
 
 
 def _field(name: str, *, searchable: bool = False) -> Property:
@@ -64,6 +52,7 @@ _LOG_PROPERTIES = [
     _field("target"),
     _field("at"),
     _field("machine"),
+    _field("thread"),  # the task thread that decided: a resumed task skips what it decided
     Property(name="entry", data_type=DataType.TEXT, index_filterable=False, index_searchable=False),
 ]
 _TASK_PROPERTIES = [_field("at"), _field("machine")]
@@ -97,31 +86,15 @@ class WeaviateLedger:
             return self._opened[kind]
         name = self._names[kind]
         with self._errors(f"open the {name} collection"):
-            if not self._client.collections.exists(name):
-                try:
-                    self._client.collections.create(
-                        name,
-                        description=f"dynagraph library journal ({kind})",
-                        properties=_LOG_PROPERTIES if kind == "log" else _TASK_PROPERTIES,
-                        replication_config=Configure.replication(factor=self._replication),
-                        multi_tenancy_config=(
-                            Configure.multi_tenancy(enabled=True, auto_tenant_activation=True)
-                            if self._tenant
-                            else None
-                        ),
-                    )
-                except UnexpectedStatusCodeError:
-                    if not self._client.collections.exists(name):  # not a creation race: real
-                        raise
-            collection = self._client.collections.use(name)
-            if self._tenant:
-                if not collection.tenants.exists(self._tenant):
-                    try:
-                        collection.tenants.create(Tenant(name=self._tenant))
-                    except UnexpectedStatusCodeError:
-                        if not collection.tenants.exists(self._tenant):
-                            raise
-                collection = collection.with_tenant(self._tenant)
+            create_once(
+                self._client,
+                name,
+                description=f"dynagraph library journal ({kind})",
+                properties=_LOG_PROPERTIES if kind == "log" else _TASK_PROPERTIES,
+                replication_config=Configure.replication(factor=self._replication),
+                multi_tenancy_config=multi_tenancy(self._tenant),
+            )
+            collection = tenant_view(self._client.collections.use(name), self._tenant)
         self._opened[kind] = collection
         return collection
 
@@ -141,7 +114,7 @@ class WeaviateLedger:
     def count_task(self, *, at: str | None = None, task_id: str | None = None) -> int:
         """Record one finished task; its index: its rank by time among every machine's tasks."""
         at = at or now_us()
-        task_id = task_id or str(uuid.uuid4())
+        task_id = task_id or new_ids(1)[0]
         props = {"at": at, "machine": MACHINE}
         self._insert_once("task", [DataObject(properties=props, uuid=task_id)], "count a task")
         collection = self._collection("task")
@@ -180,10 +153,23 @@ class WeaviateLedger:
                 # one batch shares a time; the index keeps its order
                 "at": f"{at}#{index:04d}",
                 "machine": MACHINE,
+                "thread": str(json.loads(entry).get("thread") or ""),
                 "entry": entry,
             }
             objects.append(DataObject(properties=props, uuid=object_id))
         self._insert_once("log", objects, "log decisions")
+
+    def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
+        """Every decision ``thread`` logged, oldest first."""
+        collection = self._collection("log")
+        with self._errors("read the decision log", grpc=True):
+            objects = collection.query.fetch_objects(
+                filters=Filter.by_property("thread").equal(thread),
+                limit=10_000,  # one task decides about a handful of functions
+                return_properties=["entry", "at"],
+            ).objects
+        objects.sort(key=lambda o: (str(o.properties["at"]), str(o.uuid)))
+        return [json.loads(str(o.properties["entry"])) for o in objects]
 
     def decision_log(self, *, limit: int = 100, name: str | None = None) -> list[dict[str, Any]]:
         if limit <= 0:
@@ -203,8 +189,3 @@ class WeaviateLedger:
             )
         objects = sorted(reply.objects, key=lambda o: (str(o.properties["at"]), str(o.uuid)))
         return [json.loads(str(o.properties["entry"])) for o in objects]
-
-
-def ledger_object_id(*parts: str) -> str:
-    """A deterministic uuid for a journal object (for callers that have a natural key)."""
-    return str(uuid.uuid5(RECORD_NAMESPACE, "\x1f".join(parts)))

@@ -46,10 +46,10 @@ class BatchReport:
 
 
 # -- records <-> objects -----------------------------------------------------------------------
-def _text(name: str, *, filterable: bool = False) -> Property:
+def _text(name: str, *, filterable: bool = False, array: bool = False) -> Property:
     return Property(
         name=name,
-        data_type=DataType.TEXT,
+        data_type=DataType.TEXT_ARRAY if array else DataType.TEXT,
         tokenization=Tokenization.FIELD if filterable else None,
         index_filterable=filterable,
         index_searchable=False,
@@ -57,13 +57,7 @@ def _text(name: str, *, filterable: bool = False) -> Property:
 
 
 def _texts(name: str, *, filterable: bool = False) -> Property:
-    return Property(
-        name=name,
-        data_type=DataType.TEXT_ARRAY,
-        tokenization=Tokenization.FIELD if filterable else None,
-        index_filterable=filterable,
-        index_searchable=False,
-    )
+    return _text(name, filterable=filterable, array=True)
 
 
 def _int(name: str) -> Property:
@@ -196,43 +190,51 @@ def description(embedder: Embedder) -> str:
 def open_collection(client: Any, config: WeaviateConfig, embedder: Embedder) -> Any:
     """The function collection (created when missing, checked when there), with the tenant
     (created when missing). Call inside the library's error translation."""
-    name = config.collection
-    if not client.collections.exists(name):
-        create_collection(client, config, embedder)
-    collection = client.collections.use(name)
+    create_once(
+        client,
+        config.collection,
+        description=description(embedder),
+        properties=list(PROPERTIES),
+        vector_config=[
+            Configure.Vectors.self_provided(name=v, vector_index_config=vector_index(config))
+            for v in VECTOR_NAMES
+        ],
+        replication_config=Configure.replication(factor=config.replication_factor),
+        multi_tenancy_config=multi_tenancy(config.tenant),
+    )
+    collection = client.collections.use(config.collection)
     check_collection(collection.config.get(), config, embedder)
-    if config.tenant is None:
-        return collection
-    if not collection.tenants.exists(config.tenant):
-        try:
-            collection.tenants.create(Tenant(name=config.tenant))
-        except UnexpectedStatusCodeError:
-            if not collection.tenants.exists(config.tenant):  # not a race: real
-                raise
-    return collection.with_tenant(config.tenant)
+    return tenant_view(collection, config.tenant)
 
 
-def create_collection(client: Any, config: WeaviateConfig, embedder: Embedder) -> None:
+def create_once(client: Any, name: str, **options: Any) -> None:
+    """Create the collection ``name`` with ``options`` unless it is there; another agent
+    creating it between ``exists()`` and ``create()`` is fine (then it is used)."""
+    if client.collections.exists(name):
+        return
     try:
-        client.collections.create(
-            config.collection,
-            description=description(embedder),
-            properties=list(PROPERTIES),
-            vector_config=[
-                Configure.Vectors.self_provided(name=v, vector_index_config=vector_index(config))
-                for v in VECTOR_NAMES
-            ],
-            replication_config=Configure.replication(factor=config.replication_factor),
-            multi_tenancy_config=(
-                Configure.multi_tenancy(enabled=True, auto_tenant_activation=True)
-                if config.tenant
-                else None
-            ),
-        )
+        client.collections.create(name, **options)
     except UnexpectedStatusCodeError:
-        # Another agent may have created it between exists() and create(): then use it.
-        if not client.collections.exists(config.collection):
+        if not client.collections.exists(name):  # not a creation race: real
             raise
+
+
+def multi_tenancy(tenant: str | None) -> Any:
+    """The multi-tenancy set-up of a collection for ``tenant`` (None: single-tenant)."""
+    return Configure.multi_tenancy(enabled=True, auto_tenant_activation=True) if tenant else None
+
+
+def tenant_view(collection: Any, tenant: str | None) -> Any:
+    """``collection`` as ``tenant`` sees it (the tenant created when missing, race-safe)."""
+    if not tenant:
+        return collection
+    if not collection.tenants.exists(tenant):
+        try:
+            collection.tenants.create(Tenant(name=tenant))
+        except UnexpectedStatusCodeError:
+            if not collection.tenants.exists(tenant):  # not a race: real
+                raise
+    return collection.with_tenant(tenant)
 
 
 def vector_index(config: WeaviateConfig) -> Any:

@@ -1,10 +1,5 @@
-"""The rule for versions of one name added at the same moment (docs/weaviate.md, section 5).
-
-Machines sharing a Weaviate library admit without a common lock, so two of them can both read
-"newest is v1" and both store a v2 (different code, so different ids: nothing is lost, but the
-numbering repeats). After every insert of a new record the writer reads the name's records and
-calls :func:`settle_versions`.
-"""
+"""The rule for versions of one name added at the same moment (docs/weaviate.md, section 5):
+:func:`settle_versions`, which the Weaviate library applies after every write."""
 
 from __future__ import annotations
 

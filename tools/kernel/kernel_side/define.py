@@ -1,6 +1,6 @@
 """Defining library functions, kernel side: several records in one cell, each on its own.
 
-Shipped by tools/kernel/define.py (``define_code``), which calls :func:`define_all` with the
+Shipped by tools/kernel/definitions.py (``define_code``), which calls :func:`define_all` with the
 records' sources in dependency order. Each source runs as if it were a cell of its own: parsed,
 passed through the shell's AST transformers (so the probe recorder wraps its ``def`` exactly as
 it wraps a cell's), compiled under a file name registered in ``linecache`` (tracebacks and
