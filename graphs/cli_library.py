@@ -168,7 +168,10 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
     services = Services(settings, library=library)
     lib = settings.librarian
     verifier = ScratchVerifier(
-        services.scratch_kernel, probe_timeout=lib.probe_timeout, cwd=path.resolve().parent
+        services.scratch_kernel,
+        probe_timeout=lib.probe_timeout,
+        cwd=path.resolve().parent,
+        release=services.release_scratch,
     )
     origin = Origin(thread=f"library add {path.name}", model="human", tags=["user"])
     try:

@@ -8,16 +8,16 @@ builds it. Kernels live in a registry keyed by thread id, outside the graph stat
 from __future__ import annotations
 
 import fcntl
-import shutil
 import sys
 import threading
-from collections.abc import Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dynagraph.graphs.scratch import ScratchKernels
 from dynagraph.graphs.settings import Settings, dynagraph_home
 from dynagraph.tools.actions import (
     AgentProxy,
@@ -33,8 +33,6 @@ from dynagraph.tools.kernel import (
     KernelRegistry,
     KernelSession,
     probes,
-    reaper,
-    resolve_sandbox,
     scrubbed_env,
 )
 from dynagraph.tools.library import FunctionLibrary, open_library
@@ -51,8 +49,9 @@ class Services:
         self.models = ModelFactory(settings.models)
         self.kernels = KernelRegistry(self._new_kernel)
         self._kernel_pool: KernelPool | None = None
-        self._scratch_ahead: dict[str, Future[KernelSession]] = {}  # by cwd: prestart_scratch
         self._bootstrap: str | None = None
+        self._embed_worker: ThreadPoolExecutor | None = None
+        self._closed = False
         self._bootstrap_lock = threading.Lock()
 
     # -- embeddings and library -------------------------------------------------------------
@@ -63,6 +62,20 @@ class Services:
         if emb.provider == "openai":
             kwargs = {"model": emb.model, "base_url": emb.base_url, "api_key_env": emb.api_key_env}
         return make_embedder(emb.provider, **kwargs)
+
+    def embed_ahead(self, texts: list[str]) -> None:
+        """Embed passages in the background (one at a time, in order) into the embedder's
+        cache: the planner sends the task's candidates while its model thinks, so the
+        librarian's neighbour search and write find their vectors ready."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._embed_worker is None:
+                self._embed_worker = ThreadPoolExecutor(1, thread_name_prefix="dynagraph-embed")
+            worker = self._embed_worker
+        for text in texts:  # one text a job: a step's query waits for one passage at most
+            job = worker.submit(self.embedder.embed_documents, [text])
+            job.add_done_callback(lambda f: f.cancelled() or f.exception())  # retried if needed
 
     @property
     def library(self) -> FunctionLibrary:
@@ -144,11 +157,16 @@ class Services:
         return hidden
 
     def kernel_session(
-        self, workdir: str | Path, *, share: tuple[tuple[Path, bool], ...] = ()
+        self,
+        workdir: str | Path,
+        *,
+        share: tuple[tuple[Path, bool], ...] = (),
+        views: tuple[tuple[Path, Path], ...] = (),
     ) -> KernelSession:
         """An unstarted task kernel with the executor's limits; the session runs the bootstrap
         (probe recorder + initial actions) itself, once per start and once per restart.
-        ``share``: more folders a sandboxed kernel sees, ``(path, writable)``."""
+        ``share``: more folders a sandboxed kernel sees, ``(path, writable)``; ``views``:
+        writable folders it sees at another path, ``(folder, path)`` (graphs/scratch.py)."""
         ex = self.settings.executor
         return KernelSession(
             workdir,
@@ -162,6 +180,7 @@ class Services:
             bootstrap=self.kernel_bootstrap(),
             hide=self.sandbox_hidden(),
             share=(*share, *self.agent_proxy.kernel_shares()),  # its socket: works offline too
+            views=views,
         )
 
     def _new_kernel(self, thread_id: str) -> KernelSession:
@@ -215,82 +234,42 @@ class Services:
     def scratch_kernel(
         self, workdir: str | Path | None = None, *, cwd: str | Path | None = None
     ) -> KernelSession:
-        """A fresh kernel for the librarian's probe replays: the task kernels' limits, sandbox
-        and environment, bootstrapped like them by the session itself, in ``workdir`` (default:
-        a new temporary folder). Not in the registry: the caller shuts it down (and removes the
-        folder it gave).
+        """A started kernel for the librarian's probe replays: the task kernels' limits,
+        sandbox and environment, bootstrapped like them (graphs/scratch.py: started ahead, or
+        kept from an earlier task, or new). Hand it back with :meth:`release_scratch`.
 
         ``cwd``: the folder replays run in (the task's directory, or the folder of a file given
-        to ``library add``). The sandbox hides /tmp and DYNAGRAPH_HOME, so it is bound in at
-        its own path: writable when it is a task's directory (which that task's kernel could
-        write anyway), read-only otherwise."""
-        if cwd is not None:  # started ahead by prestart_scratch(): waits for its start to end
-            with self._lock:
-                ahead = self._scratch_ahead.pop(str(Path(cwd).resolve()), None)
-            if ahead is not None and ahead.exception() is None:
-                return ahead.result()
-        return self._new_scratch(workdir, cwd)
+        to ``library add``). The sandbox hides /tmp and DYNAGRAPH_HOME: a task's folder is shown
+        at its own path (writable, as the task's kernel had it), another folder read-only.
+        ``workdir``: the kernel's folder when one is started for this caller alone."""
+        return self.scratch.take(workdir, cwd)
 
-    def _new_scratch(self, workdir: str | Path | None, cwd: str | Path | None) -> KernelSession:
-        import tempfile
-
-        folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
-        share: tuple[tuple[Path, bool], ...] = ()
-        if cwd is not None and Path(cwd).is_dir():
-            runs = self.settings.path(self.settings.executor.workdir).resolve()
-            share = ((Path(cwd), Path(cwd).resolve().is_relative_to(runs)),)
-        # a warm kernel when the pool has one (started and bootstrapped already); the librarian
-        # starts this inside its admission lock. A sandboxed one cannot see `cwd`: a new one.
-        pool = self.kernel_pool
-        sandboxed = resolve_sandbox(self.settings.executor.sandbox).mode == "bwrap"
-        if pool is not None and not (share and sandboxed):
-            session = pool.take(folder)
-        else:
-            session = self.kernel_session(folder, share=share)
-        try:
-            session.start()
-        except BaseException:
-            session.shutdown()
-            raise
-        return session
+    def release_scratch(
+        self, session: KernelSession, then: Callable[[], None] | None = None
+    ) -> None:
+        """Done with a scratch kernel: kept warm for the next task or reaped in the background."""
+        self.scratch.release(session, then)
 
     def prestart_scratch(self, cwd: str | Path) -> None:
-        """Start the librarian's scratch kernel for the task running in ``cwd`` now, in a
-        background thread (the planner asks once the task has a candidate), so that its start
-        overlaps the task's last steps; scratch_kernel(cwd=cwd) hands it over, in its own
-        temporary folder (removed when it shuts down). Unclaimed: drop_scratch() reaps it."""
-        key = str(Path(cwd).resolve())
-        with self._lock:
-            if key in self._scratch_ahead:
-                return
-            ahead: Future[KernelSession] = Future()
-            self._scratch_ahead[key] = ahead
-
-        def start() -> None:
-            import tempfile
-
-            try:
-                folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
-                session = self._new_scratch(folder, cwd)
-                session.after_shutdown.append(lambda: shutil.rmtree(folder, ignore_errors=True))
-                ahead.set_result(session)
-            except BaseException as exc:  # scratch_kernel() starts a new one and says why
-                ahead.set_exception(exc)
-
-        threading.Thread(target=start, name="dynagraph-scratch-prestart", daemon=True).start()
+        """Start the scratch kernel for the task running in ``cwd`` now, in the background (the
+        planner asks once the task has a candidate), unless one is kept warm already."""
+        self.scratch.prestart(cwd)
 
     def drop_scratch(self, cwd: str | Path) -> None:
         """Reap a scratch kernel started for ``cwd`` that nobody claimed (a no-op otherwise)."""
-        with self._lock:
-            ahead = self._scratch_ahead.pop(str(Path(cwd).resolve()), None)
-        if ahead is not None:
-            ahead.add_done_callback(lambda f: f.exception() is None and reaper.reap(f.result()))
+        self.scratch.drop(cwd)
+
+    @cached_property
+    def scratch(self) -> ScratchKernels:
+        return ScratchKernels(self.settings, self.kernel_session, lambda: self.kernel_pool)
 
     def close(self) -> None:
         with self._lock:
-            unclaimed = list(self._scratch_ahead)
-        for cwd in unclaimed:
-            self.drop_scratch(cwd)
+            self._closed, worker = True, self._embed_worker
+        if worker is not None:
+            worker.shutdown(wait=False, cancel_futures=True)
+        if self.__dict__.get("scratch") is not None:
+            self.scratch.close()
         if self._kernel_pool is not None:
             self._kernel_pool.close()
         self.kernels.shutdown_all()

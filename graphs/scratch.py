@@ -1,0 +1,228 @@
+"""The librarian's scratch kernels: started ahead, kept warm between tasks, shown the task's folder.
+
+Why: a new kernel costs 0.4-1 s of start (more on a busy machine) while a task's probe
+replays take milliseconds; a process that runs many tasks (``dynagraph batch``, a long-lived
+caller, the evals) paid that start in every librarian run.
+
+- :meth:`ScratchKernels.take` hands out a kernel started ahead for the task's folder
+  (:meth:`prestart`, asked by the planner once the task has a candidate), else the kernel kept
+  from an earlier task, else a new one.
+- :meth:`ScratchKernels.release` keeps a healthy kernel for the next task, for at most
+  ``librarian.scratch_reuse`` tasks (0: a new kernel per task); any other is reaped in the
+  background. At most one is kept; :meth:`close` reaps it.
+- Isolation between tasks is the verifier's isolation between checks (tools/librarian/
+  scratch.py): before each check the kernel's names are reset to what its bootstrap left;
+  modules and their state are shared, now for at most ``scratch_reuse`` tasks.
+- Under bubblewrap a kernel's binds are fixed when it starts, so a kept kernel cannot get the
+  next task's folder by a bind: kernels for task folders are started with a private view folder
+  bound at the path of ``executor.workdir``, and take() fills the view with the one task's
+  folder (tools/kernel/views.py); release() empties it. The kernel sees that task's files at
+  their own paths and no other task's. A folder elsewhere, a pooled task's linked folder or one
+  too big to mirror gets a new kernel with the folder bound directly, never kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynagraph.graphs.settings import Settings
+from dynagraph.tools.kernel import KernelPool, KernelSession, reaper, resolve_sandbox
+from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
+
+#: Builds an unstarted kernel with the executor's limits: (workdir, share=..., views=...).
+SessionFactory = Callable[..., KernelSession]
+
+
+@dataclass
+class _Kept:
+    """What this class knows of a kernel it may keep."""
+
+    view_root: Path | None  # bound at executor.workdir's path (bubblewrap), else None
+    tasks: int = 0  # tasks it has served (released)
+    shown: Path | None = None  # the task folder mirrored into the view now
+
+
+class ScratchKernels:
+    """Scratch kernels for one Services (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: SessionFactory,
+        pool: Callable[[], KernelPool | None],
+    ) -> None:
+        self.settings = settings
+        self._factory = session_factory
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._ahead: dict[str, Future[KernelSession]] = {}  # by task folder: prestart()
+        self._kept: KernelSession | None = None
+        self._known: dict[int, _Kept] = {}  # id(session) -> what may be kept of it
+        self._closed = False
+
+    @property
+    def runs(self) -> Path:
+        return self.settings.path(self.settings.executor.workdir).resolve()
+
+    @property
+    def sandboxed(self) -> bool:
+        return resolve_sandbox(self.settings.executor.sandbox).mode == "bwrap"
+
+    # -- handing out ------------------------------------------------------------------------------
+    def take(
+        self, workdir: str | Path | None = None, cwd: str | Path | None = None
+    ) -> KernelSession:
+        """A started, bootstrapped kernel whose replays can run in ``cwd``. ``workdir`` is the
+        kernel's folder when a kernel is started for this caller alone (a folder outside the
+        tasks' folders under bubblewrap); kernels that may be kept use folders of their own."""
+        session = None
+        if cwd is not None:
+            with self._lock:
+                ahead = self._ahead.pop(str(Path(cwd).resolve()), None)
+            if ahead is not None and ahead.exception() is None:
+                session = ahead.result()
+        if session is None:
+            with self._lock:
+                session, self._kept = self._kept, None
+        if session is None:
+            session = self._start(workdir, cwd)
+        if self._show(session, cwd):
+            return session
+        with self._lock:  # the folder cannot be shown in a view: a kernel that binds it
+            keep, self._kept = self._kept is None and not self._closed, self._kept or session
+        if not keep:
+            self._retire(session)
+        return self._start(workdir, cwd, keepable=False)
+
+    def prestart(self, cwd: str | Path) -> None:
+        """Start a scratch kernel for the task in ``cwd`` in a background thread, unless one is
+        kept already; take(cwd=cwd) hands it over. Unclaimed: drop() reaps it."""
+        key = str(Path(cwd).resolve())
+        with self._lock:
+            if key in self._ahead or self._kept is not None or self._closed:
+                return
+            ahead: Future[KernelSession] = Future()
+            self._ahead[key] = ahead
+
+        def start() -> None:
+            try:
+                ahead.set_result(self._start(None, cwd))
+            except BaseException as exc:  # take() starts a new one and says why
+                ahead.set_exception(exc)
+
+        threading.Thread(target=start, name="dynagraph-scratch-prestart", daemon=True).start()
+
+    def drop(self, cwd: str | Path) -> None:
+        """Reap a kernel started ahead for ``cwd`` that nobody claimed (a no-op otherwise)."""
+        with self._lock:
+            ahead = self._ahead.pop(str(Path(cwd).resolve()), None)
+        if ahead is not None:
+            ahead.add_done_callback(lambda f: f.exception() is None and self._retire(f.result()))
+
+    def release(self, session: KernelSession, then: Callable[[], None] | None = None) -> None:
+        """The caller is done with ``session``: kept for the next task when it may be, else
+        reaped in the background; ``then`` runs once the caller's folder is no longer used."""
+        kept = self._known.get(id(session))
+        if kept is not None and kept.shown is not None:
+            shutil.rmtree(kept.shown, ignore_errors=True)
+            kept.shown = None
+        reuse = self.settings.librarian.scratch_reuse
+        with self._lock:
+            keep = (
+                kept is not None
+                and not self._closed
+                and self._kept is None
+                and kept.tasks + 1 < reuse
+                and session.is_alive()
+            )
+            if keep:
+                assert kept is not None
+                kept.tasks += 1
+                self._kept = session
+        if keep:
+            if then is not None:
+                then()
+            return
+        self._retire(session, then)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            unclaimed = list(self._ahead)
+            kept, self._kept = self._kept, None
+        for cwd in unclaimed:
+            self.drop(cwd)
+        if kept is not None:
+            self._retire(kept)
+
+    # -- kernels ----------------------------------------------------------------------------------
+    def _start(
+        self, workdir: str | Path | None, cwd: str | Path | None, *, keepable: bool = True
+    ) -> KernelSession:
+        """A new started kernel. Keepable ones get their own folder and, under bubblewrap, a
+        view; others (or a task folder a view cannot show) get ``cwd`` bound directly."""
+        folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
+        own = True
+        if not keepable and workdir is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder, own = Path(workdir), False
+        view_root: Path | None = None
+        share: tuple[tuple[Path, bool], ...] = ()
+        if self.sandboxed and cwd is not None and Path(cwd).is_dir():
+            if keepable and self._viewable(Path(cwd)):
+                view_root = self.runs / ".scratch-views" / uuid.uuid4().hex
+                view_root.mkdir(parents=True)
+            else:
+                keepable = False
+                share = ((Path(cwd), Path(cwd).resolve().is_relative_to(self.runs)),)
+        pool = self._pool()
+        if pool is not None and not self.sandboxed:  # warm and bootstrapped already
+            session = pool.take(folder)
+        elif view_root is not None:
+            session = self._factory(folder, views=((view_root, self.runs),))
+        else:
+            session = self._factory(folder, share=share)
+        if own:
+            session.after_shutdown.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+        if view_root is not None:
+            root = view_root
+            session.after_shutdown.append(lambda: shutil.rmtree(root, ignore_errors=True))
+        try:
+            session.start()
+        except BaseException:
+            session.shutdown()
+            raise
+        if keepable:
+            self._known[id(session)] = _Kept(view_root)
+        return session
+
+    def _viewable(self, cwd: Path) -> bool:
+        """A task's own folder: directly under executor.workdir, not a link to a pool slot."""
+        return not cwd.is_symlink() and cwd.resolve().parent == self.runs
+
+    def _show(self, session: KernelSession, cwd: str | Path | None) -> bool:
+        """Mirror ``cwd`` into the session's view, if it has one; False if it must be bound."""
+        kept = self._known.get(id(session))
+        if kept is None or kept.view_root is None or cwd is None or not Path(cwd).is_dir():
+            return True
+        if not self._viewable(Path(cwd)):
+            return False
+        target = kept.view_root / Path(cwd).name
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            mirror_folder(Path(cwd), target)
+        except (TooBigToMirror, OSError):
+            return False
+        kept.shown = target
+        return True
+
+    def _retire(self, session: KernelSession, then: Callable[[], None] | None = None) -> None:
+        self._known.pop(id(session), None)
+        reaper.reap(session, then=then)

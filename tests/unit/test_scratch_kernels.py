@@ -1,0 +1,174 @@
+"""The librarian's scratch kernel kept warm between tasks (graphs/scratch.py), with real kernels:
+the next task's verifier gets the same kernel, reset, shown only its own task's folder; the view
+a kept kernel sees is filled by hard links and emptied after use (tools/kernel/views.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from dynagraph.tools.kernel import reaper
+from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
+
+pytestmark = pytest.mark.timeout(180)
+
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install bubblewrap)"
+)
+
+
+def _services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str, reuse: int = 20):
+    from dynagraph.graphs.services import Services
+    from dynagraph.graphs.settings import load_settings
+
+    monkeypatch.setenv("DYNAGRAPH_HOME", str(tmp_path / "home"))
+    settings = load_settings(
+        None,
+        **{
+            "executor.sandbox": sandbox,
+            "executor.pool_size": 0,
+            "librarian.scratch_reuse": reuse,
+        },
+    )
+    return Services(settings)
+
+
+def _task(services, thread: str, files: dict[str, str]) -> Path:
+    folder = services.workdir_for(thread)
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _verifier(services, cwd: Path):
+    from dynagraph.tools.librarian.scratch import ScratchVerifier
+
+    return ScratchVerifier(services.scratch_kernel, cwd=cwd, release=services.release_scratch)
+
+
+READ = "def read_text(path):\n    return open(path).read()\n"
+
+
+@pytest.mark.parametrize("sandbox", [pytest.param("bwrap", marks=needs_bwrap), "none"])
+def test_the_next_task_gets_the_same_kernel_reset_and_in_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str
+) -> None:
+    services = _services(tmp_path, monkeypatch, sandbox)
+    first = _task(services, "task-a", {"a.txt": "from a"})
+    second = _task(services, "task-b", {"b.txt": "from b"})
+    try:
+        with _verifier(services, first) as v:
+            report = v.check("read_text", [READ], [])
+            assert report.define_error is None
+            kernel = v.session()
+            assert kernel.sandbox == sandbox
+            assert kernel.execute("read_text('a.txt')").result == "'from a'"
+            kernel.execute("leftover = 1")
+        with _verifier(services, second) as v:
+            assert v.session() is kernel  # kept warm: no new start
+            names = kernel.execute("sorted(k for k in ('read_text', 'leftover') if k in globals())")
+            assert names.result == "[]"  # the earlier task's names are gone
+            assert kernel.execute("open('b.txt').read()").result == "'from b'"
+            absolute = kernel.execute(f"open({str(second / 'b.txt')!r}).read()")
+            assert absolute.result == "'from b'"  # at its own path
+            if sandbox == "bwrap":  # the earlier task's folder is out of sight
+                seen = kernel.execute(f"__import__('os').path.exists({str(first)!r})")
+                assert seen.result == "False"
+    finally:
+        services.close()
+    assert reaper.drain()
+    assert not kernel.is_alive()
+    assert not list((services.scratch.runs / ".scratch-views").glob("*/*"))
+
+
+@needs_bwrap
+def test_the_view_is_emptied_and_new_files_stay_out_of_the_task_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = _services(tmp_path, monkeypatch, "bwrap")
+    task = _task(services, "task-a", {"data.txt": "41"})
+    try:
+        with _verifier(services, task) as v:
+            kernel = v.session()
+            assert kernel.execute("open('made-by-replay.txt', 'w').write('x')").ok()
+            views = list((services.scratch.runs / ".scratch-views").glob("*/task-a"))
+            assert len(views) == 1 and (views[0] / "made-by-replay.txt").exists()
+        assert not views[0].exists()  # released: the view is empty again
+        assert not (task / "made-by-replay.txt").exists()
+        assert (task / "data.txt").read_text() == "41"
+    finally:
+        services.close()
+    assert reaper.drain()
+
+
+def test_scratch_reuse_one_starts_a_kernel_per_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = _services(tmp_path, monkeypatch, "none", reuse=1)
+    first = _task(services, "task-a", {})
+    second = _task(services, "task-b", {})
+    try:
+        with _verifier(services, first) as v:
+            kernel = v.session()
+        with _verifier(services, second) as v:
+            assert v.session() is not kernel
+        assert reaper.drain()
+        assert not kernel.is_alive()
+    finally:
+        services.close()
+    assert reaper.drain()
+
+
+def test_a_dead_kernel_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = _services(tmp_path, monkeypatch, "none")
+    task = _task(services, "task-a", {})
+    try:
+        with _verifier(services, task) as v:
+            kernel = v.session()
+            kernel.execute("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", timeout=10)
+            kernel.shutdown()
+        with _verifier(services, task) as v:
+            assert v.session() is not kernel and v.session().is_alive()
+    finally:
+        services.close()
+    assert reaper.drain()
+
+
+# -- the view's filling -------------------------------------------------------------------------
+
+
+def test_mirror_links_files_and_keeps_links(tmp_path: Path) -> None:
+    source = tmp_path / "task"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "data.csv").write_text("a,b\n")
+    (source / "link").symlink_to("sub/data.csv")
+    mirror_folder(source, tmp_path / "view")
+    copy = tmp_path / "view" / "sub" / "data.csv"
+    assert copy.read_text() == "a,b\n"
+    assert os.stat(copy).st_ino == os.stat(source / "sub" / "data.csv").st_ino  # a hard link
+    assert os.readlink(tmp_path / "view" / "link") == "sub/data.csv"
+
+
+def test_mirror_refuses_past_its_bounds_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "task"
+    source.mkdir()
+    for i in range(3):
+        (source / f"f{i}.txt").write_text("x" * 100)
+    with pytest.raises(TooBigToMirror):
+        mirror_folder(source, tmp_path / "view", max_entries=2)
+    assert not (tmp_path / "view").exists()
+
+    def no_links(*args: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)  # another file system: files are copied
+    mirror_folder(source, tmp_path / "copied", max_copy_bytes=300)
+    assert (tmp_path / "copied" / "f2.txt").read_text() == "x" * 100
+    with pytest.raises(TooBigToMirror):
+        mirror_folder(source, tmp_path / "too-much", max_copy_bytes=250)
+    assert not (tmp_path / "too-much").exists()
