@@ -16,9 +16,10 @@ caller, the evals) paid that start in every librarian run.
 - Under bubblewrap a kernel's binds are fixed when it starts, so a kept kernel cannot get the
   next task's folder by a bind: kernels for task folders are started with a private view folder
   bound at the path of ``executor.workdir``, and take() fills the view with the one task's
-  folder (tools/kernel/views.py); release() empties it. The kernel sees that task's files at
-  their own paths and no other task's. A folder elsewhere, a pooled task's linked folder or one
-  too big to mirror gets a new kernel with the folder bound directly, never kept.
+  folder (tools/kernel/views.py; a pooled task's folder is a link to its kernel's slot: the link
+  and the slot's files are shown); release() empties it. The kernel sees that task's files at
+  their own paths and no other task's. A folder elsewhere or one too big to mirror gets a new
+  kernel with the folder bound directly, never kept.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class _Kept:
 
     view_root: Path | None  # bound at executor.workdir's path (bubblewrap), else None
     tasks: int = 0  # tasks it has served (released)
-    shown: Path | None = None  # the task folder mirrored into the view now
+    shown: list[Path] | None = None  # what of a task folder is in the view now
 
 
 class ScratchKernels:
@@ -131,7 +132,7 @@ class ScratchKernels:
         reaped in the background; ``then`` runs once the caller's folder is no longer used."""
         kept = self._known.get(id(session))
         if kept is not None and kept.shown is not None:
-            shutil.rmtree(kept.shown, ignore_errors=True)
+            self._hide(kept.shown)
             kept.shown = None
         reuse = self.settings.librarian.scratch_reuse
         with self._lock:
@@ -204,24 +205,44 @@ class ScratchKernels:
         return session
 
     def _viewable(self, cwd: Path) -> bool:
-        """A task's own folder: directly under executor.workdir, not a link to a pool slot."""
-        return not cwd.is_symlink() and cwd.resolve().parent == self.runs
+        """A task's folder: directly under executor.workdir, itself or a link to a pooled
+        kernel's slot below it (a pooled task under bubblewrap: tools/kernel/pool.py)."""
+        runs = self.runs
+        return cwd.parent.resolve() == runs and cwd.resolve().is_relative_to(runs)
 
     def _show(self, session: KernelSession, cwd: str | Path | None) -> bool:
-        """Mirror ``cwd`` into the session's view, if it has one; False if it must be bound."""
+        """Mirror ``cwd`` into the session's view, if it has one; False if it must be bound.
+        A link to a slot is shown as the link and the slot's files, both at their paths."""
         kept = self._known.get(id(session))
         if kept is None or kept.view_root is None or cwd is None or not Path(cwd).is_dir():
             return True
-        if not self._viewable(Path(cwd)):
+        folder = Path(cwd)
+        if not self._viewable(folder):
             return False
-        target = kept.view_root / Path(cwd).name
-        shutil.rmtree(target, ignore_errors=True)
+        real = folder.resolve()
+        target = kept.view_root / real.relative_to(self.runs)
+        shown = [target]
         try:
-            mirror_folder(Path(cwd), target)
+            shutil.rmtree(target, ignore_errors=True)
+            mirror_folder(real, target)
+            if folder.is_symlink():
+                link = kept.view_root / folder.name
+                link.unlink(missing_ok=True)
+                link.symlink_to(folder.readlink(), target_is_directory=True)
+                shown.append(link)
         except (TooBigToMirror, OSError):
+            self._hide(shown)
             return False
-        kept.shown = target
+        kept.shown = shown
         return True
+
+    @staticmethod
+    def _hide(shown: list[Path]) -> None:
+        for path in shown:
+            if path.is_symlink():
+                path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _retire(self, session: KernelSession, then: Callable[[], None] | None = None) -> None:
         self._known.pop(id(session), None)

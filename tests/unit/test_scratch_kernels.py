@@ -104,6 +104,35 @@ def test_the_view_is_emptied_and_new_files_stay_out_of_the_task_folder(
     assert reaper.drain()
 
 
+@needs_bwrap
+def test_a_pooled_tasks_linked_folder_is_shown_through_its_link_and_its_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under bubblewrap a pooled task's folder is a link to its kernel's slot
+    (tools/kernel/pool.py); the kept kernel finds the files through both paths."""
+    services = _services(tmp_path, monkeypatch, "bwrap")
+    plain = _task(services, "task-a", {"a.txt": "from a"})
+    slot = services.scratch.runs / ".kernel-pool" / "slot-1"
+    slot.mkdir(parents=True)
+    (slot / "p.txt").write_text("from the slot")
+    linked = services.workdir_for("task-p")
+    linked.symlink_to(slot, target_is_directory=True)
+    try:
+        with _verifier(services, plain) as v:
+            kernel = v.session()
+        with _verifier(services, linked) as v:
+            assert v.session() is kernel
+            for path in ("p.txt", str(linked / "p.txt"), str(slot / "p.txt")):
+                assert kernel.execute(f"open({path!r}).read()").result == "'from the slot'"
+            assert kernel.execute(f"__import__('os').path.exists({str(plain)!r})").result == (
+                "False"
+            )
+        assert not any(services.scratch.runs.glob(".scratch-views/*/task-p"))
+    finally:
+        services.close()
+    assert reaper.drain()
+
+
 def test_scratch_reuse_one_starts_a_kernel_per_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,12 @@ class LibrarySettings(StrictSettings):
     top_k: int = Field(5, ge=1, le=50, description="library hits shown to the coder per step")
     min_score: float = Field(0.0, description="hits scoring below this are not shown")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="hybrid weight: 1 vectors, 0 keywords")
+    query_embedding: Literal["joined", "parted"] = Field(
+        "joined",
+        description="the coder's query vector: the step's instruction and the task embedded as "
+        "one text (joined), or apart and summed, the task once per task (parted: ~2.5x less "
+        "embedding per step, recall@5 -0.013 on CRAFT TabMWP; bench/README.md)",
+    )
     weaviate: dict[str, Any] = Field(default_factory=dict, description="see docs/weaviate.md")
     outbox_path: str = "${DYNAGRAPH_HOME}/outbox.db"
 
