@@ -243,8 +243,9 @@ def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
         return role, f"The answer is {ANSWER}.", k == n
     if role == "planner":
         if k < n:
-            plan = [
-                f"Step {i}: compute x = sum(range(1000)) and print it." for i in range(step, n + 1)
+            plan = [  # each task's own words: a query cache must not meet the same step twice
+                f"Step {i} of task {run.task}: compute x = sum(range(1000)) and print it."
+                for i in range(step, n + 1)
             ]
             return (
                 role,
@@ -480,7 +481,9 @@ class TreeSampler(threading.Thread):
 
 
 # -- dynagraph: configs and the 10k library -----------------------------------------------------
-def write_dynagraph_config(home: Path, base_url: str) -> Path:
+def write_dynagraph_config(
+    home: Path, base_url: str, overrides: dict[str, dict[str, Any]] | None = None
+) -> Path:
     import yaml
 
     config = {
@@ -499,6 +502,8 @@ def write_dynagraph_config(home: Path, base_url: str) -> Path:
         "agent": {"max_steps": 12},
         "checkpoint_path": str(home / "checkpoints.db"),
     }
+    for section, values in (overrides or {}).items():
+        config.setdefault(section, {}).update(values)
     path = home / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -720,6 +725,7 @@ class Variant:
     python: Path | None = None
     no_library: bool = False
     library_file: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # dynagraph config overrides
     version: str = ""
     baseline: Path | None = None  # a shim folder importing another revision's tree (--baseline)
 
@@ -748,7 +754,7 @@ def run_once(
     tasks = [1, *ns]  # the first task is the warm-up; ns already holds the repeats
     if variant.fmt == "dynagraph":
         driver, python = DRIVERS / "dynagraph_driver.py", sys.executable
-        extra = ["--config", str(write_dynagraph_config(home, base_url))]
+        extra = ["--config", str(write_dynagraph_config(home, base_url, variant.settings))]
         if variant.no_library:
             extra.append("--no-library")
         if variant.library_file:
@@ -1049,9 +1055,10 @@ def main(argv: list[str] | None = None) -> int:
         ("dynagraph", "dynagraph {v}, empty library", False, False),
     ]
     if args.library_size:
-        dyn.append(
-            ("dynagraph-10k", f"dynagraph {{v}}, {args.library_size:,} functions", False, True)
-        )
+        size = f"{args.library_size:,} functions"
+        dyn.append(("dynagraph-10k", f"dynagraph {{v}}, {size}", False, True))
+        dyn.append(("dynagraph-10k-parted", f"dynagraph {{v}}, {size}, parted query", False, True))
+    filled: Path | None = None
     try:
         for key, label, off, big in dyn:
             if args.only and key not in args.only:
@@ -1062,8 +1069,11 @@ def main(argv: list[str] | None = None) -> int:
                 "dynagraph",
                 no_library=off,
                 version=dynagraph_version,
+                settings={"library": {"query_embedding": "parted"}} if "parted" in key else {},
             )
-            if big:
+            if big and filled is not None:  # one fill serves every variant with 10k functions
+                variant.library_file = filled
+            elif big:
                 lib_dir = work / "library-fill"
                 lib_dir.mkdir()
                 print(f"peers: filling a library of {args.library_size:,} functions", flush=True)
@@ -1088,7 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 fill = json.loads(done.stdout.strip().splitlines()[-1])
                 print(f"peers: filled: {fill}", flush=True)
-                variant.library_file = lib_dir / "library.db"
+                variant.library_file = filled = lib_dir / "library.db"
             variants.append(variant)
 
         if args.baseline and not (args.only and "base-off" not in args.only):

@@ -13,10 +13,12 @@ do not invalidate the cache.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,13 @@ from dynagraph.tools.library.verified import VerifiedReads
 
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+@functools.cache
+def _query_embedder() -> ThreadPoolExecutor:
+    """The thread query vectors are computed in while the keyword search runs (one for the
+    process: the bundled embedder serializes its calls anyway)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="dynagraph-query-embed")
 
 
 class SqliteLibrary(SqliteTransactions):
@@ -394,13 +403,19 @@ class SqliteLibrary(SqliteTransactions):
         if k <= 0:
             return []
         alpha = min(max(float(alpha), 0.0), 1.0)
+        embedding: Future[np.ndarray] | None = None
         with self._transaction("DEFERRED"):
-            if not len(self._vector_index().rows(status, tags)):
+            first = self._vector_index()
+            if not len(first.rows(status, tags)):
                 return []  # nothing could match: spare the query embedding (~20-70 ms)
-        query_vec = self.embedder.embed_query(query) if alpha > 0 else None
+            if alpha > 0:  # the embedder releases the GIL: keywords are scored meanwhile
+                embedding = _query_embedder().submit(self.embedder.embed_query, query)
+            keyword = keyword_scores(self._conn, query, first) if alpha < 1 else {}
+        query_vec = embedding.result() if embedding is not None else None  # outside the lock
         with self._transaction("DEFERRED"):
             index = self._vector_index()
-            keyword = keyword_scores(self._conn, query, index) if alpha < 1 else {}
+            if index is not first and alpha < 1:  # the library changed meanwhile
+                keyword = keyword_scores(self._conn, query, index)
             ranked = hybrid_ranking(index, index.rows(status, tags), query_vec, keyword, alpha, k)
             records = self._records_by_seq([int(index.seqs[p]) for p, *_ in ranked])
         return [
