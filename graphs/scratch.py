@@ -131,8 +131,8 @@ class ScratchKernels:
         """The caller is done with ``session``: kept for the next task when it may be, else
         reaped in the background; ``then`` runs once the caller's folder is no longer used."""
         kept = self._known.get(id(session))
-        if kept is not None and kept.shown is not None:
-            self._hide(kept.shown)
+        if kept is not None and kept.view_root is not None:  # all of it: what the task's
+            self._hide(list(kept.view_root.iterdir()))  # replays wrote elsewhere in the view too
             kept.shown = None
         reuse = self.settings.librarian.scratch_reuse
         with self._lock:

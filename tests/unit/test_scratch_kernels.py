@@ -94,9 +94,15 @@ def test_the_view_is_emptied_and_new_files_stay_out_of_the_task_folder(
         with _verifier(services, task) as v:
             kernel = v.session()
             assert kernel.execute("open('made-by-replay.txt', 'w').write('x')").ok()
+            planted = services.workdir_for("a-later-task") / "helper.py"  # beside the task's
+            assert kernel.execute(
+                f"import os; os.makedirs({str(planted.parent)!r}); "
+                f"open({str(planted)!r}, 'w').write('planted')"
+            ).ok()
             views = list((services.scratch.runs / ".scratch-views").glob("*/task-a"))
             assert len(views) == 1 and (views[0] / "made-by-replay.txt").exists()
-        assert not views[0].exists()  # released: the view is empty again
+        assert not any(views[0].parent.iterdir())  # released: the whole view is empty again
+        assert not planted.exists()
         assert not (task / "made-by-replay.txt").exists()
         assert (task / "data.txt").read_text() == "41"
     finally:
