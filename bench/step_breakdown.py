@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stub.kill()
         stub.wait()
+        if stub.stdout is not None:
+            stub.stdout.close()
         shutil.rmtree(work, ignore_errors=True)
     figures = {
         "started": started,

