@@ -321,3 +321,49 @@ def test_sandbox_asked_without_bwrap_stops_with_one_line(command, stub_env, tmp_
     assert "Traceback" not in proc.stderr
     if command == "batch":
         assert len(lines) == 1 and stub.requests == []  # stopped before any model call
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/bwrap").exists()
+    and not any((Path(p) / "bwrap").exists() for p in os.environ.get("PATH", "").split(os.pathsep)),
+    reason="bubblewrap is not installed (apt-get install bubblewrap): pooled folders are links only under it",
+)
+def test_one_warm_scratch_kernel_verifies_a_sequential_batch_of_pooled_tasks(stub_env, tmp_path):
+    """A batch's tasks take pooled kernels (under bubblewrap each task's folder is a link to its
+    kernel's slot); the librarian's scratch kernel is started once and shown each task's folder
+    through its view: every function is verified from its recorded calls, not taken unverified."""
+    stub = stub_env["stub"]
+    task_model(stub, EXAMPLE_CELLS)
+    settings = load_settings(
+        write_stub_config(
+            tmp_path / "config.yaml",
+            stub_env["base_url"],
+            stub_env["home"],
+            librarian=LIBRARIAN,
+            executor={"sandbox": "bwrap"},
+        )
+    )
+    services = Services(settings)
+    started: list[object] = []
+    real_start = services.scratch._start
+
+    def counting_start(*args, **kwargs):
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    services.scratch._start = counting_start
+    tasks = [t for t in read_tasks(EXAMPLES) if not re.search("30th|5000", t.task)]
+    out = tmp_path / "results.jsonl"
+    try:
+        summary = run_batch(tasks, settings, concurrency=1, out=out, services=services)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert summary.done == len(tasks), [(r["id"], r["status"], r.get("error")) for r in rows]
+        pooled = [services.workdir_for(r["thread_id"]) for r in rows if r.get("thread_id")]
+        assert any(p.is_symlink() for p in pooled), pooled  # a pooled task's folder is a link
+        assert len(started) == 1  # one scratch kernel for the whole batch
+        library = services.library
+        for name in ("fibonacci", "count_primes_below", "count_words", "mean_of"):
+            record = library.get_by_name(name)
+            assert record is not None and "unverified" not in record.tags, name
+    finally:
+        services.close()
