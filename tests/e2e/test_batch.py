@@ -24,6 +24,7 @@ from dynagraph.graphs.settings import load_settings
 
 from tests.support.cli import dynagraph
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.librarian import count_scratch_starts
 from tests.support.openai_stub import StubLLM
 
 pytestmark = pytest.mark.timeout(240)
@@ -344,14 +345,7 @@ def test_one_warm_scratch_kernel_verifies_a_sequential_batch_of_pooled_tasks(stu
         )
     )
     services = Services(settings)
-    started: list[object] = []
-    real_start = services.scratch._start
-
-    def counting_start(*args, **kwargs):
-        started.append(real_start(*args, **kwargs))
-        return started[-1]
-
-    services.scratch._start = counting_start
+    started = count_scratch_starts(services)
     tasks = [t for t in read_tasks(EXAMPLES) if not re.search("30th|5000", t.task)]
     out = tmp_path / "results.jsonl"
     try:

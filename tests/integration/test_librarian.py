@@ -12,6 +12,7 @@ from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
 
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.librarian import count_scratch_starts
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -192,14 +193,7 @@ def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(stub_
     sent_ahead: list[str] = []
     real_ahead = services.embed_ahead
     services.embed_ahead = lambda texts: (sent_ahead.extend(texts), real_ahead(texts))
-    started: list[object] = []
-    real_start = services.scratch._start
-
-    def counting_start(*args, **kwargs):
-        started.append(real_start(*args, **kwargs))
-        return started[-1]
-
-    services.scratch._start = counting_start
+    started = count_scratch_starts(services)
 
     stub = stub_env["stub"]
     stub.script("planner", [planner_step("Multiply."), planner_answer("391")])

@@ -76,3 +76,17 @@ def stub_model(base_url: str, retries: int = 2) -> ChatLibrarianModel:
         ),
         retries=retries,
     )
+
+
+def count_scratch_starts(services: Any) -> list[object]:
+    """The scratch kernels ``services`` starts from now on (graphs/scratch.py), in a list that
+    grows as they start: ahead, kept or new alike."""
+    started: list[object] = []
+    real_start = services.scratch._start
+
+    def counting_start(*args: Any, **kwargs: Any) -> object:
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    services.scratch._start = counting_start
+    return started
