@@ -17,7 +17,7 @@ class LibrarySettings(StrictSettings):
     query_embedding: Literal["joined", "parted"] = Field(
         "joined",
         description="the coder's query vector: the step's instruction and the task embedded as "
-        "one text (joined), or apart and summed, the task once per task (parted: ~2.5x less "
+        "one text (joined), or apart and summed, the task once per task (parted: 1.7-2.4x less "
         "embedding per step, recall@5 -0.013 on CRAFT TabMWP; bench/README.md)",
     )
     weaviate: dict[str, Any] = Field(default_factory=dict, description="see docs/weaviate.md")
