@@ -92,6 +92,9 @@ class ScratchKernels:
         if session is None:
             with self._lock:
                 session, self._kept = self._kept, None
+            if session is not None and not session.is_alive():  # died while kept: replace it
+                self._retire(session)
+                session = None
         if session is None:
             session = self._start(workdir, cwd)
         if self._show(session, cwd):

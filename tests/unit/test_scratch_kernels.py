@@ -157,6 +157,23 @@ def test_scratch_reuse_one_starts_a_kernel_per_task(
     assert reaper.drain()
 
 
+def test_a_kept_kernel_that_died_while_idle_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = _services(tmp_path, monkeypatch, "none")
+    task = _task(services, "task-a", {})
+    try:
+        with _verifier(services, task) as v:
+            kernel = v.session()
+        kernel.shutdown()  # gone between two tasks, as a killed process would be
+        with _verifier(services, task) as v:
+            assert v.session() is not kernel
+            assert v.check("read_text", [READ], []).define_error is None
+    finally:
+        services.close()
+    assert reaper.drain()
+
+
 def test_a_dead_kernel_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     services = _services(tmp_path, monkeypatch, "none")
     task = _task(services, "task-a", {})
