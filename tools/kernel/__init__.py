@@ -14,6 +14,7 @@ One concern per module:
 - ``registry.py``: kernels keyed by thread id; ``pool.py``: pre-warmed kernels;
 - ``reaper.py``: kernel shutdowns in background threads, waited for at exit;
 - ``definitions.py``: the one cell that defines a step's library functions, each on its own;
+- ``views.py``: a task's folder mirrored (hard links) for a kernel started before the task;
 - ``probes.py``: probe install / fetch / replay cells and their decoding, agent side;
 - ``kernel_side/``: the code that runs inside kernels, as real Python files;
 - ``settings.py``: the ``executor`` settings section; ``errors.py``: KernelError.
