@@ -11,8 +11,10 @@ caller, the evals) paid that start in every librarian run.
   ``librarian.scratch_reuse`` tasks (0: a new kernel per task); any other is reaped in the
   background. At most one is kept; :meth:`close` reaps it.
 - Isolation between tasks is the verifier's isolation between checks (tools/librarian/
-  scratch.py): before each check the kernel's names are reset to what its bootstrap left;
-  modules and their state are shared, now for at most ``scratch_reuse`` tasks.
+  scratch.py): before each check the kernel's names are reset to what its bootstrap left. A
+  kernel in which a replay replaced a value of a module it had at its baseline (a
+  monkeypatched ``json.dumps`` or ``builtins.abs``) is not kept; other module state (a list
+  changed in place) is shared, for at most ``scratch_reuse`` tasks.
 - Under bubblewrap a kernel's binds are fixed when it starts, so a kept kernel cannot get the
   next task's folder by a bind: kernels for task folders are started with a private view folder
   bound at the path of ``executor.workdir``, and take() fills the view with the one task's
@@ -36,6 +38,7 @@ from pathlib import Path
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.kernel import KernelPool, KernelSession, reaper, resolve_sandbox
 from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
+from dynagraph.tools.librarian.scratch import modules_changed
 
 #: Builds an unstarted kernel with the executor's limits: (workdir, share=..., views=...).
 SessionFactory = Callable[..., KernelSession]
@@ -138,14 +141,10 @@ class ScratchKernels:
             self._hide(list(kept.view_root.iterdir()))  # replays wrote elsewhere in the view too
             kept.shown = None
         reuse = self.settings.librarian.scratch_reuse
+        keepable = kept is not None and kept.tasks + 1 < reuse and session.is_alive()
+        keepable = keepable and not modules_changed(session)  # a replay patched a module
         with self._lock:
-            keep = (
-                kept is not None
-                and not self._closed
-                and self._kept is None
-                and kept.tasks + 1 < reuse
-                and session.is_alive()
-            )
+            keep = keepable and not self._closed and self._kept is None
             if keep:
                 assert kept is not None
                 kept.tasks += 1

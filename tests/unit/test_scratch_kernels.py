@@ -67,6 +67,8 @@ def test_the_next_task_gets_the_same_kernel_reset_and_in_its_own_folder(
             assert kernel.sandbox == sandbox
             assert kernel.execute("read_text('a.txt')").result == "'from a'"
             kernel.execute("leftover = 1")
+            kernel.execute("import email.mime.text, statistics")  # new modules: still clean
+            assert not kernel.execute("read_text('no-such-file')").ok()  # a call that raises
         with _verifier(services, second) as v:
             assert v.session() is kernel  # kept warm: no new start
             names = kernel.execute("sorted(k for k in ('read_text', 'leftover') if k in globals())")
@@ -134,6 +136,29 @@ def test_a_pooled_tasks_linked_folder_is_shown_through_its_link_and_its_slot(
                 "False"
             )
         assert not any(services.scratch.runs.glob(".scratch-views/*/task-p"))
+    finally:
+        services.close()
+    assert reaper.drain()
+
+
+def test_a_kernel_whose_modules_a_replay_patched_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay that replaces a module's value (json.dumps, builtins.abs) could sway a later
+    task's checks in the same kernel: that kernel is not kept."""
+    services = _services(tmp_path, monkeypatch, "none")
+    task = _task(services, "task-a", {})
+    try:
+        for patch in (
+            "import json; json.dumps = lambda *a, **k: 'planted'",
+            "import builtins; builtins.abs = lambda x: 0",
+        ):
+            with _verifier(services, task) as v:
+                kernel = v.session()
+                assert kernel.execute(patch).ok()
+            with _verifier(services, task) as v:
+                assert v.session() is not kernel  # a fresh kernel, not the patched one
+                assert v.session().execute("import json; json.dumps(1)").result == "'1'"
     finally:
         services.close()
     assert reaper.drain()

@@ -47,7 +47,7 @@ from dynagraph.tools.librarian.replay import (
 )
 from dynagraph.tools.librarian.settings import LibrarianSettings
 
-__all__ = ["ScratchVerifier"]
+__all__ = ["ScratchVerifier", "modules_changed"]
 
 _REPLAY_OUTPUT_LIMIT = 4 * 1024 * 1024
 
@@ -62,10 +62,37 @@ if '__dynagraph_baseline__' not in globals():
     for key, value in base.items():
         if ns.get(key) is not value:
             ns[key] = value
+  def __dynagraph_modules_changed__(base=None, _missing=object()):
+    import sys
+    if base is None:  # the first call takes the snapshot: {module: {name: id(function)}}
+        base = {}
+        for name, module in list(sys.modules.items()):
+            values = getattr(module, '__dict__', None)
+            if name != '__main__' and isinstance(values, dict):
+                skip = ('_', '__', '___', 'last_type', 'last_value', 'last_traceback', 'last_exc')
+                base[name] = {
+                    k: id(v) for k, v in values.items() if callable(v) and k not in skip
+                }
+        return base
+    swapped = {('sys', 'excepthook'), ('builtins', 'input'), ('getpass', 'getpass')}  # by
+    for name, ids in base.items():  # ipykernel itself, around every request
+        values = getattr(sys.modules.get(name), '__dict__', None)
+        if not isinstance(values, dict):
+            return True
+        for k, i in ids.items():
+            if id(values.get(k, _missing)) != i and (name, k) not in swapped:
+                return True
+    return False
+  __dynagraph_modules__ = __dynagraph_modules_changed__()
   __dynagraph_baseline__ = dict(globals())
   __dynagraph_baseline__['__dynagraph_baseline__'] = __dynagraph_baseline__
 __dynagraph_reset__()
 """
+#: Prints whether a function or class of a module the kernel had at its baseline was replaced
+#: or removed since (a replay monkeypatched ``json.dumps`` or ``builtins.abs``). Data values
+#: are not compared (importing pandas resets ``time.tzname``), nor names added (importing a
+#: submodule adds one to its package), nor what ipykernel swaps around every request.
+MODULES_CHANGED_CODE = "print(__dynagraph_modules_changed__(__dynagraph_modules__))\n"
 #: Run before each check: back to the names the bootstrap left.
 RESET_CODE = "__dynagraph_reset__()\n"
 #: Seconds the definitions of one check may take (imports of heavy modules included).
@@ -96,6 +123,17 @@ def outcome_of(
         refused=not ok and refused_call(name, verdict.get("error")),
         raised=raised,
     )
+
+
+def modules_changed(session: KernelSession) -> bool:
+    """Whether the kernel's modules differ from its baseline (see MODULES_CHANGED_CODE); True
+    when it cannot tell (no baseline, the kernel does not answer): such a kernel is not kept for
+    another task (graphs/scratch.py)."""
+    try:
+        result = session.execute(MODULES_CHANGED_CODE, timeout=30, silent=True)
+    except Exception:  # a closed or broken session: not worth keeping
+        return True
+    return not (result.ok() and result.stdout.strip() == "False")
 
 
 class ScratchVerifier:
