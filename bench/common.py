@@ -193,3 +193,21 @@ def print_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]
     text = f"{title}\n{format_table(headers, rows)}\n"
     print(text, flush=True)
     return text
+
+
+def mark_epochs(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+    """A dotted line on ``ax`` between consecutive records of different CRAFT epochs."""
+    for i in range(1, len(records)):
+        if records[i]["epoch"] != records[i - 1]["epoch"]:
+            ax.axvline(i + 0.5, color="grey", linewidth=0.6, linestyle=":")
+
+
+def save_plot(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

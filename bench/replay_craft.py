@@ -49,9 +49,11 @@ from bench.common import (  # noqa: E402
     SHARED_DATA,
     add_out_argument,
     default_out,
+    mark_epochs,
     percentile,
     print_table,
     save_figures,
+    save_plot,
 )
 from bench.craft import RAW_FILE, epoch_files, python_block, read_jsonl, task_text  # noqa: E402
 from bench.replay_model import ReplayModel, replay_settings  # noqa: E402
@@ -195,19 +197,13 @@ def plot_library_size(records: list[dict[str, Any]], path: Path, data_name: str 
         ax.plot(x, totals, label="records incl. archived versions", color="tab:grey")
     ax.plot(x, [r["library_names"] for r in records], label="names ever stored")
     ax.plot(x, [r["library_records"] for r in records], label="active functions")
-    for i in range(1, len(records)):
-        if records[i]["epoch"] != records[i - 1]["epoch"]:
-            ax.axvline(i + 0.5, color="grey", linewidth=0.6, linestyle=":")
+    mark_epochs(ax, records)
     ax.set_xlabel(f"questions replayed ({data_name}, epochs in order)")
     ax.set_ylabel("functions in the library")
     ax.set_title("Library size over a replay of GPT-4's code")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_plot(fig, path)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

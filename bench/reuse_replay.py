@@ -64,8 +64,10 @@ from bench.common import (  # noqa: E402
     SHARED_DATA,
     add_out_argument,
     default_out,
+    mark_epochs,
     print_table,
     save_figures,
+    save_plot,
 )
 from bench.craft import (  # noqa: E402
     RAW_FILE,
@@ -501,14 +503,8 @@ def plot(records: list[dict[str, Any]], path: Path, data_name: str = "") -> Path
     bottom.legend(loc="upper left", fontsize=8)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
-        for i in range(1, len(records)):
-            if records[i]["epoch"] != records[i - 1]["epoch"]:
-                ax.axvline(i + 0.5, color="grey", linewidth=0.6, linestyle=":")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        mark_epochs(ax, records)
+    return save_plot(fig, path)
 
 
 def print_summary(s: dict[str, Any]) -> None:

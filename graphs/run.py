@@ -144,6 +144,7 @@ def run_task(
         )
     finally:
         services.kernels.release(thread_id)
+        services.drop_scratch(services.workdir_for(thread_id))  # started ahead, never claimed
         conn.close()
         if own_services:
             services.close()

@@ -31,12 +31,14 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.kernel import KernelPool, KernelSession, reaper, resolve_sandbox
+from dynagraph.tools.kernel.registry import PRESTART_JOIN_S
 from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
 from dynagraph.tools.librarian.scratch import modules_changed
 
@@ -50,7 +52,6 @@ class _Kept:
 
     view_root: Path | None  # bound at executor.workdir's path (bubblewrap), else None
     tasks: int = 0  # tasks it has served (released)
-    shown: list[Path] | None = None  # what of a task folder is in the view now
 
 
 class ScratchKernels:
@@ -103,7 +104,9 @@ class ScratchKernels:
         if self._show(session, cwd):
             return session
         with self._lock:  # the folder cannot be shown in a view: a kernel that binds it
-            keep, self._kept = self._kept is None and not self._closed, self._kept or session
+            keep = self._kept is None and not self._closed
+            if keep:
+                self._kept = session
         if not keep:
             self._retire(session)
         return self._start(workdir, cwd, keepable=False)
@@ -139,7 +142,6 @@ class ScratchKernels:
         kept = self._known.get(id(session))
         if kept is not None and kept.view_root is not None:  # all of it: what the task's
             self._hide(list(kept.view_root.iterdir()))  # replays wrote elsewhere in the view too
-            kept.shown = None
         reuse = self.settings.librarian.scratch_reuse
         keepable = kept is not None and kept.tasks + 1 < reuse and session.is_alive()
         keepable = keepable and not modules_changed(session)  # a replay patched a module
@@ -156,12 +158,21 @@ class ScratchKernels:
         self._retire(session, then)
 
     def close(self) -> None:
+        """Reap every scratch kernel; starts still running are waited for (as the registry's
+        prestarts are), so that none is cut off at interpreter exit."""
         with self._lock:
             self._closed = True
-            unclaimed = list(self._ahead)
+            ahead = list(self._ahead.values())
+            self._ahead.clear()
             kept, self._kept = self._kept, None
-        for cwd in unclaimed:
-            self.drop(cwd)
+        futures.wait(ahead, timeout=PRESTART_JOIN_S)
+        for started in ahead:
+            if started.done() and started.exception() is None:
+                self._retire(started.result())
+            else:  # still starting after the wait: reaped when it is ready
+                started.add_done_callback(
+                    lambda f: f.exception() is None and self._retire(f.result())
+                )
         if kept is not None:
             self._retire(kept)
 
@@ -171,11 +182,8 @@ class ScratchKernels:
     ) -> KernelSession:
         """A new started kernel. Keepable ones get their own folder and, under bubblewrap, a
         view; others (or a task folder a view cannot show) get ``cwd`` bound directly."""
-        folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
-        own = True
-        if not keepable and workdir is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-            folder, own = Path(workdir), False
+        own = keepable or workdir is None
+        folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-")) if own else Path(workdir)
         view_root: Path | None = None
         share: tuple[tuple[Path, bool], ...] = ()
         if self.sandboxed and cwd is not None and Path(cwd).is_dir():
@@ -235,7 +243,6 @@ class ScratchKernels:
         except (TooBigToMirror, OSError):
             self._hide(shown)
             return False
-        kept.shown = shown
         return True
 
     @staticmethod

@@ -33,6 +33,7 @@ from dynagraph.tools.kernel import (
     KernelRegistry,
     KernelSession,
     probes,
+    reaper,
     scrubbed_env,
 )
 from dynagraph.tools.library import FunctionLibrary, open_library
@@ -74,8 +75,7 @@ class Services:
                 self._embed_worker = ThreadPoolExecutor(1, thread_name_prefix="dynagraph-embed")
             worker = self._embed_worker
         for text in texts:  # one text a job: a step's query waits for one passage at most
-            job = worker.submit(self.embedder.embed_documents, [text])
-            job.add_done_callback(lambda f: f.cancelled() or f.exception())  # retried if needed
+            worker.submit(self.embedder.embed_documents, [text])  # a failure: embedded again later
 
     @property
     def library(self) -> FunctionLibrary:
@@ -274,6 +274,7 @@ class Services:
         if self._kernel_pool is not None:
             self._kernel_pool.close()
         self.kernels.shutdown_all()
+        reaper.drain()  # the scratch kernels and released task kernels being shut down too
         if self.__dict__.get("agent_proxy") is not None:
             self.agent_proxy.stop()
         with self._lock:

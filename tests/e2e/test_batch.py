@@ -26,6 +26,7 @@ from tests.support.cli import dynagraph
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.librarian import count_scratch_starts
 from tests.support.openai_stub import StubLLM
+from tests.support.sandbox import needs_bwrap
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -324,11 +325,7 @@ def test_sandbox_asked_without_bwrap_stops_with_one_line(command, stub_env, tmp_
         assert len(lines) == 1 and stub.requests == []  # stopped before any model call
 
 
-@pytest.mark.skipif(
-    not Path("/usr/bin/bwrap").exists()
-    and not any((Path(p) / "bwrap").exists() for p in os.environ.get("PATH", "").split(os.pathsep)),
-    reason="bubblewrap is not installed (apt-get install bubblewrap): pooled folders are links only under it",
-)
+@needs_bwrap
 def test_one_warm_scratch_kernel_verifies_a_sequential_batch_of_pooled_tasks(stub_env, tmp_path):
     """A batch's tasks take pooled kernels (under bubblewrap each task's folder is a link to its
     kernel's slot); the librarian's scratch kernel is started once and shown each task's folder

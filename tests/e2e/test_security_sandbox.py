@@ -23,19 +23,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from dynagraph.tools.kernel.hardening import bwrap_probe
 
 from tests.support.cli import dynagraph
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.sandbox import needs_bwrap
 
 pytestmark = pytest.mark.timeout(300)
 
 SECRET = "sk-test-SECRET"
-_BWRAP, _NO_BWRAP_WHY = bwrap_probe()
-needs_bwrap = pytest.mark.skipif(
-    _BWRAP is None,
-    reason=f"the sandbox cannot run here: {_NO_BWRAP_WHY} (apt-get install bubblewrap)",
-)
 
 STEAL_CELL = r"""
 import glob, os, re

@@ -13,11 +13,11 @@ import pytest
 from dynagraph.graphs.run import run_task
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
-from dynagraph.tools.kernel.hardening import bwrap_probe
 
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.media_stubs import image_parts, image_size, make_png
 from tests.support.openai_stub import StubError
+from tests.support.sandbox import needs_bwrap
 from tests.support.web_fixtures import WebFixtureServer, make_xlsx
 
 pytestmark = pytest.mark.timeout(180)
@@ -75,16 +75,13 @@ def _vision_rule(answer: str):
     return reply
 
 
-_BWRAP, _NO_BWRAP_WHY = bwrap_probe()
-
-
 @pytest.mark.parametrize(
     "network",
     [
         True,
         pytest.param(
             False,
-            marks=pytest.mark.skipif(_BWRAP is None, reason=f"no sandbox here: {_NO_BWRAP_WHY}"),
+            marks=needs_bwrap,
         ),
     ],
     ids=["network", "offline-sandbox"],

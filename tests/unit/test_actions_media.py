@@ -28,7 +28,6 @@ from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.archive import wayback_timestamp
 from dynagraph.tools.actions.media import image_data_url
 from dynagraph.tools.kernel import KernelSession
-from dynagraph.tools.kernel.hardening import bwrap_probe
 
 from tests.support.media_stubs import (
     TranscriptionStub,
@@ -38,6 +37,7 @@ from tests.support.media_stubs import (
     make_png,
     make_wav,
 )
+from tests.support.sandbox import needs_bwrap
 from tests.support.web_fixtures import WebFixtureServer
 
 pytest.importorskip("PIL", reason="Pillow makes and downscales the test images")
@@ -327,10 +327,8 @@ def test_the_coder_sees_typed_one_line_specs() -> None:
 
 # ----------------------------------------------------------------------------- no network
 
-_BWRAP, _NO_BWRAP_WHY = bwrap_probe()
 
-
-@pytest.mark.skipif(_BWRAP is None, reason=f"the sandbox cannot run here: {_NO_BWRAP_WHY}")
+@needs_bwrap
 def test_the_proxy_is_reached_through_its_socket_without_a_network(
     proxy: AgentProxy, config: ActionsConfig, workdir: Path, tmp_path: Path
 ) -> None:

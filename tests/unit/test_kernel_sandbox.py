@@ -19,11 +19,7 @@ import pytest
 from dynagraph.tools.kernel import KernelError, KernelSession
 from dynagraph.tools.kernel.hardening import bwrap_probe, resolve_sandbox
 
-_BWRAP, _NO_BWRAP_WHY = bwrap_probe()
-needs_bwrap = pytest.mark.skipif(
-    _BWRAP is None,
-    reason=f"the sandbox cannot run here: {_NO_BWRAP_WHY} (apt-get install bubblewrap)",
-)
+from tests.support.sandbox import BWRAP, needs_bwrap
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +209,7 @@ def test_proc_shows_no_process_of_the_agent(hidden_home: KernelSession) -> None:
         "for p in glob.glob('/proc/[0-9]*/cmdline'))"
     )
     programs = _run(hidden_home, code)  # argv[0] of every process the kernel can see
-    assert programs == repr(sorted([str(_BWRAP), sys.executable])), programs
+    assert programs == repr(sorted([str(BWRAP), sys.executable])), programs
     # only bwrap's init (pid 1) and the kernel: not this process, nor any other of the host
     assert _run(hidden_home, "len(glob.glob('/proc/[0-9]*'))") == "2"
     assert _run(hidden_home, "os.getppid()") == "1"
@@ -360,6 +356,6 @@ def test_the_probe_holds_when_the_interpreter_lives_under_tmp(
     monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
     bwrap_probe.cache_clear()
     try:
-        assert bwrap_probe() == (_BWRAP, "")
+        assert bwrap_probe() == (BWRAP, "")
     finally:
         bwrap_probe.cache_clear()

@@ -625,7 +625,7 @@ def test_settle_versions_numbers_one_to_n() -> None:
     assert [r.version for r in ordered] == [1, 2, 3] and ordered[2] is b
     assert b.supersedes == a.id and a.status == "archived" and b.status == "active"
     assert writes == [
-        (a.id, {"status": "archived", "status_reason": writes[0][1]["status_reason"]}),
+        (a.id, {"status": "archived", "status_reason": a.status_reason}),
         (b.id, {"version": 3, "supersedes": a.id}),
     ]
     assert "superseded by v3" in a.status_reason

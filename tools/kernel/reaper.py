@@ -40,17 +40,19 @@ def reap(session: KernelSession, then: Callable[[], None] | None = None) -> None
 
 def _shutdown(session: KernelSession, then: Callable[[], None] | None) -> None:
     try:
-        session.shutdown()
-    except Exception as exc:
-        log.warning("kernel shutdown failed: %s", exc)
-    if then is not None:
         try:
-            then()
+            session.shutdown()
         except Exception as exc:
-            log.warning("cleanup after a kernel shutdown failed: %s", exc)
-    with _lock:
-        _running.discard(threading.current_thread())
-        _lock.notify_all()
+            log.warning("kernel shutdown failed: %s", exc)
+        if then is not None:
+            try:
+                then()
+            except Exception as exc:
+                log.warning("cleanup after a kernel shutdown failed: %s", exc)
+    finally:  # drain() must not wait for a thread that is gone
+        with _lock:
+            _running.discard(threading.current_thread())
+            _lock.notify_all()
 
 
 def pending() -> int:

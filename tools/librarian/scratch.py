@@ -8,14 +8,17 @@ what the library would store is self-sufficient; replaying the recorded calls pr
 still computes what it computed during the task.
 
 One scratch kernel serves a whole librarian run (every candidate of a task, every tool of a
-bench): it starts on the first check only (a task whose candidates are all exact duplicates
-starts none; a fresh kernel costs ~0.4 s, more on a busy machine). Isolation between checks:
+bench): it is asked for on the first check only (a task whose candidates are all exact
+duplicates needs none; a fresh kernel costs ~0.4 s, more on a busy machine), and handed back by
+:meth:`ScratchVerifier.close` to ``release`` (the agent's graphs/scratch.py keeps it warm for up
+to ``librarian.scratch_reuse`` tasks of the process). Isolation between checks:
 before each check the kernel's names are reset to what the bootstrap left (names added are
 deleted, names replaced are restored), then the definitions the check needs are run, so a
 function that relies on a name an earlier check defined (an import alias, a helper) fails as
 it would in a fresh kernel. What a reset cannot undo (modules already imported and their
 state, the working directory, environment variables) is shared, as it would be by successive
-cells of one task. A replay that runs past ``probe_timeout`` is interrupted (the kernel
+cells of one task, and by the next tasks of a kept kernel (one whose modules a replay patched
+is not kept: :func:`modules_changed`). A replay that runs past ``probe_timeout`` is interrupted (the kernel
 restarts if it must and is bootstrapped again by the kernel factory's hook), and counts as a
 failed probe.
 
@@ -137,7 +140,7 @@ def modules_changed(session: KernelSession) -> bool:
 
 
 class ScratchVerifier:
-    """Replays probes in one scratch kernel, started on first use, shut down by :meth:`close`.
+    """Replays probes in one scratch kernel, asked for on first use, handed back by :meth:`close`.
 
     ``kernel_factory(workdir)`` returns a started, bootstrapped kernel (``Services.
     scratch_kernel``); the verifier owns the temporary folder it passes. ``cwd``, when it

@@ -43,6 +43,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: Weight of the origin-task view in a record's vector score (the doc view has the rest); both
+#: backends use it, so they rank alike.
+TASK_VIEW_WEIGHT = 0.5
+
+
 @dataclass
 class FunctionRecord:
     """One function in the library, with everything needed to define it in a fresh kernel.

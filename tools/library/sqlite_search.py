@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from dynagraph.tools.library.base import TASK_VIEW_WEIGHT
 
 #: Words of a free-text query; each becomes one quoted FTS5 phrase, so no user text is ever
 #: read as FTS5 syntax (NOT, NEAR, *, unbalanced quotes...). Underscores stay inside a token,
@@ -36,7 +37,6 @@ _MAX_QUERY_TOKENS = 64
 # each other, and min-max scaling keeps ``alpha`` meaningful (raw e5 cosines span ~0.1, so with
 # raw cosines keywords dominate unless alpha is near 1). It is also what Weaviate's
 # relativeScoreFusion does, so both backends read alpha the same way.
-TASK_VIEW_WEIGHT = 0.5
 
 #: Candidates taken from each ranked list (vector, keyword) before fusion: scores are fused and
 #: min-max scaled over the union of the two top lists, as Weaviate's relativeScoreFusion does,

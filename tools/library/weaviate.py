@@ -28,7 +28,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from dynagraph.tools.embeddings import Embedder
-from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
+from dynagraph.tools.library.base import (
+    STATUSES,
+    TASK_VIEW_WEIGHT,
+    FunctionRecord,
+    LibraryError,
+    SearchHit,
+)
 from dynagraph.tools.library.outbox import LibraryUnavailableError
 from dynagraph.tools.library.weaviate_connect import (
     LivenessProbe,
@@ -40,7 +46,6 @@ from dynagraph.tools.library.weaviate_connect import (
 from dynagraph.tools.library.weaviate_ledger import WeaviateLedger
 from dynagraph.tools.library.weaviate_schema import (
     PROPERTIES,
-    TASK_VIEW_WEIGHT,
     VECTOR_NAMES,
     BatchReport,
     fused_cosine,

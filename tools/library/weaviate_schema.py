@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from dynagraph.tools.embeddings import Embedder
-from dynagraph.tools.library.base import FunctionRecord, LibraryError
+from dynagraph.tools.library.base import TASK_VIEW_WEIGHT, FunctionRecord, LibraryError
 from dynagraph.tools.library.weaviate_connect import WeaviateConfig
 from weaviate.classes.config import (
     Configure,
@@ -30,9 +30,6 @@ from weaviate.classes.query import Filter
 from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import UnexpectedStatusCodeError
 
-#: Weight of the origin-task view in the vector score; keep equal to the SQLite backend's
-#: ``_TASK_VIEW_WEIGHT`` so both backends rank alike.
-TASK_VIEW_WEIGHT = 0.5
 VECTOR_NAMES: tuple[str, str] = ("doc", "task")
 _EMBEDDER_MARK = re.compile(r"embedder=([^;]+); dim=(\d+)")
 
@@ -97,8 +94,8 @@ PROPERTIES: tuple[Property, ...] = (
         index_searchable=True,
     ),
 )
-_LIST_FIELDS = frozenset({"imports", "globals", "depends_on", "tags", "aliases"})
-_INT_FIELDS = frozenset({"version", "uses", "retrieved", "successes", "last_used_task"})
+_LIST_FIELDS = frozenset(p.name for p in PROPERTIES if p.dataType == DataType.TEXT_ARRAY)
+_INT_FIELDS = frozenset(p.name for p in PROPERTIES if p.dataType == DataType.INT)
 
 
 def record_to_properties(record: FunctionRecord) -> dict[str, Any]:
