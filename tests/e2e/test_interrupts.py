@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import dynagraph_argv
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.processes import descendants, running
 
@@ -25,7 +25,7 @@ SLOW_CELL = "import pathlib, time\npathlib.Path('cell-started').touch()\ntime.sl
 LOOSE_BOUND_S = 10.0
 
 
-def _start_slow_task(cli_env, stub_env, tmp_path: Path):  # noqa: F811
+def _start_slow_task(cli_env, stub_env, tmp_path: Path):
     """Start `dynagraph run` whose one cell sleeps 60 s; return it once the cell runs."""
     stub = stub_env["stub"]
     stub.script("planner", [planner_step("Sleep a minute."), planner_answer("done")])
@@ -37,10 +37,8 @@ def _start_slow_task(cli_env, stub_env, tmp_path: Path):  # noqa: F811
     tmp = tmp_path / "tmp"  # the kernels' runtime folders land here: gone iff shut down
     tmp.mkdir()
     env = {**cli_env, "DYNAGRAPH_CONFIG": str(config), "TMPDIR": str(tmp)}
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
     proc = subprocess.Popen(
-        [*cmd, "run", "sleep", "--thread", "slow", "--quiet"],
+        dynagraph_argv("run", "sleep", "--thread", "slow", "--quiet"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -86,7 +84,7 @@ def _assert_clean(kernels: set[int], tmp: Path) -> None:
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
 )
 def test_signal_during_a_cell_stops_it_and_exits_quickly(
-    cli_env,  # noqa: F811
+    cli_env,
     stub_env,
     tmp_path,
     signum,
@@ -104,7 +102,7 @@ def test_signal_during_a_cell_stops_it_and_exits_quickly(
     _assert_clean(kernels, tmp)
 
 
-def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path):  # noqa: F811
+def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path):
     proc, kernels, _ = _start_slow_task(cli_env, stub_env, tmp_path)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)  # two signals sent together arrive as one: let the first be handled

@@ -7,17 +7,23 @@ import sys
 from pathlib import Path
 
 
+def dynagraph_argv(*args: str) -> list[str]:
+    """The command line of ``dynagraph ARGS``: the installed console script, or
+    ``python -m dynagraph.graphs.cli`` when there is none."""
+    exe = Path(sys.executable).with_name("dynagraph")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    return [*cmd, *args]
+
+
 def dynagraph(
     *args: str,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 200,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed console script (falls back to ``python -m dynagraph.graphs.cli``)."""
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    """Run ``dynagraph ARGS`` (see :func:`dynagraph_argv`) and wait for it."""
     return subprocess.run(
-        [*cmd, *args],
+        dynagraph_argv(*args),
         capture_output=True,
         text=True,
         env=env,

