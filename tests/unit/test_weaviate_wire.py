@@ -638,3 +638,17 @@ def test_settle_versions_numbers_one_to_n() -> None:
         2,
     ]
     assert (x.version, y.version, x.status, y.status) == (1, 2, "archived", "active")
+
+
+def test_a_server_whose_shards_are_closing_is_unavailable_not_refusing() -> None:
+    """Seen live (tests/e2e/test_weaviate_outage.py): a search sent while the server shuts down
+    fails with "no read replica found"; that is an outage (queue and go on), not an error."""
+    from dynagraph.tools.library.weaviate_connect import is_unavailable
+    from weaviate.exceptions import WeaviateQueryError
+
+    closing = WeaviateQueryError(
+        "explorer: list class: search: object search at index dynagraphlog: no read replica found",
+        "GRPC search",
+    )
+    refused = WeaviateQueryError("explorer: no such class DynagraphLog", "GRPC search")
+    assert is_unavailable(closing) and not is_unavailable(refused)

@@ -35,6 +35,9 @@ from weaviate.exceptions import (
 from weaviate.proto.v1 import health_weaviate_pb2
 
 _STATUS_UNAVAILABLE = {502, 503, 504}
+#: What a Weaviate server answers while its shards are closing (a shutdown) or not loaded yet:
+#: the server is going or coming, not refusing the request.
+_SHARDS_AWAY = ("no read replica found",)
 
 
 class WeaviateConfig(BaseModel):
@@ -320,6 +323,8 @@ def is_unavailable(exc: BaseException) -> bool:
         ):
             return True
         if isinstance(err, UnexpectedStatusCodeError) and err.status_code in _STATUS_UNAVAILABLE:
+            return True
+        if isinstance(err, WeaviateBaseError) and any(m in str(err) for m in _SHARDS_AWAY):
             return True
     return False
 
