@@ -204,6 +204,7 @@ class TaskStats:
     roles: dict[str, int] = field(default_factory=dict)
     unscripted: int = 0  # requests after the script ran out (a framework's retry, say)
     step_starts: list[float] = field(default_factory=list)  # time.perf_counter() per step
+    last_role: str = ""
 
 
 @dataclass
@@ -241,20 +242,23 @@ def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
         if k < n:
             return role, f"Step {step}: compute the sum and print it.\n```python\n{CODE}\n```", True
         return role, f"The answer is {ANSWER}.", k == n
-    if role == "planner":
-        if k < n:
+    if role == "planner":  # by the steps run: with agent.follow_plan the coder runs several
+        done = run.served.get("coder", 0)
+        if done < n:
             plan = [  # each task's own words: a query cache must not meet the same step twice
                 f"Step {i} of task {run.task}: compute x = sum(range(1000)) and print it."
-                for i in range(step, n + 1)
+                for i in range(done + 1, n + 1)
             ]
             return (
                 role,
                 json.dumps(
-                    {"thought": f"Run step {step} of {n}.", "plan": plan, "next_step": plan[0]}
+                    {"thought": f"Run step {done + 1} of {n}.", "plan": plan, "next_step": plan[0]}
                 ),
                 True,
             )
-        return role, json.dumps({"thought": "All steps ran.", "final_answer": ANSWER}), k == n
+        answered = run.served.get("answers", 0)
+        run.served["answers"] = answered + 1
+        return role, json.dumps({"thought": "All steps ran.", "final_answer": ANSWER}), not answered
     if role == "coder":
         return role, f"Here is the cell.\n```python\n{CODE}\n```\n", k < n
     return role, "{}", False  # librarian or unknown: nothing is scripted for it
@@ -328,8 +332,11 @@ class ModelStub:
             stats.completion_chars += len(text)
             stats.roles[role] = stats.roles.get(role, 0) + 1
             stats.unscripted += not scripted
-            if role in ("model", "planner"):  # the request that opens a step (or answers)
+            # the request that opens a step (or answers): the model's, the planner's, or the
+            # coder's right after another coder request (a planned step, agent.follow_plan)
+            if role in ("model", "planner") or role == stats.last_role == "coder":
                 stats.step_starts.append(time.perf_counter())
+            stats.last_role = role
         prompt, completion = chars // CHARS_PER_TOKEN, len(text) // CHARS_PER_TOKEN
         usage = {
             "prompt_tokens": prompt,
@@ -1050,17 +1057,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     work = Path(tempfile.mkdtemp(prefix="dynagraph-peers-"))
     fill: dict[str, Any] | None = None
+    parted = {"library": {"query_embedding": "parted"}}
+    follow = {"agent": {"follow_plan": max(args.ns)}}
     dyn = [
-        ("dynagraph-off", "dynagraph {v}, library off", True, False),
-        ("dynagraph", "dynagraph {v}, empty library", False, False),
+        ("dynagraph-off", "dynagraph {v}, library off", True, False, {}),
+        ("dynagraph-off-follow", "dynagraph {v}, library off, follow_plan", True, False, follow),
+        ("dynagraph", "dynagraph {v}, empty library", False, False, {}),
     ]
     if args.library_size:
         size = f"{args.library_size:,} functions"
-        dyn.append(("dynagraph-10k", f"dynagraph {{v}}, {size}", False, True))
-        dyn.append(("dynagraph-10k-parted", f"dynagraph {{v}}, {size}, parted query", False, True))
+        dyn.append(("dynagraph-10k", f"dynagraph {{v}}, {size}", False, True, {}))
+        dyn.append(
+            ("dynagraph-10k-parted", f"dynagraph {{v}}, {size}, parted query", False, True, parted)
+        )
     filled: Path | None = None
     try:
-        for key, label, off, big in dyn:
+        for key, label, off, big, settings in dyn:
             if args.only and key not in args.only:
                 continue
             variant = Variant(
@@ -1069,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dynagraph",
                 no_library=off,
                 version=dynagraph_version,
-                settings={"library": {"query_embedding": "parted"}} if "parted" in key else {},
+                settings=settings,
             )
             if big and filled is not None:  # one fill serves every variant with 10k functions
                 variant.library_file = filled

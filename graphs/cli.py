@@ -53,6 +53,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         planner_model=args.planner_model,
         coder_model=args.coder_model,
         max_steps=args.max_steps,
+        follow_plan=args.follow_plan,
         use_library=not args.no_library,
     )
     on_event = None if args.quiet else _progress_printer(sys.stderr)
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object with the result")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     run.add_argument("--max-steps", type=int, help="override agent.max_steps")
+    run.add_argument(
+        "--follow-plan",
+        type=int,
+        metavar="N",
+        help="take up to N planned steps in a row without the planner (agent.follow_plan)",
+    )
     run.add_argument("--planner-model", help="override the planner's model name")
     run.add_argument("--coder-model", help="override the coder's model name")
     run.add_argument(

@@ -1,5 +1,8 @@
 """The graph: planner -> coder -> executor -> (coder | planner) ... -> librarian -> END.
 
+The executor sends the coder back for a retry of the step, or on to the next step of the
+planner's plan when ``agent.follow_plan`` allows it (nodes/plan.py); else the planner decides.
+
 ``build_graph(settings)`` wires the four nodes to one set of services. ``graph`` is the same
 graph compiled without a checkpointer, for LangGraph Studio / ``langgraph dev`` (the server
 brings its own); scripts use :func:`graphs.run.run_task`, which compiles with SqliteSaver.
@@ -31,8 +34,9 @@ def after_coder(state: State) -> Literal["executor", "librarian"]:
 
 
 def after_executor(state: State) -> Literal["coder", "planner"]:
-    """The executor decided (``retry``): the coder tries the step again, or the planner goes on."""
-    return "coder" if state.get("retry") else "planner"
+    """The executor decided: the coder tries the step again (``retry``) or takes the plan's next
+    step (``follow``, agent.follow_plan), or the planner goes on."""
+    return "coder" if state.get("retry") or state.get("follow") else "planner"
 
 
 def build_graph(

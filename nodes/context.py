@@ -31,6 +31,12 @@ class Context:
         default=None,
         metadata=_described("Executed steps before the planner must answer (agent.max_steps)."),
     )
+    follow_plan: int | None = field(
+        default=None,
+        metadata=_described(
+            "Planned steps the coder may take in a row without the planner (agent.follow_plan)."
+        ),
+    )
     use_library: bool = field(
         default=True,
         metadata=_described(

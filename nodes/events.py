@@ -36,6 +36,7 @@ class ExecutorEvent(TypedDict):
     observation: str  # the first few hundred characters
     retry: bool
     restarted: bool
+    next_step: str | None  # the plan's next step, taken without the planner (agent.follow_plan)
 
 
 class LibrarianEvent(TypedDict):
@@ -63,9 +64,11 @@ def render_event(event: StreamEvent | dict[str, Any]) -> list[str]:
             status += " (the kernel was restarted: variables from earlier steps are gone)"
         lines = [f"[executor step {step}.{event.get('attempt')}] {status}"]
         observation = (event.get("observation") or "").strip()
-        return lines + (
-            [f"    {observation.replace(chr(10), chr(10) + '    ')}"] if observation else []
-        )
+        if observation:
+            lines.append(f"    {observation.replace(chr(10), chr(10) + '    ')}")
+        if event.get("next_step"):
+            lines.append(f"[plan     step {int(step) + 1}] next: {event['next_step']}")
+        return lines
     if node == "librarian":
         return [
             f"[librarian] {d.get('name')}: {d.get('action')} ({d.get('reason')})"

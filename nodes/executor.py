@@ -5,7 +5,8 @@ and the library functions they call (each once per kernel, again after a restart
 new ones in one cell, each run on its own so one that fails does not stop the others). After a
 successful cell it records the top-level functions the cell defined, with the calls made to
 them (probes), as candidates for the librarian, and counts a use of every library function
-the cell called.
+the cell called. After a successful step it may hand the planner's next planned step straight
+to the coder (``agent.follow_plan``, nodes/plan.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from typing import Any
 
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.plan import follow_plan_update, plan_follow_limit
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools import codeparse
@@ -113,6 +115,7 @@ class ExecutorNode:
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
     ) -> dict[str, Any]:
         settings = self.services.settings
+        context = runtime.context or Context()
         key = kernel_key(state, config)
         session = self.session_for(key)
         restarts_before = session.restarts
@@ -206,6 +209,18 @@ class ExecutorNode:
                     "seconds": round(result.duration_s, 3),
                 }
             ]
+        update["retry"] = retry
+        update["follow"] = False
+        if not retry:
+            following = follow_plan_update(
+                state,
+                step_ok=result.ok(),
+                proposed_answer=proposed,
+                steps_done=len(state.get("steps") or []) + 1,
+                max_steps=context.max_steps or settings.agent.max_steps,
+                follow_limit=plan_follow_limit(context, settings.agent),
+            )
+            update.update(following or {})
         if runtime.stream_writer:
             runtime.stream_writer(
                 {
@@ -216,7 +231,7 @@ class ExecutorNode:
                     "observation": observation[:400],
                     "retry": retry,
                     "restarted": restarted,
+                    "next_step": update["instruction"] if update["follow"] else None,
                 }
             )
-        update["retry"] = retry
         return update

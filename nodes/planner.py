@@ -14,6 +14,7 @@ from typing import Any
 from dynagraph.nodes import prompts
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.history import render_history
+from dynagraph.nodes.plan import plan_follow_limit, remaining_plan
 from dynagraph.nodes.protocol import (
     PlannerDecision,
     ProtocolError,
@@ -67,6 +68,12 @@ class PlannerNode:
             if must_answer
             else f"Steps left: {max_steps - len(steps)}."
         )
+        follow_limit = plan_follow_limit(context, settings.agent)
+        if follow_limit and not must_answer:
+            limit_note += (
+                f"\nUp to {follow_limit} steps of your plan may run one after another before you "
+                "see their observations: write each plan step as a full instruction."
+            )
         if state.get("proposed_answer") is not None:
             limit_note += (
                 f"\nThe last cell called final_answer({state['proposed_answer']!r}): "
@@ -111,7 +118,12 @@ class PlannerNode:
                     "final_answer": decision.final_answer,
                 }
             )
-        update: dict[str, Any] = {"usage": {"planner": usage}, "plan": decision.plan}
+        update: dict[str, Any] = {
+            "usage": {"planner": usage},
+            "plan": remaining_plan(decision.plan, decision.next_step),
+            "followed": 0,
+            "follow": False,
+        }
         update["task_key"] = _task_key(state)
         if decision.final_answer is not None:
             update.update(answer=decision.final_answer, status="done", instruction=None)

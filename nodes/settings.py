@@ -10,6 +10,13 @@ class AgentSettings(StrictSettings):
     max_steps: int = Field(10, ge=1, description="executed steps before the planner must answer")
     max_code_retries: int = Field(3, ge=0, description="coder retries of a failed cell per step")
     max_parse_retries: int = Field(2, ge=0, description="re-asks after a malformed model reply")
+    follow_plan: int = Field(
+        0,
+        ge=0,
+        description="steps of the planner's own plan the coder may take in a row without asking "
+        "the planner again (one model call a step instead of two); 0: the planner decides every "
+        "step",
+    )
     show_images: bool = Field(
         False, description="the planner sees the images the last step displayed (vision models)"
     )

@@ -106,7 +106,9 @@ class State(TypedDict, total=False):
 
     task: str
     task_key: str
-    plan: list[str]
+    plan: list[str]  # the planner's steps after the current one (nodes/plan.py)
+    followed: int  # planned steps taken in a row without the planner
+    follow: bool  # the executor handed the plan's next step to the coder
     instruction: str | None
     code: str | None
     hits: list[HitRow]

@@ -56,6 +56,23 @@ def stub_env(
 
 
 @pytest.fixture
+def settings_for(stub_env: dict[str, Any], tmp_path: Path) -> Any:
+    """``settings_for(**sections)``: Settings with every model at the stub, files under the
+    test's home, and the given config sections merged in (tests/support/config.py)."""
+    from dynagraph.graphs.settings import load_settings
+
+    from tests.support.config import write_stub_config
+
+    def make(**sections: Any) -> Any:
+        path = write_stub_config(
+            tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"], **sections
+        )
+        return load_settings(path)
+
+    return make
+
+
+@pytest.fixture
 def cli_env(stub_env: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     """The environment of a ``dynagraph`` subprocess: the stub's key, the test's home, and a
     config pointing every model at the stub (DYNAGRAPH_CONFIG)."""

@@ -8,10 +8,9 @@ import json
 import pytest
 from dynagraph.graphs.run import run_task
 from dynagraph.graphs.services import Services
-from dynagraph.graphs.settings import load_settings
 from dynagraph.nodes.context import Context
 
-from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.config import coder_cell, planner_answer, planner_step
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -23,17 +22,6 @@ def multiply_numbers(a: float, b: float) -> float:
 product = multiply_numbers(17, 23)
 print(product)
 '''
-
-
-@pytest.fixture
-def settings_for(stub_env, tmp_path):
-    def make(**sections):
-        path = write_stub_config(
-            tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"], **sections
-        )
-        return load_settings(path)
-
-    return make
 
 
 def test_task_end_to_end_creates_function(stub_env, settings_for):

@@ -26,3 +26,26 @@ def test_dynagraph_step_instructions_differ_between_tasks() -> None:
         assert scripted
         steps.append(json.loads(text)["next_step"])
     assert steps[0] != steps[1] and all("sum(range(1000))" in s for s in steps)
+
+
+def test_planned_steps_open_at_the_coder_and_the_planner_answers_after_the_last() -> None:
+    """agent.follow_plan: the planner is asked once, the coder runs every step; the stub
+    answers by the steps run (not by planner turns) and opens a step at a coder request that
+    follows another coder request."""
+    from bench.peers import ModelStub
+
+    planner = {"messages": [{"role": "system", "content": "You are the planner"}]}
+    coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
+    with ModelStub() as stub:
+        url, run = stub.new_run("dynagraph")
+        rid = url.split("/run/")[1].split("/")[0]
+        stub.start_task(rid, 0, 3)
+        first = json.loads(stub.chat(rid, planner)[0])
+        assert len(first["plan"]) == 3
+        for _ in range(3):
+            assert "```python" in stub.chat(rid, coder)[0]
+        assert json.loads(stub.chat(rid, planner)[0])["final_answer"] == "499500"
+        stats = run.tasks[0]
+        # planner (step 1), coder 2, coder 3 (planned steps), planner (the answer)
+        assert len(stats.step_starts) == 4
+        assert stats.unscripted == 0
