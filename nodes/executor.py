@@ -12,6 +12,7 @@ to the coder (``agent.follow_plan``, nodes/plan.py).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from dynagraph.nodes.context import Context
@@ -97,18 +98,17 @@ class ExecutorNode:
                 defined[record.name] = record.id
         return dict(defined), notes
 
-    def context_sources(self, state: State, library_names: dict[str, str]) -> list[str]:
+    def context_sources(self, state: State, library_names: dict[str, str]) -> Iterator[str]:
         """What the kernel ran before this cell, for resolving the names the cell's functions
         use (docs/architecture.md, "Names a cell's function uses"): the imports and globals of
-        the library functions defined in it, then the task's earlier cells and attempts."""
-        sources: list[str] = []
+        the library functions defined in it, then the task's earlier cells and attempts.
+        Lazy: a cell that defines no function never reads them."""
         for record_id in library_names.values():
             record = self.services.library.get(record_id)
             if record is not None:
-                sources += [*record.imports, *record.globals]
-        sources += [s.get("code") or "" for s in state.get("steps") or []]
-        sources += [a.get("code") or "" for a in state.get("failed_attempts") or []]
-        return sources
+                yield from (*record.imports, *record.globals)
+        yield from (s.get("code") or "" for s in state.get("steps") or [])
+        yield from (a.get("code") or "" for a in state.get("failed_attempts") or [])
 
     # -- the node -------------------------------------------------------------------------------
     def __call__(

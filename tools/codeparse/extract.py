@@ -226,13 +226,13 @@ def extract_functions(
     function carries that import. Only the cell's own functions are returned; a context
     source that does not parse is skipped. A cell that does not parse yields ``[]``.
     """
+    alone = parse_cell(cell)
+    if alone is None or not any(isinstance(node, FUNCTION_DEFS) for node in alone[0].body):
+        return []  # nothing to extract: the context (every earlier cell) is not parsed
     prefix = _context_prefix(context)
     parsed = parse_cell(prefix + textwrap.dedent(cell)) if prefix else None
     offset = prefix.count("\n") if parsed is not None else 0
-    parsed = parsed or parse_cell(cell)
-    if parsed is None:
-        return []
-    tree, source = parsed
+    tree, source = parsed or alone
     index = _CellIndex(tree, source)
     known = set(known_names)
     lines = source.splitlines()

@@ -130,6 +130,12 @@ class _GivenSpecKernelManager(KernelManager):
 
 
 def manager_alive(km: KernelManager) -> bool:
+    """Whether the kernel's process runs. The local provisioner's process is asked directly:
+    ``KernelManager.is_alive`` answers the same through a new event loop each call (~0.4 ms,
+    and it is asked before every cell); any other provisioner keeps its own poll."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if isinstance(process, subprocess.Popen):
+        return process.poll() is None
     try:
         return bool(km.is_alive())
     except Exception:
