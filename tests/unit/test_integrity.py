@@ -180,3 +180,17 @@ def test_the_verifying_library_refuses_to_store_what_it_would_not_read(library) 
     with pytest.raises(LibraryError, match="refused: tampered"):
         library.add(FunctionRecord(name="mean_of", code=MEAN, ast_hash="not-the-hash"))
     assert library.list_unverified() == []
+
+
+def test_the_newest_of_equal_versions_is_the_last_stored(library) -> None:
+    """Two active records of one name with the same version and time: SQLite's own lookup and
+    newest() (Weaviate, the outbox, the verifying fallback) pick the later one."""
+    from dynagraph.tools.library.base import newest
+
+    stamp = "2026-11-24T00:00:00+00:00"
+    first = library.add(record(MEAN, created_at=stamp))
+    second = library.add(record(MEAN.replace("len(xs)", "float(len(xs))"), created_at=stamp))
+    assert library.get_by_name("mean_of").id == second.id
+    assert newest(library.versions("mean_of")).id == second.id
+    assert newest([first, second]) is second and newest([second, first]) is first
+    assert newest([]) is None

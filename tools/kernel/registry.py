@@ -105,8 +105,8 @@ class KernelRegistry:
         if session is not None:
             reaper.reap(session)
 
-    def shutdown_all(self, wait: bool = True) -> None:
-        """Shut every kernel down (in parallel); with ``wait``, return when they are gone.
+    def shutdown_all(self) -> None:
+        """Shut every kernel down (in parallel) and return when they are gone.
 
         A kernel still starting in prestart()'s thread is waited for first: shutting it down
         (or leaving the interpreter) under a start in progress breaks its ZMQ sockets."""
@@ -119,7 +119,7 @@ class KernelRegistry:
             self._sessions.clear()
         for session in sessions:
             reaper.reap(session)
-        if wait and sessions:
+        if sessions:
             reaper.drain()
 
     def __len__(self) -> int:

@@ -154,6 +154,17 @@ class FunctionRecord:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
 
 
+def newest(records: Iterable[FunctionRecord]) -> FunctionRecord | None:
+    """The record a name (or hash) stands for: the highest version, then the latest created;
+    of equal ones the last given (records arrive oldest first, as SQLite's ``seq`` orders
+    them), so every backend and the outbox pick the same one."""
+    best: FunctionRecord | None = None
+    for record in records:
+        if best is None or (record.version, record.created_at) >= (best.version, best.created_at):
+            best = record
+    return best
+
+
 @dataclass
 class SearchHit:
     """A search result: the record and a fused score (higher is better)."""

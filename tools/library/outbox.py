@@ -31,6 +31,7 @@ from dynagraph.tools.library.base import (
     FunctionRecord,
     LibraryError,
     SearchHit,
+    newest,
 )
 from dynagraph.tools.library.ledger import decision_rows, new_ids, now_us
 from dynagraph.tools.library.outbox_queue import OPS, FlushReport, LibraryUnavailableError, Outbox
@@ -213,7 +214,7 @@ class OutboxLibrary:
         except LibraryUnavailableError:
             queued = [r for r in self.outbox.queued_records() if match(r)]
             if queued:
-                return max(queued, key=lambda r: (r.version, r.created_at))
+                return newest(queued)
             if self.admit_offline:
                 return None  # admission goes on: see admit_offline in the class docstring
             raise

@@ -17,7 +17,7 @@ from dynagraph.tools.library.base import (
     LibraryError,
     utc_now,
 )
-from dynagraph.tools.library.sqlite_atomic import transaction
+from dynagraph.tools.library.sqlite_atomic import connect, transaction
 
 
 class LibraryUnavailableError(LibraryError, EndpointError):
@@ -98,11 +98,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn = connect(self.path, busy_timeout_s)
             for statement in _SCHEMA:
                 self._conn.execute(statement)
             if target is not None:

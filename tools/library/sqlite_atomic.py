@@ -1,7 +1,7 @@
 """Transactions of :class:`~tools.library.sqlite.SqliteLibrary`: one per write, or one per
 ``atomic()`` block, and the connection (read-write, or read-only when the file cannot be
-written: every read then works and every write fails in one line). :func:`transaction` is
-the plain one, which the outbox's queue uses too."""
+written: every read then works and every write fails in one line). :func:`connect` and
+:func:`transaction` are the plain ones, which the outbox's queue uses too."""
 
 from __future__ import annotations
 
@@ -31,6 +31,25 @@ def transaction(
         conn.execute("COMMIT")
 
 
+def connect(path: Path, busy_timeout_s: float, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection for :func:`transaction` (autocommit off: ``isolation_level=None``), shared
+    by threads, waiting ``busy_timeout_s`` for another process's lock; read-write ones in WAL
+    mode without an fsync per commit (a killed process loses nothing)."""
+    target, uri = (f"file:{path}?mode=ro", True) if read_only else (str(path), False)
+    conn = sqlite3.connect(
+        target, uri=uri, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if not read_only:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SqliteTransactions:
     """Mixin: needs ``path``, ``_conn``, ``_lock`` (an RLock), ``_busy_timeout_s``,
     ``read_only``, ``_atomic`` (a threading.local) and ``_index``."""
@@ -44,19 +63,7 @@ class SqliteTransactions:
     _index: Any
 
     def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
-        target, uri = (f"file:{self.path}?mode=ro", True) if read_only else (str(self.path), False)
-        conn = sqlite3.connect(
-            target,
-            uri=uri,
-            timeout=self._busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        if not read_only:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
+        return connect(self.path, self._busy_timeout_s, read_only=read_only)
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dynagraph.tools.library.base import FunctionRecord, LibraryError, SearchHit
+from dynagraph.tools.library.base import FunctionRecord, LibraryError, SearchHit, newest
 from dynagraph.tools.library.integrity import intact, record_problem
 
 __all__ = ["VerifiedReads", "verified_class"]
@@ -54,7 +54,7 @@ class VerifiedReads:
             return found
         # the newest version failed its check: the newest one that passes (same rules)
         usable = [r for r in self.versions(name) if include_inactive or r.status == "active"]
-        return max(usable, key=lambda r: (r.version, r.created_at), default=None)
+        return newest(usable)
 
     def list(self, *, status: str | None = None) -> list[FunctionRecord]:
         return intact(super().list(status=status))  # type: ignore[misc]

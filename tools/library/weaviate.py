@@ -34,6 +34,7 @@ from dynagraph.tools.library.base import (
     FunctionRecord,
     LibraryError,
     SearchHit,
+    newest,
 )
 from dynagraph.tools.library.outbox import LibraryUnavailableError
 from dynagraph.tools.library.weaviate_connect import (
@@ -51,7 +52,6 @@ from dynagraph.tools.library.weaviate_schema import (
     fused_cosine,
     is_missing,
     named_filter,
-    newest,
     open_collection,
     ordered_records,
     properties_to_record,

@@ -26,8 +26,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from dynagraph.tools.library.ledger import decision_rows, new_ids, now_us
-from dynagraph.tools.library.weaviate_schema import create_once, multi_tenancy, tenant_view
-from weaviate.classes.config import Configure, DataType, Property, Tokenization
+from dynagraph.tools.library.weaviate_schema import (
+    create_once,
+    multi_tenancy,
+    tenant_view,
+    text_property,
+)
+from weaviate.classes.config import Configure
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, Sort
 from weaviate.exceptions import UnexpectedStatusCodeError
@@ -36,26 +41,17 @@ from weaviate.exceptions import UnexpectedStatusCodeError
 MACHINE = os.environ.get("DYNAGRAPH_MACHINE") or socket.gethostname()
 
 
-def _field(name: str, *, searchable: bool = False) -> Property:
-    return Property(
-        name=name,
-        data_type=DataType.TEXT,
-        tokenization=Tokenization.FIELD,
-        index_filterable=True,
-        index_searchable=searchable,
-    )
-
-
 _LOG_PROPERTIES = [
-    _field("name"),
-    _field("action"),
-    _field("target"),
-    _field("at"),
-    _field("machine"),
-    _field("thread"),  # the task thread that decided: a resumed task skips what it decided
-    Property(name="entry", data_type=DataType.TEXT, index_filterable=False, index_searchable=False),
+    text_property("name", filterable=True),
+    text_property("action", filterable=True),
+    text_property("target", filterable=True),
+    text_property("at", filterable=True),
+    text_property("machine", filterable=True),
+    # the task thread that decided: a resumed task skips what it decided
+    text_property("thread", filterable=True),
+    text_property("entry"),
 ]
-_TASK_PROPERTIES = [_field("at"), _field("machine")]
+_TASK_PROPERTIES = [text_property("at", filterable=True), text_property("machine", filterable=True)]
 
 
 class WeaviateLedger:

@@ -43,7 +43,9 @@ class BatchReport:
 
 
 # -- records <-> objects -----------------------------------------------------------------------
-def _text(name: str, *, filterable: bool = False, array: bool = False) -> Property:
+def text_property(name: str, *, filterable: bool = False, array: bool = False) -> Property:
+    """A text property matched whole (``filterable``: by equality, FIELD tokens) or only
+    stored; never in Weaviate's own BM25 (keywords are scored by the ``keywords`` field)."""
     return Property(
         name=name,
         data_type=DataType.TEXT_ARRAY if array else DataType.TEXT,
@@ -54,7 +56,7 @@ def _text(name: str, *, filterable: bool = False, array: bool = False) -> Proper
 
 
 def _texts(name: str, *, filterable: bool = False) -> Property:
-    return _text(name, filterable=filterable, array=True)
+    return text_property(name, filterable=filterable, array=True)
 
 
 def _int(name: str) -> Property:
@@ -63,28 +65,30 @@ def _int(name: str) -> Property:
 
 #: One property per FunctionRecord field (``id`` is the object uuid), plus ``keywords``.
 PROPERTIES: tuple[Property, ...] = (
-    _text("name", filterable=True),
-    _text("code"),
-    _text("ast_hash", filterable=True),
-    _text("signature"),
-    _text("docstring"),
+    text_property("name", filterable=True),
+    text_property("code"),
+    text_property("ast_hash", filterable=True),
+    text_property("signature"),
+    text_property("docstring"),
     _texts("imports"),
     _texts("globals"),
     _texts("depends_on", filterable=True),
-    _text("origin_task"),
-    _text("origin_thread", filterable=True),
-    _text("origin_model", filterable=True),
-    _text("probes"),  # JSON: a list of recorded calls with arbitrary values
+    text_property("origin_task"),
+    text_property("origin_thread", filterable=True),
+    text_property("origin_model", filterable=True),
+    text_property("probes"),  # JSON: a list of recorded calls with arbitrary values
     _texts("tags", filterable=True),
     _texts("aliases", filterable=True),
     _int("version"),
     _int("uses"),
     _int("retrieved"),
     _int("successes"),
-    _text("status", filterable=True),
-    _text("status_reason"),
-    _text("supersedes", filterable=True),  # "" stands for None
-    _text("created_at", filterable=True),  # TEXT, not DATE: the record's string comes back as is
+    text_property("status", filterable=True),
+    text_property("status_reason"),
+    text_property("supersedes", filterable=True),  # "" stands for None
+    text_property(
+        "created_at", filterable=True
+    ),  # TEXT, not DATE: the record's string comes back as is
     _int("last_used_task"),
     Property(
         name="keywords",
@@ -164,18 +168,6 @@ def named_filter(name: str) -> Any:
     return Filter.by_property("name").equal(name) | Filter.by_property("aliases").contains_any(
         [name]
     )
-
-
-def newest(records: list[FunctionRecord]) -> FunctionRecord | None:
-    """Highest version, then latest created (records arrive oldest first)."""
-    best: FunctionRecord | None = None
-    for record in records:
-        if best is None or (record.version, record.created_at) >= (
-            best.version,
-            best.created_at,
-        ):
-            best = record
-    return best
 
 
 # -- the collection ----------------------------------------------------------------------------

@@ -29,11 +29,10 @@ def settle_versions(
     updated in place too). Returns the records, in order.
     """
     ordered = sorted(records, key=lambda r: (r.version, r.created_at, r.id))
-    claimed = [r.version for r in ordered]
-    if len(ordered) < 2 or claimed == list(range(1, len(ordered) + 1)):
+    versions = list(range(1, len(ordered) + 1))
+    if len(ordered) < 2 or [r.version for r in ordered] == versions:
         return ordered
     by_id = {r.id: r for r in ordered}
-    versions = list(range(1, len(ordered) + 1))
     active = [r for r in ordered if r.status == "active"]
     newest_active = active[-1].id if active else None
     for index, (record, version) in enumerate(zip(ordered, versions, strict=True)):
