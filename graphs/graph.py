@@ -51,9 +51,10 @@ def build_graph(
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
+    executor = ExecutorNode(services)
     builder.add_node("planner", PlannerNode(services))
-    builder.add_node("coder", CoderNode(services))
-    builder.add_node("executor", ExecutorNode(services))
+    builder.add_node("coder", CoderNode(services, define_ahead=executor.define_ahead))
+    builder.add_node("executor", executor)
     builder.add_node("librarian", LibrarianNode(services))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges("planner", after_planner)

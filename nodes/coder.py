@@ -7,25 +7,35 @@ cell and its traceback are shown. The reply protocol is one ```python block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dynagraph.nodes import prompts
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
 from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
-from dynagraph.nodes.services import NodeServices
+from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import SearchHit
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 
 class CoderNode:
     name = "coder"
 
-    def __init__(self, services: NodeServices) -> None:
+    def __init__(
+        self,
+        services: NodeServices,
+        *,
+        define_ahead: Callable[[str, list[str]], None] | None = None,
+    ) -> None:
         self.services = services
+        #: called with (kernel key, record ids) right after a search: the executor defines the
+        #: step's hits in the kernel while this node's model call is out
+        self.define_ahead = define_ahead
 
     def query(self, instruction: str, task: str) -> str:
         """The step's search text: the instruction, then the task (library.query_embedding:
@@ -49,7 +59,9 @@ class CoderNode:
             library.record_retrieved([h.record.id for h in hits])
         return hits
 
-    def __call__(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    def __call__(
+        self, state: State, runtime: Runtime[Context], config: RunnableConfig
+    ) -> dict[str, Any]:
         settings = self.services.settings
         context = runtime.context or Context()
         instruction = state.get("instruction") or state["task"]
@@ -67,6 +79,8 @@ class CoderNode:
                 }
                 for h in hits
             ]
+            if hit_rows and self.define_ahead is not None:
+                self.define_ahead(kernel_key(state, config), [row["id"] for row in hit_rows])
         function_lines = [row["summary"] for row in hit_rows]
         function_lines += self.services.action_lines()
         retry = ""

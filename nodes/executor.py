@@ -12,7 +12,9 @@ to the coder (``agent.follow_plan``, nodes/plan.py).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from dynagraph.nodes.context import Context
@@ -28,6 +30,9 @@ from dynagraph.tools.packages import missing_module_note
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+#: Library functions now defined in a kernel ({name: record id}) and notes on failures.
+Defined = tuple[dict[str, str], list[str]]
+
 
 class ExecutorNode:
     name = "executor"
@@ -35,25 +40,63 @@ class ExecutorNode:
     def __init__(self, services: NodeServices) -> None:
         self.services = services
         self._defined: dict[str, dict[str, str]] = {}  # kernel key -> {function name: record id}
+        self._watched: weakref.WeakSet[KernelSession] = weakref.WeakSet()
+        self._ahead: dict[str, Future[tuple[list[str], Defined]]] = {}
         self._lock = threading.Lock()
 
     # -- kernel preparation ---------------------------------------------------------------------
     def session_for(self, key: str) -> KernelSession:
-        session = self.services.kernels.peek(key)
-        if session is not None:
-            return session
-        session = self.services.kernels.get(key)  # started and bootstrapped by the session
+        """The task's kernel (started here unless the planner started it ahead), watched so
+        that a restart forgets what this node defined in it."""
+        session = self.services.kernels.peek(key) or self.services.kernels.get(key)
 
         def after_restart(s: KernelSession, key: str = key) -> None:
             with self._lock:  # the session bootstrapped the new kernel; our definitions are gone
                 self._defined.pop(key, None)
 
-        session.on_restart.append(after_restart)
+        with self._lock:
+            if session not in self._watched:
+                self._watched.add(session)
+                session.on_restart.append(after_restart)
         return session
+
+    def define_ahead(self, key: str, record_ids: list[str]) -> None:
+        """Define a step's library hits in its kernel in the background, while the coder's
+        model call is out; the executor then takes the outcome instead of a round trip."""
+        if not record_ids:
+            return
+        future: Future[tuple[list[str], Defined]] = Future()
+
+        def define() -> None:
+            try:
+                session = self.session_for(key)
+                future.set_result(
+                    (record_ids, self.define_library_functions(key, session, record_ids))
+                )
+            except BaseException as exc:  # the executor defines them itself
+                future.set_exception(exc)
+
+        with self._lock:
+            self._ahead[key] = future
+        threading.Thread(target=define, name="dynagraph-define-ahead", daemon=True).start()
+
+    def defined_for_step(self, key: str, session: KernelSession, record_ids: list[str]) -> Defined:
+        """The step's hits defined: by :meth:`define_ahead` when it defined these ids (waited
+        for), else now."""
+        with self._lock:
+            ahead = self._ahead.pop(key, None)
+        if ahead is not None:
+            try:
+                ids, outcome = ahead.result()
+            except Exception:
+                ids, outcome = None, None
+            if ids == record_ids and outcome is not None:
+                return outcome
+        return self.define_library_functions(key, session, record_ids)
 
     def define_library_functions(
         self, key: str, session: KernelSession, record_ids: list[str]
-    ) -> tuple[dict[str, str], list[str]]:
+    ) -> Defined:
         """Define records (dependencies first) not yet in the kernel.
 
         Returns every library function now defined ({name: id}) and notes on failures.
@@ -120,7 +163,7 @@ class ExecutorNode:
         session = self.session_for(key)
         restarts_before = session.restarts
         hit_ids = [h["id"] for h in state.get("hits") or []]
-        library_names, notes = self.define_library_functions(key, session, hit_ids)
+        library_names, notes = self.defined_for_step(key, session, hit_ids)
         code = state.get("code") or ""
         result, (recorded, calls) = probes.execute_with_probes(
             session, code, settings.executor.timeout

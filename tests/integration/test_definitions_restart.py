@@ -1,0 +1,85 @@
+"""A library function defined in a task's kernel is defined again after the kernel restarted:
+the executor's record of what the kernel holds is dropped with the kernel (the planner starts
+the kernel ahead, so the executor meets a kernel it did not start). Real ChatOpenAI against the
+loopback stub, a real kernel and a real SQLite library; only the models' replies are scripted."""
+
+from __future__ import annotations
+
+import pytest
+from dynagraph.graphs.run import run_task
+
+from tests.support.config import coder_cell, planner_answer, planner_step
+
+pytestmark = pytest.mark.timeout(180)
+
+MULTIPLY_CELL = '''
+def multiply_numbers(a: float, b: float) -> float:
+    """Multiply two numbers."""
+    return a * b
+
+print(multiply_numbers(17, 23))
+'''
+
+
+def test_library_functions_are_defined_again_after_a_kernel_restart(stub_env, settings_for):
+    stub = stub_env["stub"]
+    settings = settings_for(agent={"max_steps": 6, "max_code_retries": 0})
+    stub.script("planner", [planner_step("Multiply."), planner_answer("391")])
+    stub.script("coder", [coder_cell(MULTIPLY_CELL)])
+    assert run_task("What is 17 times 23?", settings).functions_created == ["multiply_numbers"]
+
+    stub.script(
+        "planner",
+        [
+            planner_step("Multiply 2 by 3."),
+            planner_step("Stop the kernel."),
+            planner_step("Multiply 4 by 5."),
+            planner_answer("20"),
+        ],
+    )
+    stub.script(
+        "coder",
+        [
+            coder_cell("print(multiply_numbers(2, 3))"),
+            coder_cell("import os\nos._exit(1)"),
+            coder_cell("print(multiply_numbers(4, 5))"),
+        ],
+    )
+    result = run_task("Multiply 2 by 3, then 4 by 5.", settings)
+    assert result.status == "done", result.error
+    first, died, after = result.steps
+    assert first["reused"] == ["multiply_numbers"] and "6" in first["observation"]
+    assert died["status"] == "died" and died["restarted"]
+    assert after["retrieved"] == ["multiply_numbers"]
+    assert after["status"] == "ok", after["observation"]
+    assert "20" in after["observation"] and after["reused"] == ["multiply_numbers"]
+
+
+def test_the_hits_are_defined_while_the_coders_model_call_is_out(
+    stub_env, settings_for, monkeypatch
+):
+    """The coder hands its hits to the executor right after its search; they are defined in
+    a background thread (not by the executor node afterwards), once per step."""
+    import threading
+
+    from dynagraph.nodes.executor import ExecutorNode
+
+    stub = stub_env["stub"]
+    settings = settings_for()
+    stub.script("planner", [planner_step("Multiply."), planner_answer("391")])
+    stub.script("coder", [coder_cell(MULTIPLY_CELL)])
+    run_task("What is 17 times 23?", settings)
+
+    callers: list[str] = []
+    original = ExecutorNode.define_library_functions
+
+    def recording(self, key, session, record_ids):
+        callers.append(threading.current_thread().name)
+        return original(self, key, session, record_ids)
+
+    monkeypatch.setattr(ExecutorNode, "define_library_functions", recording)
+    stub.script("planner", [planner_step("Multiply 2 by 3."), planner_answer("6")])
+    stub.script("coder", [coder_cell("print(multiply_numbers(2, 3))")])
+    result = run_task("Multiply 2 by 3.", settings)
+    assert result.status == "done" and result.steps[0]["reused"] == ["multiply_numbers"]
+    assert callers == ["dynagraph-define-ahead"]
