@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dynagraph.tools.library.base import (
     FunctionLibrary,
@@ -35,6 +35,8 @@ from dynagraph.tools.library.base import (
 )
 from dynagraph.tools.library.ledger import decision_rows, new_ids, now_us
 from dynagraph.tools.library.outbox_queue import OPS, FlushReport, LibraryUnavailableError, Outbox
+
+T = TypeVar("T")
 
 __all__ = ["OPS", "FlushReport", "LibraryUnavailableError", "Outbox", "OutboxLibrary"]
 
@@ -189,35 +191,49 @@ class OutboxLibrary:
         return self.primary.decision_log(limit=limit, name=name)
 
     def thread_decisions(self, thread: str) -> list[dict[str, Any]]:
-        """What ``thread`` logged; while the server is down, what it queued here."""
-        try:
-            self._flush_if_pending()
-            return self.primary.thread_decisions(thread)
-        except LibraryUnavailableError:
-            return [
+        """What ``thread`` logged; while the server is away and admitting offline, what it
+        queued here (what reached the server before is not known then: a resumed task may
+        decide it again, which the idempotent writes make harmless)."""
+        return self._server_or_guess(
+            lambda: self.primary.thread_decisions(thread),
+            lambda: [
                 entry
                 for _, op, payload in self.outbox.pending()
                 if op == "log_decisions"
                 for entry in payload["entries"]
                 if entry.get("thread") == thread
-            ]
+            ],
+        )
 
     # -- reads ---------------------------------------------------------------------------------
+    def _server_or_guess(self, read: Callable[[], T], guess: Callable[[], T]) -> T:
+        """``read()`` from the server (after sending what is queued); while it is away, the
+        ``guess()`` made from the queue when admitting offline (see the class docstring),
+        else the unavailability is raised."""
+        try:
+            self._flush_if_pending()
+            return read()
+        except LibraryUnavailableError as exc:
+            return self._guess(exc, guess)
+
+    def _guess(self, away: LibraryUnavailableError, guess: Callable[[], T]) -> T:
+        if not self.admit_offline:
+            raise away
+        return guess()
+
     def _read_or_queued(
         self, read: Callable[[], FunctionRecord | None], match: Callable[[FunctionRecord], bool]
     ) -> FunctionRecord | None:
         """A key lookup; while the server is down, answered from the queued adds if one
-        matches (else the unavailability is raised: 'not found' would be a guess)."""
+        matches (that is no guess); else as :meth:`_server_or_guess` ("not there")."""
         try:
             self._flush_if_pending()
             return read()
-        except LibraryUnavailableError:
+        except LibraryUnavailableError as exc:
             queued = [r for r in self.outbox.queued_records() if match(r)]
             if queued:
                 return newest(queued)
-            if self.admit_offline:
-                return None  # admission goes on: see admit_offline in the class docstring
-            raise
+            return self._guess(exc, lambda: None)
 
     def get(self, record_id: str) -> FunctionRecord | None:
         return self._read_or_queued(
@@ -238,14 +254,13 @@ class OutboxLibrary:
         )
 
     def versions(self, name: str) -> list[FunctionRecord]:
-        try:
-            self._flush_if_pending()
-            return self.primary.versions(name)
-        except LibraryUnavailableError:
-            if not self.admit_offline:
-                raise
-            queued = [r for r in self.outbox.queued_records() if r.name == name]
-            return sorted(queued, key=lambda r: (r.version, r.created_at))
+        return self._server_or_guess(
+            lambda: self.primary.versions(name),
+            lambda: sorted(
+                (r for r in self.outbox.queued_records() if r.name == name),
+                key=lambda r: (r.version, r.created_at),
+            ),
+        )
 
     def search(
         self,
@@ -260,13 +275,8 @@ class OutboxLibrary:
         return self.primary.search(query, k, status=status, tags=tags, alpha=alpha)
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
-        try:
-            self._flush_if_pending()
-            return self.primary.nearest(text, k, status=status)
-        except LibraryUnavailableError:
-            if not self.admit_offline:
-                raise
-            return []  # no near neighbour known while the server is away
+        # no near neighbour is known while the server is away
+        return self._server_or_guess(lambda: self.primary.nearest(text, k, status=status), list)
 
     def list(self, *, status: str | None = None) -> list[FunctionRecord]:
         self._flush_if_pending()
