@@ -117,6 +117,30 @@ def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
     assert registry.peek("t") is None
 
 
+def test_get_during_a_prestart_waits_for_it_instead_of_starting_a_second_kernel() -> None:
+    """The coder's ahead definitions (and the executor) may ask for the task's kernel while the
+    planner's prestart is still building it: one kernel, not two."""
+    gate = threading.Event()
+    made: list[FakeSession] = []
+
+    def slow_factory(tid: str) -> FakeSession:
+        gate.wait(10)
+        made.append(FakeSession(tid))
+        return made[-1]
+
+    registry = KernelRegistry(slow_factory)  # type: ignore[arg-type]
+    registry.prestart("t")
+    got: list[FakeSession] = []
+    getter = threading.Thread(target=lambda: got.append(registry.get("t")))  # type: ignore[arg-type]
+    getter.start()
+    time.sleep(0.2)
+    assert not got and not made  # waiting for the prestart, not building its own
+    gate.set()
+    getter.join(10)
+    assert len(made) == 1 and got == [made[0]]
+    registry.shutdown_all()
+
+
 def _services_with_prestarted_scratch(tmp_path, monkeypatch, task: str):
     """Services (no sandbox: this is about hand-over and reaping) counting the scratch kernels
     they start, and a task folder with one started ahead."""

@@ -32,12 +32,19 @@ class KernelRegistry:
         self._sessions: dict[str, KernelSession] = {}
         self._prestarting: set[str] = set()
         self._prestart_threads: set[threading.Thread] = set()
+        #: set once a prestart has stored its session: get() waits for it instead of racing it
+        self._registering: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         shutdown_all = weakref.WeakMethod(self.shutdown_all)
         atexit.register(lambda: (method := shutdown_all()) and method())
 
     def get(self, thread_id: str) -> KernelSession:
-        """The thread's kernel, created and started on first use."""
+        """The thread's kernel, created and started on first use (a prestart in progress is
+        waited for, not duplicated: two callers must never start two kernels for one task)."""
+        with self._lock:
+            registering = self._registering.get(thread_id)
+        if registering is not None:
+            registering.wait(PRESTART_JOIN_S)
         with self._lock:
             session = self._sessions.get(thread_id)
             if session is None:
@@ -61,6 +68,7 @@ class KernelRegistry:
             if thread_id in self._sessions or thread_id in self._prestarting:
                 return
             self._prestarting.add(thread_id)
+            self._registering[thread_id] = threading.Event()
             thread = threading.Thread(
                 target=self._prestart,
                 args=(thread_id,),
@@ -79,6 +87,7 @@ class KernelRegistry:
                 self._prestarting.discard(thread_id)
                 if wanted:
                     self._sessions[thread_id] = session
+                self._registered(thread_id)
             if not wanted:  # released meanwhile, or get() made its own: not ours to start
                 reaper.reap(session)
                 return
@@ -89,7 +98,15 @@ class KernelRegistry:
                 self._prestarting.discard(thread_id)
         finally:
             with self._lock:
+                self._registered(thread_id)
                 self._prestart_threads.discard(threading.current_thread())
+
+    def _registered(self, thread_id: str) -> None:
+        """The prestart of ``thread_id`` has stored its session (or given up): get() may go on.
+        Called with the lock held."""
+        event = self._registering.pop(thread_id, None)
+        if event is not None:
+            event.set()
 
     def peek(self, thread_id: str) -> KernelSession | None:
         with self._lock:
