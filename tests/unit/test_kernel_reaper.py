@@ -98,7 +98,8 @@ def test_prestart_starts_the_kernel_that_get_then_returns() -> None:
     assert made[0].shut
 
 
-def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
+def gated_registry() -> tuple[KernelRegistry, threading.Event, list[FakeSession]]:
+    """A registry whose sessions are built only once the returned gate is set."""
     gate = threading.Event()
     made: list[FakeSession] = []
 
@@ -107,7 +108,11 @@ def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
         made.append(FakeSession(tid))
         return made[-1]
 
-    registry = KernelRegistry(slow_factory)  # type: ignore[arg-type]
+    return KernelRegistry(slow_factory), gate, made  # type: ignore[arg-type]
+
+
+def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
+    registry, gate, made = gated_registry()
     registry.prestart("t")
     registry.release("t")  # the task ended before its kernel was even built
     gate.set()
@@ -120,15 +125,7 @@ def test_prestart_then_release_before_it_is_built_leaves_nothing() -> None:
 def test_get_during_a_prestart_waits_for_it_instead_of_starting_a_second_kernel() -> None:
     """The coder's ahead definitions (and the executor) may ask for the task's kernel while the
     planner's prestart is still building it: one kernel, not two."""
-    gate = threading.Event()
-    made: list[FakeSession] = []
-
-    def slow_factory(tid: str) -> FakeSession:
-        gate.wait(10)
-        made.append(FakeSession(tid))
-        return made[-1]
-
-    registry = KernelRegistry(slow_factory)  # type: ignore[arg-type]
+    registry, gate, made = gated_registry()
     registry.prestart("t")
     got: list[FakeSession] = []
     getter = threading.Thread(target=lambda: got.append(registry.get("t")))  # type: ignore[arg-type]
