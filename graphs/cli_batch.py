@@ -24,7 +24,9 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         tasks = read_tasks(args.tasks)
     except BatchInputError as exc:
         raise InputError(str(exc)) from exc
-    context = Context(max_steps=args.max_steps, use_library=not args.no_library)
+    context = Context(
+        max_steps=args.max_steps, follow_plan=args.follow_plan, use_library=not args.no_library
+    )
     summary = run_batch(
         tasks,
         settings,
@@ -59,6 +61,9 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
         help="warm kernels kept ready (default: executor.pool_size, else concurrency + 1)",
     )
     batch.add_argument("--max-steps", type=int, help="override agent.max_steps")
+    batch.add_argument(
+        "--follow-plan", type=int, metavar="N", help="override agent.follow_plan (see `run`)"
+    )
     batch.add_argument(
         "--no-library", action="store_true", help="neither search nor grow the library"
     )

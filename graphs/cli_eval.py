@@ -60,6 +60,9 @@ def add_eval_parser(subparsers: Any) -> None:
         "a new file measures accumulation from an empty library",
     )
     parser.add_argument("--max-steps", type=int, help="override agent.max_steps")
+    parser.add_argument(
+        "--follow-plan", type=int, metavar="N", help="override agent.follow_plan (see `run`)"
+    )
     parser.add_argument("--planner-model", help="override the planner's model name")
     parser.add_argument("--coder-model", help="override the coder's model name")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -94,6 +97,7 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
         planner_model=args.planner_model,
         coder_model=args.coder_model,
         max_steps=args.max_steps,
+        follow_plan=args.follow_plan,
         use_library=use_library,
     )
     services = Services(settings)

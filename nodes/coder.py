@@ -114,7 +114,9 @@ class CoderNode:
                     history=render_history(
                         state.get("steps", []),
                         settings.executor.observation_chars,
-                        last_observation_only=True,  # the planner read them; see history.py
+                        # the planner read the others: the steps since its last turn
+                        # (agent.follow_plan: the followed ones too) are news to it
+                        unread=state.get("followed", 0) or 1,
                     ),
                     instruction=instruction,
                     retry=retry,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dynagraph.tools.errors import InputError
+
 
 def _described(text: str) -> dict[str, str]:
     return {"description": text}
@@ -43,6 +45,17 @@ class Context:
             "Search the function library and keep new functions (off: no accumulation)."
         ),
     )
+
+    def __post_init__(self) -> None:
+        """A count that makes no sense is refused here, in one line, before any work."""
+        for name, least in (("max_steps", 1), ("follow_plan", 0)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InputError(
+                    f"{name} must be a whole number of at least {least}, got {value!r}"
+                )
 
     def model_override(self, node: str) -> str | None:
         return getattr(self, f"{node}_model", None)

@@ -250,6 +250,7 @@ class ExecutorNode:
                     "restarted": step_restarted,
                     "files": list(result.files),
                     "seconds": round(result.duration_s, 3),
+                    "from_plan": bool(state.get("followed")),
                 }
             ]
         update["retry"] = retry

@@ -31,13 +31,15 @@ def render_history(
     steps: list[dict[str, Any]],
     observation_chars: int,
     *,
-    last_observation_only: bool = False,
+    unread: int | None = None,
 ) -> str:
     """Every executed step; older code and observations are clipped harder than the latest.
 
-    ``last_observation_only`` (the coder's view): earlier steps keep their code (the variables
-    the kernel holds) but not their observations, which the planner has read already and
-    folds into its instruction; the latest step's observation is shown."""
+    ``unread`` (the coder's view): only the observations of the last ``unread`` steps (at
+    least the latest) are shown; earlier steps keep their code (the variables the kernel
+    holds) but not their observations, which the planner has read already and folded into its
+    instruction. None: every observation (the planner's view)."""
+    first_shown = 1 if unread is None else len(steps) - max(unread, 1) + 1
     if not steps:
         return "(none yet)"
     parts = []
@@ -49,7 +51,7 @@ def render_history(
             lines.append("```python\n" + clip(step["code"].rstrip(), limit) + "\n```")
         if step.get("restarted"):
             lines.append(f"Note: during this step {RESTART_NOTE}.")
-        if latest or not last_observation_only:
+        if i >= first_shown:
             observation = clip(step.get("observation", ""), limit)
             lines.append(f"Observation ({step.get('status', '?')}):\n" + observation)
         elif step.get("status") != "ok":

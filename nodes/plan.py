@@ -11,6 +11,7 @@ observation then. Default 0: the planner decides every step.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dynagraph.nodes.context import Context
@@ -21,18 +22,25 @@ from dynagraph.nodes.state import State
 def plan_follow_limit(context: Context, agent: AgentSettings) -> int:
     """How many planned steps may run in a row without a planner turn: the run's context,
     else ``agent.follow_plan``."""
-    if context.follow_plan is not None:
-        return max(context.follow_plan, 0)
-    return agent.follow_plan
+    return agent.follow_plan if context.follow_plan is None else context.follow_plan
 
 
 def remaining_plan(plan: list[str], next_step: str | None) -> list[str]:
-    """The plan's steps after ``next_step``. Models write the plan with or without the step
-    they are asking for now; a plan that starts with it drops it."""
+    """The plan's steps after ``next_step``. The prompt asks for those only, but models often
+    start the plan with the step they ask for now, numbered or not: a first item that is
+    ``next_step`` apart from numbering, case and end punctuation is dropped."""
     rest = [item.strip() for item in plan if isinstance(item, str) and item.strip()]
-    if rest and next_step is not None and rest[0] == next_step.strip():
+    if rest and next_step is not None and _bare(rest[0]) == _bare(next_step):
         rest = rest[1:]
     return rest
+
+
+_NUMBERING = re.compile(r"^\s*(?:step\s*)?(?:\d+|[a-z])[.):]\s+|^\s*[-*\u2022]\s+", re.IGNORECASE)
+
+
+def _bare(step: str) -> str:
+    """A step's words without list numbering, case or end punctuation."""
+    return _NUMBERING.sub("", step).strip().rstrip(".;:!").strip().casefold()
 
 
 def follow_plan_update(

@@ -62,7 +62,8 @@ def parse_planner_reply(text: str) -> PlannerDecision:
     final = data.get("final_answer")
     return PlannerDecision(
         thought=str(data.get("thought", "")),
-        plan=[str(p) for p in plan],
+        # a step is a sentence: numbers, objects and blanks in a plan are not steps to follow
+        plan=[p.strip() for p in plan if isinstance(p, str) and p.strip()],
         next_step=str(data["next_step"]) if has_next else None,
         final_answer=_answer_text(final) if has_final else None,
     )

@@ -55,6 +55,7 @@ class StepRecord(TypedDict):
     restarted: bool  # the kernel was restarted during this step (any attempt): variables are gone
     files: list[str]
     seconds: float
+    from_plan: NotRequired[bool]  # taken from the planner's plan without a planner turn
 
 
 class CandidateEntry(TypedDict):

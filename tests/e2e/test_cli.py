@@ -58,6 +58,22 @@ def test_missing_api_key_is_one_line_exit_2(tmp_path):
     assert "OPENAI_API_KEY" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["run", "x", "--follow-plan", "-1"], "follow_plan"),
+        (["run", "x", "--max-steps", "0"], "max_steps"),
+        (["batch", "tasks.txt", "--follow-plan", "-2"], "follow_plan"),
+    ],
+)
+def test_a_senseless_count_is_one_line_exit_2(cli_env, tmp_path, args, named):
+    (tmp_path / "tasks.txt").write_text('{"task": "what is 1 + 1?"}\n', encoding="utf-8")
+    proc = dynagraph(*args, env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr
+
+
 def test_unreachable_endpoint_is_one_line_exit_2(cli_env, tmp_path):
     import socket
 

@@ -16,7 +16,7 @@ from tests.support.config import coder_cell, planner_answer, planner_step
 pytestmark = pytest.mark.timeout(180)
 
 PLAN = ["Set a to 2.", "Set b to a * 3.", "Print b."]
-CELLS = ["a = 2\nprint(a)", "b = a * 3\nprint(b)", "print(b)"]
+CELLS = ["a = 2\nprint('OUT-ONE', a)", "b = a * 3\nprint('OUT-TWO', b)", "print(b)"]
 
 
 def script_plan(stub, *more_planner_replies: str, cells: list[str] = CELLS) -> None:
@@ -42,6 +42,11 @@ def test_planned_steps_run_without_a_planner_turn(stub_env, settings_for):
     # the planner was told its plan may run without it
     first = json.dumps(stub.requests_for("planner")[0]["messages"])
     assert "Up to 5 steps of your plan may run" in first
+    # the step records say which steps came from the plan
+    assert [s.get("from_plan") for s in result.steps] == [False, True, True]
+    # the coder of step 3 sees step 1's output too: the planner never read it
+    third = stub.requests_for("coder")[2]["messages"][-1]["content"]
+    assert "OUT-ONE" in third and "OUT-TWO" in third
     # progress shows where a followed step came from
     followed = [e for e in events if e["node"] == "executor" and e.get("next_step")]
     assert [e["next_step"] for e in followed] == PLAN[1:]
