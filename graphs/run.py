@@ -115,7 +115,9 @@ def run_task(
         snapshot = graph.get_state(config)
         inputs: dict[str, Any] | None = {"task": task}
         if snapshot.values:
-            if not snapshot.next:
+            # a node that finished before the stop has its writes saved but is no longer
+            # `next` (a stop during the step after it): it is still among the tasks
+            if not snapshot.next and not snapshot.tasks:
                 raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
             inputs = None  # resume the interrupted task where it stopped
         try:

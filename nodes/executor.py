@@ -30,6 +30,9 @@ from dynagraph.tools.packages import missing_module_note
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+#: What a cell is told when its task's earlier cells ran in another kernel.
+RESUME_NOTE = "variables, imports and functions from earlier steps are gone; define them again"
+
 #: Library functions now defined in a kernel ({name: record id}) and notes on failures.
 Defined = tuple[dict[str, str], list[str]]
 
@@ -41,6 +44,7 @@ class ExecutorNode:
         self.services = services
         self._defined: dict[str, dict[str, str]] = {}  # kernel key -> {function name: record id}
         self._watched: weakref.WeakSet[KernelSession] = weakref.WeakSet()
+        self._ran: weakref.WeakSet[KernelSession] = weakref.WeakSet()  # ran a step's cell
         self._ahead: dict[str, Future[tuple[list[str], Defined]]] = {}
         self._lock = threading.Lock()
 
@@ -164,6 +168,14 @@ class ExecutorNode:
         restarts_before = session.restarts
         hit_ids = [h["id"] for h in state.get("hits") or []]
         library_names, notes = self.defined_for_step(key, session, hit_ids)
+        # the task ran cells before, but not in this kernel: it was resumed in a new process
+        # (or its kernel was replaced); what earlier steps defined is gone
+        earlier = bool(state.get("steps") or state.get("failed_attempts"))
+        with self._lock:
+            resumed = earlier and session not in self._ran
+            self._ran.add(session)
+        if resumed:
+            notes.append(f"[note] this task was resumed in a new kernel: {RESUME_NOTE}")
         code = state.get("code") or ""
         result, (recorded, calls) = probes.execute_with_probes(
             session, code, settings.executor.timeout
@@ -200,7 +212,7 @@ class ExecutorNode:
         attempts = state.get("attempts", 0) + 1
         update: dict[str, Any] = {"attempts": attempts}
         # any restart of this step's kernel, on this attempt or an earlier one, loses variables
-        restarted = bool(result.restarted or session.restarts > restarts_before)
+        restarted = bool(resumed or result.restarted or session.restarts > restarts_before)
         step_restarted = restarted or any(
             a.get("restarted") for a in state.get("failed_attempts") or []
         )

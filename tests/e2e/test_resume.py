@@ -1,0 +1,71 @@
+"""A task stopped with Ctrl-C and resumed with the same ``--thread``, through ``dynagraph run``
+in subprocesses against the loopback stub: it goes on where it stopped, and the resumed cells
+are told that they run in a new kernel.
+
+The stop lands while the coder's model call is out: the coder finishes (its reply is saved as a
+pending write) but the step after it never starts, so LangGraph no longer lists the coder as
+`next`; the run must still count as unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.support.cli import dynagraph_argv
+from tests.support.config import coder_cell, planner_answer, planner_step
+
+pytestmark = pytest.mark.timeout(180)
+
+CODER_DELAY_S = 3.0
+
+
+def test_a_run_stopped_during_the_coders_call_resumes_in_a_new_kernel(cli_env, stub_env):
+    stub = stub_env["stub"]
+
+    def slow_cell(request):
+        time.sleep(CODER_DELAY_S)
+        return coder_cell("b = a * 3\nprint('B', b)")
+
+    stub.script(
+        "planner",
+        [planner_step("Set a to 2."), planner_step("Set b to a * 3."), planner_answer("6")],
+    )
+    stub.script(
+        "coder",
+        [
+            coder_cell("a = 2\nprint('A', a)"),
+            slow_cell,
+            coder_cell("a = 2\nb = a * 3\nprint('B', b)"),  # the retry, in the new kernel
+        ],
+    )
+    argv = dynagraph_argv("run", "compute b", "--thread", "resumable", "--json")
+    first = subprocess.Popen(
+        argv, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 90
+    while len(stub.requests_for("coder")) < 2:
+        if first.poll() is not None or time.monotonic() > deadline:
+            first.kill()
+            pytest.fail(f"the second step never reached the coder: {first.communicate()[1]}")
+        time.sleep(0.05)
+    time.sleep(CODER_DELAY_S / 3)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=90)
+    assert first.returncode == 130, err[-2000:]
+
+    resumed = subprocess.run(argv, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads(resumed.stdout)
+    assert result["status"] == "done" and result["answer"] == "6"
+    assert [s["instruction"] for s in result["steps"]] == ["Set a to 2.", "Set b to a * 3."]
+    second = result["steps"][1]
+    assert second["status"] == "ok" and second["attempts"] == 2 and second["restarted"]
+    # the coder's retry was told why `a` is gone
+    retry_prompt = stub.requests_for("coder")[-1]["messages"][-1]["content"]
+    assert "resumed in a new kernel" in retry_prompt and "NameError" in retry_prompt
+    assert stub.remaining("coder") == 0 and stub.remaining("planner") == 0
