@@ -27,7 +27,7 @@ from dynagraph.tools.library.base import (
     record_id_for,
     utc_now,
 )
-from dynagraph.tools.library.verified import VerifiedReads, verified_class
+from dynagraph.tools.library.verified import VerifiedReads
 
 if TYPE_CHECKING:  # loaded on first use (PEP 562): sqlite.py imports numpy (~0.1 s)
     from dynagraph.tools.library.sqlite import SqliteLibrary, VerifiedSqliteLibrary
@@ -86,7 +86,7 @@ def open_library(
         return (VerifiedSqliteLibrary if verify else SqliteLibrary)(path, embedder)
     if backend == "weaviate":
         try:
-            from dynagraph.tools.library.weaviate import WeaviateLibrary
+            from dynagraph.tools.library.weaviate import VerifiedWeaviateLibrary, WeaviateLibrary
         except ImportError as exc:
             raise LibraryError(
                 f"the weaviate library backend cannot be imported ({exc}); "
@@ -94,5 +94,5 @@ def open_library(
             ) from exc
         if not verify:
             return WeaviateLibrary(embedder=embedder, **options)
-        return verified_class(WeaviateLibrary)(embedder=embedder, **options)
+        return VerifiedWeaviateLibrary(embedder=embedder, **options)
     raise LibraryError(f"unknown library backend {backend!r}; use sqlite or weaviate")

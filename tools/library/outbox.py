@@ -35,6 +35,7 @@ from dynagraph.tools.library.base import (
 )
 from dynagraph.tools.library.ledger import decision_rows, new_ids, now_us
 from dynagraph.tools.library.outbox_queue import OPS, FlushReport, LibraryUnavailableError, Outbox
+from dynagraph.tools.library.verified import VerifiedReads
 
 T = TypeVar("T")
 
@@ -301,3 +302,8 @@ class OutboxLibrary:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VerifiedOutboxLibrary(VerifiedReads, OutboxLibrary):
+    """Reads skip records that fail their integrity check (tools/library/verified.py), queued
+    ones included."""

@@ -8,7 +8,8 @@ the one unfiltered read, for ``library check``; ``stats`` counts the failing rec
 
 Why a mixin over the backend instead of a filter inside it: the backends stay plain stores
 that the contract suite tests as such, and the Weaviate backend gets the same filter with one
-line (``class VerifiedWeaviateLibrary(VerifiedReads, WeaviateLibrary)``).
+line (``class VerifiedWeaviateLibrary(VerifiedReads, WeaviateLibrary)``, and so does the
+outbox in front of it: ``VerifiedOutboxLibrary``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from dynagraph.tools.library.base import FunctionRecord, LibraryError, SearchHit, newest
 from dynagraph.tools.library.integrity import intact, record_problem
 
-__all__ = ["VerifiedReads", "verified_class"]
+__all__ = ["VerifiedReads"]
 
 #: Extra hits asked of the backend per search, so a dropped record still leaves k.
 _SPARE_HITS = 5
@@ -89,15 +90,3 @@ class VerifiedReads:
         stats = dict(super().stats())  # type: ignore[misc]
         stats["tampered"] = sum(1 for r in self.list_unverified() if record_problem(r))
         return stats
-
-
-_VERIFIED_CLASSES: dict[type, type] = {}
-
-
-def verified_class(backend: type) -> type:
-    """``backend`` with :class:`VerifiedReads` in front (one class per backend, made once)."""
-    if backend not in _VERIFIED_CLASSES:
-        _VERIFIED_CLASSES[backend] = type(
-            f"Verified{backend.__name__}", (VerifiedReads, backend), {}
-        )
-    return _VERIFIED_CLASSES[backend]

@@ -37,6 +37,7 @@ from dynagraph.tools.library.base import (
     newest,
 )
 from dynagraph.tools.library.outbox import LibraryUnavailableError
+from dynagraph.tools.library.verified import VerifiedReads
 from dynagraph.tools.library.weaviate_connect import (
     LivenessProbe,
     WeaviateConfig,
@@ -475,3 +476,7 @@ class WeaviateLibrary:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VerifiedWeaviateLibrary(VerifiedReads, WeaviateLibrary):
+    """Reads skip records that fail their integrity check (tools/library/verified.py)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dynagraph.tools.embeddings import Embedder
-from dynagraph.tools.library.outbox import OutboxLibrary
-from dynagraph.tools.library.verified import verified_class
+from dynagraph.tools.library.outbox import OutboxLibrary, VerifiedOutboxLibrary
 from dynagraph.tools.library.weaviate import WeaviateLibrary
 from dynagraph.tools.library.weaviate_connect import WeaviateConfig
 
@@ -25,7 +24,7 @@ def open_weaviate_library(
     :class:`LibraryUnavailableError` (one line) when the server cannot be reached at all."""
     primary = WeaviateLibrary(embedder, config=config)
     try:
-        return (verified_class(OutboxLibrary) if verify else OutboxLibrary)(
+        return (VerifiedOutboxLibrary if verify else OutboxLibrary)(
             primary,
             outbox_path,
             target=config.target(),
