@@ -20,13 +20,13 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError("--concurrency must be at least 1")
     if args.pool_size is not None and args.pool_size < 0:
         raise InputError("--pool-size must be 0 or more")
+    context = Context(  # the flags first: a bad one is refused before the file is read
+        max_steps=args.max_steps, follow_plan=args.follow_plan, use_library=not args.no_library
+    )
     try:
         tasks = read_tasks(args.tasks)
     except BatchInputError as exc:
         raise InputError(str(exc)) from exc
-    context = Context(
-        max_steps=args.max_steps, follow_plan=args.follow_plan, use_library=not args.no_library
-    )
     summary = run_batch(
         tasks,
         settings,
