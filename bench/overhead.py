@@ -267,14 +267,17 @@ def _timed_targets() -> list[tuple[type, str, str]]:
 
 
 @contextmanager
-def timed_calls(events: list[Event]) -> Iterator[None]:
+def timed_calls(
+    events: list[Event], targets: list[tuple[Any, str, str]] | None = None
+) -> Iterator[None]:
     """While active, every call of a timed method appends an :class:`Event` to ``events``.
-    ``functools.wraps`` keeps the signature LangGraph inspects to inject runtime and config."""
+    ``targets``: (class or module, attribute, label), default this bench's. ``functools.wraps``
+    keeps the signature LangGraph inspects to inject runtime and config."""
     with ExitStack() as stack:
-        for cls, attr, label in _timed_targets():
+        for cls, attr, label in _timed_targets() if targets is None else targets:
             original = getattr(cls, attr, None)
             if original is None:  # renamed since this bench was written: time the rest
-                print(f"overhead: {cls.__name__}.{attr} not found, not timed", file=sys.stderr)
+                print(f"{cls.__name__}.{attr} not found, not timed", file=sys.stderr)
                 continue
 
             @functools.wraps(original)

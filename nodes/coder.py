@@ -1,7 +1,8 @@
 """The coder: searches the library for the step first, then writes one cell of Python.
 
 The library hits and the initial actions are shown as ``name(signature): docstring`` lines;
-the executor defines the hits in the kernel before it runs the cell. On a retry the failed
+the executor defines the hits in the kernel, in the background while this node's model call
+is out (``define_ahead``), and before the cell at the latest. On a retry the failed
 cell and its traceback are shown. The reply protocol is one ```python block.
 """
 

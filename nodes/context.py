@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dynagraph.nodes.settings import AgentSettings
 from dynagraph.tools.errors import InputError
+
+#: Per-run counts that override an ``agent`` setting of the same name.
+_COUNTS = ("max_steps", "follow_plan")
 
 
 def _described(text: str) -> dict[str, str]:
@@ -47,15 +51,26 @@ class Context:
     )
 
     def __post_init__(self) -> None:
-        """A count that makes no sense is refused here, in one line, before any work."""
-        for name, least in (("max_steps", 1), ("follow_plan", 0)):
+        """A count that makes no sense is refused here, in one line, before any work (the
+        bounds are the settings' own: ``AgentSettings``)."""
+        for name in _COUNTS:
             value = getattr(self, name)
+            least = min(m.ge for m in AgentSettings.model_fields[name].metadata if hasattr(m, "ge"))
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InputError(
                     f"{name} must be a whole number of at least {least}, got {value!r}"
                 )
+
+    def step_limit(self, agent: AgentSettings) -> int:
+        """Executed steps before the planner must answer: this run's, else ``agent.max_steps``."""
+        return agent.max_steps if self.max_steps is None else self.max_steps
+
+    def follow_limit(self, agent: AgentSettings) -> int:
+        """Planned steps that may run in a row without a planner turn: this run's, else
+        ``agent.follow_plan``."""
+        return agent.follow_plan if self.follow_plan is None else self.follow_plan
 
     def model_override(self, node: str) -> str | None:
         return getattr(self, f"{node}_model", None)

@@ -1,8 +1,11 @@
 """The executor: runs the coder's cell in the task's kernel, under limits, and observes.
 
-Before the cell it defines, in the task's kernel, the library functions the coder was shown
-and the library functions they call (each once per kernel, again after a restart; a step's
-new ones in one cell, each run on its own so one that fails does not stop the others). After a
+Before the cell, the library functions the coder was shown and the library functions they
+call are defined in the task's kernel (each once per kernel, again after a restart; a step's
+new ones in one cell, each run on its own so one that fails does not stop the others): by
+:meth:`ExecutorNode.define_ahead` while the coder's model call is out when the kernel is up,
+else by the node itself. A cell that runs in a kernel other than the one that ran the task's
+earlier cells (a resumed task) or in one restarted since is told its variables are gone. After a
 successful cell it records the top-level functions the cell defined, with the calls made to
 them (probes), as candidates for the librarian, and counts a use of every library function
 the cell called. After a successful step it may hand the planner's next planned step straight
@@ -15,26 +18,44 @@ import threading
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from dynagraph.nodes.context import Context
-from dynagraph.nodes.plan import follow_plan_update, plan_follow_limit
+from dynagraph.nodes.plan import follow_plan_update
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools import codeparse
 from dynagraph.tools.actions import parse_final_answer, strip_final_answer
-from dynagraph.tools.kernel import KernelSession, definitions, probes
+from dynagraph.tools.background import in_background
+from dynagraph.tools.kernel import NAMESPACE_LOST_NOTE, KernelSession, definitions, probes
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.library import FunctionRecord
 from dynagraph.tools.packages import missing_module_note
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-#: What a cell is told when its task's earlier cells ran in another kernel.
-RESUME_NOTE = "variables, imports and functions from earlier steps are gone; define them again"
-
 #: Library functions now defined in a kernel ({name: record id}) and notes on failures.
 Defined = tuple[dict[str, str], list[str]]
+
+
+@dataclass
+class _Kernel:
+    """What the executor knows of one kernel session."""
+
+    restarts: int  # the session's restart count when ``defined`` was last true
+    defined: dict[str, str] = field(default_factory=dict)  # library function name -> record id
+
+
+@dataclass
+class _Ahead:
+    """Definitions made by :meth:`ExecutorNode.define_ahead` while the coder's call was out."""
+
+    session: KernelSession
+    record_ids: list[str]
+    restarts_before: int
+    restarts_after: int
+    outcome: Defined
 
 
 class ExecutorNode:
@@ -42,72 +63,73 @@ class ExecutorNode:
 
     def __init__(self, services: NodeServices) -> None:
         self.services = services
-        self._defined: dict[str, dict[str, str]] = {}  # kernel key -> {function name: record id}
-        self._watched: weakref.WeakSet[KernelSession] = weakref.WeakSet()
-        self._ran: weakref.WeakSet[KernelSession] = weakref.WeakSet()  # ran a step's cell
-        self._ahead: dict[str, Future[tuple[list[str], Defined]]] = {}
+        self._kernels: weakref.WeakKeyDictionary[KernelSession, _Kernel] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._ahead: dict[str, Future[_Ahead]] = {}  # kernel key -> definitions under way
         self._lock = threading.Lock()
 
     # -- kernel preparation ---------------------------------------------------------------------
     def session_for(self, key: str) -> KernelSession:
-        """The task's kernel (started here unless the planner started it ahead), watched so
-        that a restart forgets what this node defined in it."""
-        session = self.services.kernels.peek(key) or self.services.kernels.get(key)
+        """The task's kernel: the one the planner started ahead, else started here."""
+        return self.services.kernels.peek(key) or self.services.kernels.get(key)
 
-        def after_restart(s: KernelSession, key: str = key) -> None:
-            with self._lock:  # the session bootstrapped the new kernel; our definitions are gone
-                self._defined.pop(key, None)
-
+    def _known(self, session: KernelSession) -> _Kernel:
+        """What this node knows of ``session``; its definitions are forgotten once the session
+        has restarted since they were made (a new kernel holds none of them)."""
         with self._lock:
-            if session not in self._watched:
-                self._watched.add(session)
-                session.on_restart.append(after_restart)
-        return session
+            known = self._kernels.get(session)
+            if known is None:
+                known = self._kernels[session] = _Kernel(session.restarts)
+            elif known.restarts != session.restarts:
+                known.defined.clear()
+                known.restarts = session.restarts
+            return known
 
     def define_ahead(self, key: str, record_ids: list[str]) -> None:
         """Define a step's library hits in its kernel in the background, while the coder's
-        model call is out; the executor then takes the outcome instead of a round trip."""
-        if not record_ids:
+        model call is out; the executor then takes the outcome instead of a round trip. Only
+        into a kernel the task already has: this thread never starts one (the task may end
+        before the executor runs, and nothing would release it)."""
+        session = self.services.kernels.peek(key)
+        if not record_ids or session is None:
             return
-        future: Future[tuple[list[str], Defined]] = Future()
 
-        def define() -> None:
-            try:
-                session = self.session_for(key)
-                future.set_result(
-                    (record_ids, self.define_library_functions(key, session, record_ids))
-                )
-            except BaseException as exc:  # the executor defines them itself
-                future.set_exception(exc)
+        def define() -> _Ahead:  # if it raises, the executor defines them itself
+            before = session.restarts
+            outcome = self.define_library_functions(session, record_ids)
+            return _Ahead(session, record_ids, before, session.restarts, outcome)
 
         with self._lock:
-            self._ahead[key] = future
-        threading.Thread(target=define, name="dynagraph-define-ahead", daemon=True).start()
+            self._ahead[key] = in_background(define, "dynagraph-define-ahead")
 
-    def defined_for_step(self, key: str, session: KernelSession, record_ids: list[str]) -> Defined:
-        """The step's hits defined: by :meth:`define_ahead` when it defined these ids (waited
-        for), else now."""
-        with self._lock:
-            ahead = self._ahead.pop(key, None)
-        if ahead is not None:
-            try:
-                ids, outcome = ahead.result()
-            except Exception:
-                ids, outcome = None, None
-            if ids == record_ids and outcome is not None:
-                return outcome
-        return self.define_library_functions(key, session, record_ids)
-
-    def define_library_functions(
+    def defined_for_step(
         self, key: str, session: KernelSession, record_ids: list[str]
-    ) -> Defined:
+    ) -> tuple[Defined, int]:
+        """The step's hits defined, and the session's restart count before the step used it:
+        taken from :meth:`define_ahead` when it defined these ids in this session and the
+        kernel has not restarted since (waited for), else defined now."""
+        with self._lock:
+            pending = self._ahead.pop(key, None)
+        try:
+            ahead = pending.result() if pending is not None else None
+        except Exception:
+            ahead = None
+        if ahead is None or ahead.session is not session or ahead.record_ids != record_ids:
+            before = session.restarts
+            return self.define_library_functions(session, record_ids), before
+        if session.restarts != ahead.restarts_after:  # the kernel restarted since: again
+            return self.define_library_functions(session, record_ids), ahead.restarts_before
+        return ahead.outcome, ahead.restarts_before
+
+    def define_library_functions(self, session: KernelSession, record_ids: list[str]) -> Defined:
         """Define records (dependencies first) not yet in the kernel.
 
-        Returns every library function now defined ({name: id}) and notes on failures.
+        Returns every library function now defined ({name: id}) and notes on failures. A kernel
+        that died while idle is restarted by the definitions' own cell, and what was defined in
+        the old one is forgotten; one that restarts after the cell gets the definitions again.
         """
         library = self.services.library
-        with self._lock:
-            defined = self._defined.setdefault(key, {})
         notes: list[str] = []
         ordered: list[FunctionRecord] = []
         seen: set[str] = set()
@@ -122,28 +144,41 @@ class ExecutorNode:
 
         for rid in record_ids:
             visit(library.get(rid))
-        todo = [r for r in ordered if defined.get(r.name) != r.id]
-        if not todo:
-            return dict(defined), notes
-        if len(todo) == 1:  # its own cell: the cheapest round trip, and its error is its own
-            result = session.execute(todo[0].kernel_source(), timeout=30, silent=True)
-            failed = (
-                {} if result.ok() else {todo[0].name: f"{result.error_name}: {result.error_value}"}
-            )
-        else:  # one cell for all, each source run on its own (tools/kernel/definitions.py)
-            cell = definitions.define_code([(r.name, r.kernel_source()) for r in todo])
-            result = session.execute(
-                cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
-            )
-            failed = definitions.failures(result, [r.name for r in todo])
-        for record in todo:
-            if record.name in failed:
-                notes.append(
-                    f"library function {record.name} could not be defined: {failed[record.name]}"
+        for _ in range(2):
+            known = self._known(session)
+            if known.defined and not session.is_alive():  # died while idle: restarted next
+                known.defined.clear()
+            todo = [r for r in ordered if known.defined.get(r.name) != r.id]
+            if not todo:
+                break
+            restarts = session.restarts
+            if len(todo) == 1:  # its own cell: the cheapest round trip, and its error is its own
+                result = session.execute(todo[0].kernel_source(), timeout=30, silent=True)
+                failed = (
+                    {}
+                    if result.ok()
+                    else {todo[0].name: f"{result.error_name}: {result.error_value}"}
                 )
-            else:
-                defined[record.name] = record.id
-        return dict(defined), notes
+            else:  # one cell for all, each source run on its own (tools/kernel/definitions.py)
+                cell = definitions.define_code([(r.name, r.kernel_source()) for r in todo])
+                result = session.execute(
+                    cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
+                )
+                failed = definitions.failures(result, [r.name for r in todo])
+            if session.restarts != restarts:
+                if result.status in ("died", "timeout"):
+                    continue  # the kernel restarted after the cell: define into the new one
+                known = self._known(session)  # restarted before it: the cell ran in the new one
+            for record in todo:
+                if record.name in failed:
+                    notes.append(
+                        f"library function {record.name} could not be defined: "
+                        f"{failed[record.name]}"
+                    )
+                else:
+                    known.defined[record.name] = record.id
+            break
+        return dict(self._known(session).defined), notes
 
     def context_sources(self, state: State, library_names: dict[str, str]) -> Iterator[str]:
         """What the kernel ran before this cell, for resolving the names the cell's functions
@@ -165,17 +200,16 @@ class ExecutorNode:
         context = runtime.context or Context()
         key = kernel_key(state, config)
         session = self.session_for(key)
-        restarts_before = session.restarts
         hit_ids = [h["id"] for h in state.get("hits") or []]
-        library_names, notes = self.defined_for_step(key, session, hit_ids)
+        (library_names, notes), restarts_before = self.defined_for_step(key, session, hit_ids)
         # the task ran cells before, but not in this kernel: it was resumed in a new process
         # (or its kernel was replaced); what earlier steps defined is gone
-        earlier = bool(state.get("steps") or state.get("failed_attempts"))
-        with self._lock:
-            resumed = earlier and session not in self._ran
-            self._ran.add(session)
+        earlier_cells = bool(state.get("steps") or state.get("failed_attempts"))
+        resumed = earlier_cells and session.cells_run == 0
         if resumed:
-            notes.append(f"[note] this task was resumed in a new kernel: {RESUME_NOTE}")
+            notes.append(f"[note] this task was resumed in a new kernel: {NAMESPACE_LOST_NOTE}")
+        elif session.restarts > restarts_before:  # while its definitions ran: before the cell
+            notes.append(f"[note] the kernel had stopped and was restarted: {NAMESPACE_LOST_NOTE}")
         code = state.get("code") or ""
         result, (recorded, calls) = probes.execute_with_probes(
             session, code, settings.executor.timeout
@@ -227,11 +261,11 @@ class ExecutorNode:
                 for fn in defined
             ]
             defined_names = {fn.name for fn in defined}
-            earlier = {c["name"] for c in state.get("candidates") or []}
+            before = {c["name"] for c in state.get("candidates") or []}
             update["candidates"] += [
                 {"name": name, "probes": calls_made, "probes_only": True}
                 for name, calls_made in recorded.items()
-                if name in earlier and name not in defined_names and name not in library_names
+                if name in before and name not in defined_names and name not in library_names
             ]
             update["functions_reused"] = called_library
             update["proposed_answer"] = proposed
@@ -273,8 +307,8 @@ class ExecutorNode:
                 step_ok=result.ok(),
                 proposed_answer=proposed,
                 steps_done=len(state.get("steps") or []) + 1,
-                max_steps=context.max_steps or settings.agent.max_steps,
-                follow_limit=plan_follow_limit(context, settings.agent),
+                max_steps=context.step_limit(settings.agent),
+                follow_limit=context.follow_limit(settings.agent),
             )
             update.update(following or {})
         if runtime.stream_writer:

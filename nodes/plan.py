@@ -14,33 +14,27 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dynagraph.nodes.context import Context
-from dynagraph.nodes.settings import AgentSettings
 from dynagraph.nodes.state import State
 
 
-def plan_follow_limit(context: Context, agent: AgentSettings) -> int:
-    """How many planned steps may run in a row without a planner turn: the run's context,
-    else ``agent.follow_plan``."""
-    return agent.follow_plan if context.follow_plan is None else context.follow_plan
-
-
 def remaining_plan(plan: list[str], next_step: str | None) -> list[str]:
-    """The plan's steps after ``next_step``. The prompt asks for those only, but models often
-    start the plan with the step they ask for now, numbered or not: a first item that is
-    ``next_step`` apart from numbering, case and end punctuation is dropped."""
-    rest = [item.strip() for item in plan if isinstance(item, str) and item.strip()]
-    if rest and next_step is not None and _bare(rest[0]) == _bare(next_step):
-        rest = rest[1:]
-    return rest
+    """The plan's steps after ``next_step`` (``plan`` as nodes/protocol.py parsed it). The
+    prompt asks for those only, but models often start the plan with the step they ask for
+    now: a first item with ``next_step``'s words, list numbering and markup aside, is dropped
+    (so is a step the model really meant to run twice in a row: the planner is asked again
+    after the plan anyway)."""
+    if plan and next_step is not None and _words(plan[0]) == _words(next_step):
+        return plan[1:]
+    return list(plan)
 
 
-_NUMBERING = re.compile(r"^\s*(?:step\s*)?(?:\d+|[a-z])[.):]\s+|^\s*[-*\u2022]\s+", re.IGNORECASE)
-
-
-def _bare(step: str) -> str:
-    """A step's words without list numbering, case or end punctuation."""
-    return _NUMBERING.sub("", step).strip().rstrip(".;:!").strip().casefold()
+def _words(step: str) -> list[str]:
+    """A step's words, case-folded, without the list numbering in front ("1.", "(2)",
+    "**Step 3 -**", "- 4)"): punctuation and markup are not words."""
+    words = re.findall(r"[^\W_]+", step.casefold())
+    while words and (words[0] == "step" or words[0].isdigit()):
+        words.pop(0)
+    return words
 
 
 def follow_plan_update(

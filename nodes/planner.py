@@ -14,7 +14,7 @@ from typing import Any
 from dynagraph.nodes import prompts
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.history import render_history
-from dynagraph.nodes.plan import plan_follow_limit, remaining_plan
+from dynagraph.nodes.plan import remaining_plan
 from dynagraph.nodes.protocol import (
     PlannerDecision,
     ProtocolError,
@@ -60,7 +60,7 @@ class PlannerNode:
     ) -> dict[str, Any]:
         settings = self.services.settings
         context = runtime.context or Context()
-        max_steps = context.max_steps or settings.agent.max_steps
+        max_steps = context.step_limit(settings.agent)
         steps = state.get("steps", [])
         must_answer = len(steps) >= max_steps
         limit_note = (
@@ -68,7 +68,7 @@ class PlannerNode:
             if must_answer
             else f"Steps left: {max_steps - len(steps)}."
         )
-        follow_limit = plan_follow_limit(context, settings.agent)
+        follow_limit = context.follow_limit(settings.agent)
         if follow_limit and not must_answer:
             limit_note += (
                 f"\nUp to {follow_limit} steps of your plan may run one after another before you "
@@ -122,7 +122,6 @@ class PlannerNode:
             "usage": {"planner": usage},
             "plan": remaining_plan(decision.plan, decision.next_step),
             "followed": 0,
-            "follow": False,
         }
         update["task_key"] = _task_key(state)
         if decision.final_answer is not None:

@@ -195,17 +195,15 @@ OVERLAPPING = [
 ]
 
 
-def test_concurrent_librarians_neither_lose_nor_duplicate_functions(stub_env, tmp_path):
+def test_concurrent_librarians_neither_lose_nor_duplicate_functions(
+    stub_env, settings_for, tmp_path
+):
     """Four tasks finish at the same moment (the stub holds every final answer until all four
     ask for one), so four librarians admit overlapping functions into one SQLite file at once."""
     stub = stub_env["stub"]
     together = threading.Barrier(4, timeout=90)  # 4 kernels + 4 scratch kernels on 2 cores
     task_model(stub, OVERLAPPING, before_answer=lambda task: together.wait())
-    settings = load_settings(
-        write_stub_config(
-            tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"], librarian=LIBRARIAN
-        )
-    )
+    settings = settings_for(librarian=LIBRARIAN)
     tasks = [
         BatchTask("dup-1", "Add up 1, 2 and 3."),
         BatchTask("dup-2", "Add up 10, 20 and 30."),
@@ -326,21 +324,15 @@ def test_sandbox_asked_without_bwrap_stops_with_one_line(command, stub_env, tmp_
 
 
 @needs_bwrap
-def test_one_warm_scratch_kernel_verifies_a_sequential_batch_of_pooled_tasks(stub_env, tmp_path):
+def test_one_warm_scratch_kernel_verifies_a_sequential_batch_of_pooled_tasks(
+    stub_env, settings_for, tmp_path
+):
     """A batch's tasks take pooled kernels (under bubblewrap each task's folder is a link to its
     kernel's slot); the librarian's scratch kernel is started once and shown each task's folder
     through its view: every function is verified from its recorded calls, not taken unverified."""
     stub = stub_env["stub"]
     task_model(stub, EXAMPLE_CELLS)
-    settings = load_settings(
-        write_stub_config(
-            tmp_path / "config.yaml",
-            stub_env["base_url"],
-            stub_env["home"],
-            librarian=LIBRARIAN,
-            executor={"sandbox": "bwrap"},
-        )
-    )
+    settings = settings_for(librarian=LIBRARIAN, executor={"sandbox": "bwrap"})
     services = Services(settings)
     started = count_scratch_starts(services)
     tasks = [t for t in read_tasks(EXAMPLES) if not re.search("30th|5000", t.task)]

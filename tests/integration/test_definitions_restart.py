@@ -5,6 +5,8 @@ loopback stub, a real kernel and a real SQLite library; only the models' replies
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from dynagraph.graphs.run import run_task
 
@@ -73,9 +75,9 @@ def test_the_hits_are_defined_while_the_coders_model_call_is_out(
     callers: list[str] = []
     original = ExecutorNode.define_library_functions
 
-    def recording(self, key, session, record_ids):
+    def recording(self, session, record_ids):
         callers.append(threading.current_thread().name)
-        return original(self, key, session, record_ids)
+        return original(self, session, record_ids)
 
     monkeypatch.setattr(ExecutorNode, "define_library_functions", recording)
     stub.script("planner", [planner_step("Multiply 2 by 3."), planner_answer("6")])
@@ -83,3 +85,37 @@ def test_the_hits_are_defined_while_the_coders_model_call_is_out(
     result = run_task("Multiply 2 by 3.", settings)
     assert result.status == "done" and result.steps[0]["reused"] == ["multiply_numbers"]
     assert callers == ["dynagraph-define-ahead"]
+
+
+def test_a_kernel_that_died_between_steps_is_reported_when_its_hits_restart_it(
+    stub_env, settings_for
+):
+    """The kernel dies while idle; the next step's hits are defined ahead (their cell meets the
+    dead kernel and restarts it): the step still says its kernel restarted, and the new
+    kernel's definitions are the ones used."""
+    stub = stub_env["stub"]
+    settings = settings_for(agent={"max_steps": 6, "max_code_retries": 0})
+    stub.script("planner", [planner_step("Multiply."), planner_answer("391")])
+    stub.script("coder", [coder_cell(MULTIPLY_CELL)])
+    run_task("What is 17 times 23?", settings)
+
+    def after_the_kernel_died(request):
+        time.sleep(2.0)  # the kernel's timer fires meanwhile
+        return planner_step("Multiply a by 2.")
+
+    stub.script("planner", [planner_step("Set a."), after_the_kernel_died, planner_answer("10")])
+    stub.script(
+        "coder",
+        [
+            coder_cell("import os, threading\na = 5\nthreading.Timer(0.5, os._exit, (1,)).start()"),
+            coder_cell("print(multiply_numbers(a, 2))"),
+        ],
+    )
+    result = run_task("Set a to 5, then multiply it by 2.", settings)
+    assert result.status == "done", result.error
+    first, second = result.steps
+    assert first["status"] == "ok" and not first["restarted"]
+    assert second["retrieved"] == ["multiply_numbers"]
+    assert second["restarted"] and second["status"] == "error"
+    assert "NameError" in second["observation"] and "name 'a'" in second["observation"]
+    assert "restarted" in second["observation"]  # the cell is told why `a` is gone

@@ -26,6 +26,25 @@ def bootstrapped_kernel(folder: Path) -> KernelSession:
     return session
 
 
+class CountedCells:
+    """A real kernel session whose cells are kept in ``cells``, as the executor sees it."""
+
+    def __init__(self, session: KernelSession) -> None:
+        self.session = session
+        self.cells: list[str] = []
+
+    @property
+    def restarts(self) -> int:
+        return self.session.restarts
+
+    def is_alive(self) -> bool:
+        return self.session.is_alive()
+
+    def execute(self, code: str, **kwargs: Any) -> Any:
+        self.cells.append(code)
+        return self.session.execute(code, **kwargs)
+
+
 def record_calls(verifier: ScratchVerifier, source: str, calls: str) -> dict[str, list[dict]]:
     """Define ``source`` and run ``calls`` in the verifier's kernel; the recorded probes."""
     verifier.recorded_probes()

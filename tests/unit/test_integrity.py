@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from dynagraph.nodes.executor import ExecutorNode
 from dynagraph.tools.codeparse import normalized_hash
+from dynagraph.tools.kernel import KernelSession
 from dynagraph.tools.library import (
     FunctionRecord,
     LibraryError,
@@ -21,6 +22,7 @@ from dynagraph.tools.library import (
 )
 from dynagraph.tools.library.integrity import check_library, definition_problem, record_problem
 
+from tests.support.librarian import CountedCells
 from tests.support.weaviate_fake import TinyEmbedder
 
 HYPOT = (
@@ -163,14 +165,13 @@ def test_a_planted_record_with_module_level_code_is_never_defined(tmp_path) -> N
     raw.close()
     library = VerifiedSqliteLibrary(path, TinyEmbedder())
     assert record_problem(planted).startswith("unsafe definition: module-level statement")
-    executed: list[str] = []
-    session = SimpleNamespace(
-        execute=lambda src, **_: executed.append(src) or SimpleNamespace(ok=lambda: True)
-    )
     node = ExecutorNode(SimpleNamespace(library=library))  # type: ignore[arg-type]
-    defined, notes = node.define_library_functions("k", session, [planted.id, good.id])
-    assert defined == {"hypotenuse": good.id} and notes == []
-    assert executed == [good.kernel_source()]
+    with KernelSession(tmp_path / "kernel") as real:
+        session = CountedCells(real)
+        defined, notes = node.define_library_functions(session, [planted.id, good.id])
+        assert defined == {"hypotenuse": good.id} and notes == []
+        assert session.cells == [good.kernel_source()]
+        assert real.execute("print(hypotenuse(3, 4))").stdout.strip() == "5.0"
     library.close()
 
 

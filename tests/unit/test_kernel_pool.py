@@ -7,12 +7,13 @@ take, never by timing (the machines are noisy).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from dynagraph.tools.kernel import KernelPool, KernelSession
+
+from tests.support.sandbox import needs_bwrap
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,7 +139,7 @@ def test_close_shuts_down_every_waiting_kernel_and_removes_slots(tmp_path: Path)
     assert pool.take(tmp_path / "after").pid is None  # closed: cold kernels only
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+@needs_bwrap
 def test_sandboxed_pool_links_the_task_workdir_to_the_kernel_slot(tmp_path: Path) -> None:
     with KernelPool(session_factory("bwrap"), 1, tmp_path / "slots") as pool:
         assert pool.wait_ready()

@@ -173,7 +173,8 @@ def test_an_unclaimed_scratch_kernel_is_reaped_with_its_folder(tmp_path, monkeyp
     services, task_dir, made = _services_with_prestarted_scratch(tmp_path, monkeypatch, "t2")
     try:
         services.drop_scratch(task_dir)
-        wait_for(lambda: bool(made))  # built in the background, reaped when ready
+        # built in the background, reaped once ready (the reap is queued just after the build)
+        wait_for(lambda: bool(made) and not made[0].is_alive(), timeout=60)
         assert reaper.drain()
         assert not made[0].is_alive() and not made[0].workdir.exists()
         services.drop_scratch(task_dir)  # nothing left to drop: a no-op

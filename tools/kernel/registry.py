@@ -16,7 +16,8 @@ __all__ = ["KernelRegistry"]
 log = logging.getLogger(__name__)
 
 
-#: How long shutdown_all() waits for a kernel start still in progress.
+#: How long a kernel start still in progress is waited for: by shutdown_all(), by get() (a
+#: prestart building the kernel it asks for) and by graphs/scratch.py's close().
 PRESTART_JOIN_S = 30.0
 
 
@@ -30,9 +31,9 @@ class KernelRegistry:
     def __init__(self, factory: Callable[[str], KernelSession]) -> None:
         self._factory = factory
         self._sessions: dict[str, KernelSession] = {}
-        self._prestarting: set[str] = set()
         self._prestart_threads: set[threading.Thread] = set()
-        #: set once a prestart has stored its session: get() waits for it instead of racing it
+        #: prestarts that have not stored their session yet, each with the event it sets then
+        #: (get() waits for it instead of racing it; release() takes it away: not wanted)
         self._registering: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         shutdown_all = weakref.WeakMethod(self.shutdown_all)
@@ -65,48 +66,45 @@ class KernelRegistry:
         hides the kernel start). A no-op if the thread has a kernel. A start that fails is
         dropped quietly; get() then starts a new one and reports why it cannot."""
         with self._lock:
-            if thread_id in self._sessions or thread_id in self._prestarting:
+            if thread_id in self._sessions or thread_id in self._registering:
                 return
-            self._prestarting.add(thread_id)
-            self._registering[thread_id] = threading.Event()
+            registered = self._registering[thread_id] = threading.Event()
             thread = threading.Thread(
                 target=self._prestart,
-                args=(thread_id,),
+                args=(thread_id, registered),
                 name="dynagraph-kernel-prestart",
                 daemon=True,
             )
             self._prestart_threads.add(thread)
         thread.start()
 
-    def _prestart(self, thread_id: str) -> None:
+    def _prestart(self, thread_id: str, registered: threading.Event) -> None:
         session: KernelSession | None = None
         try:
             session = self._factory(thread_id)  # off the caller's thread: settings, sandbox probe
             with self._lock:
-                wanted = thread_id in self._prestarting and thread_id not in self._sessions
-                self._prestarting.discard(thread_id)
+                wanted = self._registering.get(thread_id) is registered
+                wanted = wanted and thread_id not in self._sessions
                 if wanted:
                     self._sessions[thread_id] = session
-                self._registered(thread_id)
+                self._registered(thread_id, registered)
             if not wanted:  # released meanwhile, or get() made its own: not ours to start
                 reaper.reap(session)
                 return
             session.start()  # get() meanwhile waits on the session's lock, then finds it up
         except Exception as exc:  # the unstarted session stays: get() starts it or says why
             log.debug("kernel prestart for %s failed: %s", thread_id, exc)
-            with self._lock:
-                self._prestarting.discard(thread_id)
         finally:
             with self._lock:
-                self._registered(thread_id)
+                self._registered(thread_id, registered)
                 self._prestart_threads.discard(threading.current_thread())
 
-    def _registered(self, thread_id: str) -> None:
-        """The prestart of ``thread_id`` has stored its session (or given up): get() may go on.
-        Called with the lock held."""
-        event = self._registering.pop(thread_id, None)
-        if event is not None:
-            event.set()
+    def _registered(self, thread_id: str, registered: threading.Event) -> None:
+        """The prestart that set up ``registered`` has stored its session (or given up): get()
+        may go on. Called with the lock held."""
+        if self._registering.get(thread_id) is registered:
+            del self._registering[thread_id]
+        registered.set()
 
     def peek(self, thread_id: str) -> KernelSession | None:
         with self._lock:
@@ -118,7 +116,9 @@ class KernelRegistry:
         if there is none; a start still running in prestart()'s thread is reaped when it ends."""
         with self._lock:
             session = self._sessions.pop(thread_id, None)
-            self._prestarting.discard(thread_id)
+            registering = self._registering.pop(thread_id, None)  # its session: not wanted
+        if registering is not None:
+            registering.set()
         if session is not None:
             reaper.reap(session)
 

@@ -109,6 +109,9 @@ class KernelSession:
         )
         self.bootstrap = bootstrap
         self.restarts = 0
+        #: cells run that were not silent (a caller's own cells), restarts included: 0 means
+        #: this session has run none of its task's cells (a resumed task's new kernel)
+        self.cells_run = 0
         self.on_restart: list[Callable[[KernelSession], None]] = []
         #: called once after shutdown() has stopped the kernel (an owner's folder to remove)
         self.after_shutdown: list[Callable[[], None]] = []
@@ -319,6 +322,8 @@ class KernelSession:
                     notes=[f"the kernel could not be started: {exc}"],
                     namespace_lost=True,
                 )
+            if not silent:
+                self.cells_run += 1
             result = self._execute_once(
                 code,
                 timeout,

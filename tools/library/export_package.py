@@ -30,7 +30,7 @@ from typing import Any
 
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
-from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError
+from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError, newest
 
 __all__ = ["ExportReport", "export_package", "literal_of_pickle", "package_name_ok"]
 
@@ -143,12 +143,12 @@ def _call_source(name: str, probe: dict[str, Any]) -> tuple[str | None, str]:
 
 # -- the package's files -----------------------------------------------------------------------
 def _active_records(library: FunctionLibrary) -> list[FunctionRecord]:
-    newest: dict[str, FunctionRecord] = {}
+    """The newest active record of each name (ties broken as every reader does: newest())."""
+    by_name: dict[str, list[FunctionRecord]] = {}
     for record in library.list(status="active"):
-        kept = newest.get(record.name)
-        if kept is None or (record.version, record.created_at) > (kept.version, kept.created_at):
-            newest[record.name] = record
-    return sorted(newest.values(), key=lambda r: (r.created_at, r.name))
+        by_name.setdefault(record.name, []).append(record)
+    chosen = [newest(records) for records in by_name.values()]
+    return sorted((r for r in chosen if r is not None), key=lambda r: (r.created_at, r.name))
 
 
 def dependency_order(records: list[FunctionRecord]) -> list[FunctionRecord]:

@@ -56,9 +56,10 @@ def _to_blob(vector: np.ndarray) -> bytes:
 
 @functools.cache
 def _query_embedder() -> ThreadPoolExecutor:
-    """The thread query vectors are computed in while the keyword search runs (one for the
-    process: the bundled embedder serializes its calls anyway)."""
-    return ThreadPoolExecutor(1, thread_name_prefix="dynagraph-query-embed")
+    """The threads query vectors are computed in while the keyword search runs, shared by the
+    process's libraries: the bundled embedder serializes its calls, an endpoint does not
+    (concurrent tasks of a batch embed their queries side by side)."""
+    return ThreadPoolExecutor(4, thread_name_prefix="dynagraph-query-embed")
 
 
 class SqliteLibrary(SqliteTransactions):

@@ -28,6 +28,7 @@ _MAX_QUERY_TOKENS = 64
 #   task view only                                        0.17 / 0.48 / 0.57
 #   max(doc, task) cosine                                 0.17 / 0.48 / 0.57
 #   0.5*doc + 0.5*task cosine                             0.21 / 0.52 / 0.64   <- views
+#     (base.py: TASK_VIEW_WEIGHT, shared with the Weaviate backend)
 #   keyword only (bm25)                                   0.22 / 0.61 / 0.73
 #   alpha=0.5, raw cosine + bm25/max                      0.22 / 0.62 / 0.71
 #   alpha=0.5, min-max cosine + bm25/max                  0.24 / 0.64 / 0.71   <- fusion
