@@ -18,6 +18,7 @@ from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings, load_settings
 from dynagraph.nodes.context import Context
 from dynagraph.tools.errors import EnvironmentProblem, InputError
+from dynagraph.tools.library.sqlite_atomic import write_ahead
 from dynagraph.tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
 
 
@@ -62,10 +63,9 @@ def open_checkpointer(settings: Settings):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
         # no fsync per checkpoint (3 per step): a killed process loses nothing, a power cut
         # at most the last checkpoints (the task resumes a step earlier)
-        conn.execute("PRAGMA synchronous=NORMAL")
+        write_ahead(conn, 30)
         saver = SqliteSaver(conn)
         saver.setup()  # creates the tables now, so an unwritable file fails here, in one line
     except (OSError, sqlite3.Error) as exc:

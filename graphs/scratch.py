@@ -69,6 +69,7 @@ class ScratchKernels:
         self._pool = pool
         self._lock = threading.Lock()
         self._ahead: dict[str, Future[KernelSession]] = {}  # by task folder: prestart()
+        self._dropped: set[Future[KernelSession]] = set()  # unclaimed, maybe still starting
         self._kept: KernelSession | None = None
         self._known: dict[int, _Kept] = {}  # id(session) -> what may be kept of it
         self._closed = False
@@ -128,10 +129,17 @@ class ScratchKernels:
         """Reap a kernel started ahead for ``cwd`` that nobody claimed (a no-op otherwise)."""
         with self._lock:
             ahead = self._ahead.pop(str(Path(cwd).resolve()), None)
+            if ahead is not None:
+                self._dropped.add(ahead)
         if ahead is not None:
             ahead.add_done_callback(self._retire_started)
 
     def _retire_started(self, started: Future[KernelSession]) -> None:
+        """Reap a dropped kernel once started (once: close() may ask again)."""
+        with self._lock:
+            if started not in self._dropped:
+                return
+            self._dropped.discard(started)
         if started.exception() is None:
             self._retire(started.result())
 
@@ -157,15 +165,17 @@ class ScratchKernels:
         self._retire(session, then)
 
     def close(self) -> None:
-        """Reap every scratch kernel; starts still running are waited for (as the registry's
-        prestarts are), so that none is cut off at interpreter exit."""
+        """Reap every scratch kernel; starts still running (claimed or dropped) are waited for,
+        as the registry's prestarts are: interpreter exit under a start in progress closes its
+        ZMQ sockets under the thread polling them (weakref finalizers run at exit)."""
         with self._lock:
             self._closed = True
-            ahead = list(self._ahead.values())
+            self._dropped.update(self._ahead.values())
             self._ahead.clear()
+            dropped = list(self._dropped)
             kept, self._kept = self._kept, None
-        futures.wait(ahead, timeout=PRESTART_JOIN_S)
-        for started in ahead:  # a done one is reaped now, one still starting when it is ready
+        futures.wait(dropped, timeout=PRESTART_JOIN_S)
+        for started in dropped:  # a done one is reaped now, one still starting when it is ready
             started.add_done_callback(self._retire_started)
         if kept is not None:
             self._retire(kept)

@@ -180,3 +180,14 @@ def test_an_unclaimed_scratch_kernel_is_reaped_with_its_folder(tmp_path, monkeyp
         services.drop_scratch(task_dir)  # nothing left to drop: a no-op
     finally:
         services.close()
+
+
+def test_close_waits_for_a_dropped_kernel_still_starting(tmp_path, monkeypatch) -> None:
+    """A kernel started ahead and dropped (the task had nothing to verify) may still be starting
+    when the process closes its services; interpreter exit under a start in progress closes the
+    kernel's ZMQ sockets under the thread waiting on them, so close() waits for it and reaps it."""
+    services, task_dir, made = _services_with_prestarted_scratch(tmp_path, monkeypatch, "t3")
+    services.drop_scratch(task_dir)  # at once: the start (0.5-1 s) is still running
+    services.close()
+    assert len(made) == 1, "close() returned before the dropped kernel had started"
+    assert not made[0].is_alive() and not made[0].workdir.exists()

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 MIN_MEMORY_LIMIT_MB = 1024  # an idle kernel already maps ~0.8 GB of virtual memory
 SHUTDOWN_WAIT_S = 1.0  # graceful exit, then SIGTERM at half of it, SIGKILL at the end
 SHUTDOWN_POLL_S = 0.01
+NEVER_ZERO_COPY = 2**62  # bytes: a message part never reaches it (see _GivenSpecKernelManager)
 KERNEL_FLAGS = (
     "--HistoryManager.enabled=False",
     "--InteractiveShell.colors=nocolor",
@@ -94,6 +95,14 @@ class _GivenSpecKernelManager(KernelManager):
     def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
         self._given_spec = spec
         super().__init__(**kwargs)
+        # Every message copied, never sent zero-copy. jupyter_client sends a message with a
+        # part over 64 KiB (a startup or definitions cell) zero-copy, which starts pyzmq's
+        # garbage-collector thread; libzmq's I/O thread then signals it when it frees the
+        # message, and at interpreter exit pyzmq closes that thread's socket under it: a
+        # batch process aborted at exit with "Assertion failed: pfd.revents & POLLIN
+        # (src/signaler.cpp:238)". Copying 100 KiB costs microseconds. (The client shares
+        # this session: KernelManager.client() passes it on.)
+        self.session.copy_threshold = NEVER_ZERO_COPY
 
     @property
     def kernel_spec(self) -> KernelSpec:  # type: ignore[override]
