@@ -285,9 +285,11 @@ class ModelStub:
     replies, ``usage`` computed as characters / 4 (what the table reports).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, latency_s: float = 0.0) -> None:
         self.runs: dict[str, Run] = {}
         self.lock = threading.Lock()
+        #: slept before each reply (--model-latency): what a real endpoint's latency hides
+        self.latency_s = latency_s
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -339,6 +341,8 @@ class ModelStub:
             if role in ("model", "planner") or role == stats.last_role == "coder":
                 stats.step_starts.append(time.perf_counter())
             stats.last_role = role
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
         prompt, completion = chars // CHARS_PER_TOKEN, len(text) // CHARS_PER_TOKEN
         usage = {
             "prompt_tokens": prompt,
@@ -991,7 +995,16 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="+",
         help="variant keys to run (default: all): langgraph-codeact smolagents dynagraph-off "
-        "dynagraph-off-follow dynagraph dynagraph-10k dynagraph-10k-parted base-off",
+        "dynagraph-off-follow dynagraph dynagraph-10k dynagraph-10k-parted dynagraph-10k-follow "
+        "base-off base-10k "
+        "(base-10k: asked for by name, beside a 10k variant)",
+    )
+    parser.add_argument(
+        "--model-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the stub waits this long before each reply (default 0: the frameworks' own cost)",
     )
     parser.add_argument(
         "--baseline",
@@ -1077,6 +1090,9 @@ def main(argv: list[str] | None = None) -> int:
         dyn.append(
             ("dynagraph-10k-parted", f"dynagraph {{v}}, {size}, parted query", False, True, parted)
         )
+        dyn.append(
+            ("dynagraph-10k-follow", f"dynagraph {{v}}, {size}, follow_plan", False, True, follow)
+        )
     filled: Path | None = None
     try:
         for key, label, off, big, settings in dyn:
@@ -1120,7 +1136,8 @@ def main(argv: list[str] | None = None) -> int:
                 variant.library_file = filled = lib_dir / "library.db"
             variants.append(variant)
 
-        if args.baseline and not (args.only and "base-off" not in args.only):
+        shim = baseline_shim(args.baseline.resolve(), work) if args.baseline else None
+        if shim is not None and not (args.only and "base-off" not in args.only):
             variants.append(
                 Variant(
                     "base-off",
@@ -1128,11 +1145,22 @@ def main(argv: list[str] | None = None) -> int:
                     "dynagraph",
                     no_library=True,
                     version="baseline",
-                    baseline=baseline_shim(args.baseline.resolve(), work),
+                    baseline=shim,
                 )
             )
+        if shim is not None and filled is not None and args.only and "base-10k" in args.only:
+            base_big = Variant(
+                "base-10k",
+                f"baseline ({args.baseline.name}), {args.library_size:,} functions",
+                "dynagraph",
+                no_library=False,
+                version="baseline",
+                baseline=shim,
+            )
+            base_big.library_file = filled
+            variants.append(base_big)
         rows: list[dict[str, Any]] = []
-        with ModelStub() as stub:
+        with ModelStub(args.model_latency / 1000) as stub:
             for r in range(args.rounds):
                 k = r % len(args.ns)
                 ns = args.ns[k:] + args.ns[:k]
@@ -1167,7 +1195,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nPeer benchmark, medians of {args.rounds} interleaved rounds; {started} to {finished}; "
         f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end; "
-        f"{time.perf_counter() - t_start:.0f} s in all\n"
+        f"{time.perf_counter() - t_start:.0f} s in all"
+        + (f"; model latency {args.model_latency:g} ms a reply" if args.model_latency else "")
+        + "\n"
     )
     print(text, flush=True)
     failures = {
@@ -1192,6 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "repeats": args.repeats,
             "ns": args.ns,
+            "model_latency_ms": args.model_latency,
             "token_count": f"characters / {CHARS_PER_TOKEN} (no tokenizer available offline)",
             "omp_wait_policy_dynagraph": env.get("OMP_WAIT_POLICY", "PASSIVE"),
             "variants": {

@@ -60,6 +60,15 @@ class CoderNode:
             library.record_retrieved([h.record.id for h in hits])
         return hits
 
+    def prepare_next(self, state: State, use_library: bool) -> None:
+        """Have the library embed the search text of the plan's next step now, in the background:
+        that step (the planner's usual next choice, the next one for sure under
+        agent.follow_plan) then finds its query vector computed, or being computed, while
+        this step's model call and cell ran."""
+        upcoming = state.get("plan") or []
+        if use_library and upcoming:
+            self.services.library.prepare_search(self.query(upcoming[0], state["task"]))
+
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
     ) -> dict[str, Any]:
@@ -82,6 +91,7 @@ class CoderNode:
             ]
             if hit_rows and self.define_ahead is not None:
                 self.define_ahead(kernel_key(state, config), [row["id"] for row in hit_rows])
+            self.prepare_next(state, context.use_library)
         function_lines = [row["summary"] for row in hit_rows]
         function_lines += self.services.action_lines()
         retry = ""

