@@ -8,6 +8,7 @@ cell and its traceback are shown. The reply protocol is one ```python block.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,12 @@ from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools.embeddings import PartedQuery
-from dynagraph.tools.library import SearchHit
+from dynagraph.tools.library import LibraryError, SearchHit
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class CoderNode:
@@ -67,7 +70,10 @@ class CoderNode:
         this step's model call and cell ran."""
         upcoming = state.get("plan") or []
         if use_library and upcoming:
-            self.services.library.prepare_search(self.query(upcoming[0], state["task"]))
+            try:  # a hint: the next step's own search reports what is wrong, if it still is
+                self.services.library.prepare_search(self.query(upcoming[0], state["task"]))
+            except LibraryError as exc:
+                log.debug("the next step's query was not embedded ahead: %s", exc)
 
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig

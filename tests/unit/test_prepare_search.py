@@ -83,3 +83,16 @@ def test_nothing_is_embedded_ahead_without_a_plan_a_library_or_records(tmp_path)
     finally:
         library.close()
         empty.close()
+
+
+def test_a_library_that_fails_to_prepare_does_not_fail_the_step(tmp_path) -> None:
+    """prepare_search is a hint: an error there (a broken file, a server gone) is left to the
+    next step's own search to report."""
+    from dynagraph.tools.library import LibraryError
+
+    class Broken:
+        def prepare_search(self, query: str) -> None:
+            raise LibraryError("library lib.db is damaged")
+
+    coder = coder_for(Broken())  # type: ignore[arg-type]
+    coder.prepare_next({"task": TASK, "plan": ["Average the sales"]}, True)  # no raise
