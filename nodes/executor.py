@@ -14,6 +14,7 @@ to the coder (``agent.follow_plan``, nodes/plan.py).
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ from dynagraph.tools.packages import missing_module_note
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 #: Library functions now defined in a kernel ({name: record id}) and notes on failures.
 Defined = tuple[dict[str, str], list[str]]
 
@@ -49,9 +52,9 @@ class _Kernel:
 
 @dataclass
 class _Ahead:
-    """Definitions made by :meth:`ExecutorNode.define_ahead` while the coder's call was out."""
+    """Definitions made by :meth:`ExecutorNode.define_ahead` while the coder's call was out
+    (kept by session, weakly: not the session itself, which would keep its own entry alive)."""
 
-    session: KernelSession
     record_ids: list[str]
     restarts_before: int
     restarts_after: int
@@ -66,7 +69,11 @@ class ExecutorNode:
         self._kernels: weakref.WeakKeyDictionary[KernelSession, _Kernel] = (
             weakref.WeakKeyDictionary()
         )
-        self._ahead: dict[str, Future[_Ahead]] = {}  # kernel key -> definitions under way
+        # definitions under way, by kernel: an entry the executor never takes (the coder's call
+        # failed after its search) goes with its session
+        self._ahead: weakref.WeakKeyDictionary[KernelSession, Future[_Ahead]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     # -- kernel preparation ---------------------------------------------------------------------
@@ -95,27 +102,31 @@ class ExecutorNode:
         if not record_ids or session is None:
             return
 
-        def define() -> _Ahead:  # if it raises, the executor defines them itself
+        def define() -> _Ahead | None:  # None: the executor defines them itself
             before = session.restarts
-            outcome = self.define_library_functions(session, record_ids)
-            return _Ahead(session, record_ids, before, session.restarts, outcome)
+            try:
+                outcome = self.define_library_functions(session, record_ids)
+            except Exception as exc:  # not kept: its traceback would hold the session
+                log.debug("definitions ahead failed: %s", exc)
+                return None
+            return _Ahead(record_ids, before, session.restarts, outcome)
 
         with self._lock:
-            self._ahead[key] = in_background(define, "dynagraph-define-ahead")
+            self._ahead[session] = in_background(define, "dynagraph-define-ahead")
 
     def defined_for_step(
-        self, key: str, session: KernelSession, record_ids: list[str]
+        self, session: KernelSession, record_ids: list[str]
     ) -> tuple[Defined, int]:
         """The step's hits defined, and the session's restart count before the step used it:
         taken from :meth:`define_ahead` when it defined these ids in this session and the
         kernel has not restarted since (waited for), else defined now."""
         with self._lock:
-            pending = self._ahead.pop(key, None)
+            pending = self._ahead.pop(session, None)
         try:
             ahead = pending.result() if pending is not None else None
         except Exception:
             ahead = None
-        if ahead is None or ahead.session is not session or ahead.record_ids != record_ids:
+        if ahead is None or ahead.record_ids != record_ids:
             before = session.restarts
             return self.define_library_functions(session, record_ids), before
         if session.restarts != ahead.restarts_after:  # the kernel restarted since: again
@@ -201,7 +212,7 @@ class ExecutorNode:
         key = kernel_key(state, config)
         session = self.session_for(key)
         hit_ids = [h["id"] for h in state.get("hits") or []]
-        (library_names, notes), restarts_before = self.defined_for_step(key, session, hit_ids)
+        (library_names, notes), restarts_before = self.defined_for_step(session, hit_ids)
         # the task ran cells before, but not in this kernel: it was resumed in a new process
         # (or its kernel was replaced); what earlier steps defined is gone
         earlier_cells = bool(state.get("steps") or state.get("failed_attempts"))

@@ -119,3 +119,33 @@ def test_a_kernel_that_died_between_steps_is_reported_when_its_hits_restart_it(
     assert second["restarted"] and second["status"] == "error"
     assert "NameError" in second["observation"] and "name 'a'" in second["observation"]
     assert "restarted" in second["observation"]  # the cell is told why `a` is gone
+
+
+def test_definitions_ahead_that_no_step_takes_go_with_their_kernel() -> None:
+    """The coder's model call failed after its search: no executor step takes the definitions
+    made ahead. They are kept by kernel, weakly, so they go when the kernel object does (a
+    long-lived process would otherwise keep one per failed call, each holding its kernel)."""
+    import gc
+    from types import SimpleNamespace
+
+    from dynagraph.nodes.executor import ExecutorNode
+
+    class Kernel:  # what define_ahead reads of a kernel that holds none of the records
+        restarts = 0
+
+        def is_alive(self) -> bool:
+            return True
+
+    task_kernels = {"task-1": Kernel()}
+    services = SimpleNamespace(
+        kernels=SimpleNamespace(peek=task_kernels.get),
+        library=SimpleNamespace(get=lambda rid: None, get_by_name=lambda name: None),
+    )
+    executor = ExecutorNode(services)  # type: ignore[arg-type]
+    executor.define_ahead("task-1", ["a-record-id"])
+    (pending,) = executor._ahead.values()
+    assert pending.result(timeout=30) is not None  # made, and never taken
+    del pending
+    task_kernels.clear()  # the task ended: its kernel was released and reaped
+    gc.collect()
+    assert len(executor._ahead) == 0
