@@ -16,30 +16,26 @@ from tests.support.sandbox import needs_bwrap
 pytestmark = pytest.mark.timeout(180)
 
 
-def _services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str, reuse: int = 20):
+@pytest.fixture
+def make_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``make_services(sandbox, reuse=20)``: Services (no warm pool) closed after the test, whose
+    kernels must all be gone by then (reaper.drain)."""
     from dynagraph.graphs.services import Services
     from dynagraph.graphs.settings import load_settings
 
     monkeypatch.setenv("DYNAGRAPH_HOME", str(tmp_path / "home"))
-    settings = load_settings(
-        None,
-        **{
-            "executor.sandbox": sandbox,
-            "executor.pool_size": 0,
-            "librarian.scratch_reuse": reuse,
-        },
-    )
-    return Services(settings)
-
-
-@pytest.fixture
-def make_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``make_services(sandbox, reuse=20)``: Services closed after the test, whose kernels must
-    all be gone by then (reaper.drain)."""
     made = []
 
     def make(sandbox: str, reuse: int = 20):
-        made.append(_services(tmp_path, monkeypatch, sandbox, reuse))
+        settings = load_settings(
+            None,
+            **{
+                "executor.sandbox": sandbox,
+                "executor.pool_size": 0,
+                "librarian.scratch_reuse": reuse,
+            },
+        )
+        made.append(Services(settings))
         return made[-1]
 
     yield make
