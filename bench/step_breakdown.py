@@ -107,7 +107,7 @@ def run_variant(
     times: dict[str, list[float]] = {}
     for event in events:
         times.setdefault(event.label, []).append(event.seconds * 1000)
-    # a step's first executor call (and its definitions) waits for the kernel start: left out.
+    # a task's first executor call (and its definitions) waits for the kernel start: left out.
     # The task's cells never fail, so each task makes exactly STEPS calls of each.
     for label in (EXECUTOR, DEFINE):
         times[label] = [ms for i, ms in enumerate(times.get(label, [])) if i % STEPS != 0]

@@ -46,7 +46,7 @@ Defined = tuple[dict[str, str], list[str]]
 class _Kernel:
     """What the executor knows of one kernel session."""
 
-    restarts: int  # the session's restart count when ``defined`` was last true
+    restarts: int  # the session's restart count that ``defined`` is true for
     defined: dict[str, str] = field(default_factory=dict)  # library function name -> record id
 
 

