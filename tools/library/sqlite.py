@@ -45,6 +45,7 @@ from dynagraph.tools.library.sqlite_search import (
     hybrid_ranking,
     keyword_scores,
     load_vector_index,
+    row_products,
 )
 from dynagraph.tools.library.verified import VerifiedReads
 
@@ -437,7 +438,7 @@ class SqliteLibrary(SqliteTransactions):
         with self._transaction("DEFERRED"):
             index = self._vector_index()
             rows = index.rows(status, None)
-            doc_cos = (index.doc @ vec)[rows].astype(np.float64)
+            doc_cos = row_products(index.doc, vec)[rows].astype(np.float64)
             order = np.argsort(-doc_cos, kind="stable")[:k]
             records = self._records_by_seq([int(index.seqs[rows[i]]) for i in order])
         return [
