@@ -995,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="+",
         help="variant keys to run (default: all): langgraph-codeact smolagents dynagraph-off "
-        "dynagraph-off-follow dynagraph dynagraph-10k dynagraph-10k-parted dynagraph-10k-follow "
+        "dynagraph-off-follow dynagraph dynagraph-10k dynagraph-10k-joined dynagraph-10k-follow "
         "base-off base-10k "
         "(base-10k: asked for by name, beside a 10k variant)",
     )
@@ -1077,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     work = Path(tempfile.mkdtemp(prefix="dynagraph-peers-"))
     fill: dict[str, Any] | None = None
-    parted = {"library": {"query_embedding": "parted"}}
+    joined = {"library": {"query_embedding": "joined"}}
     follow = {"agent": {"follow_plan": max(args.ns)}}
     dyn = [
         ("dynagraph-off", "dynagraph {v}, library off", True, False, {}),
@@ -1088,7 +1088,7 @@ def main(argv: list[str] | None = None) -> int:
         size = f"{args.library_size:,} functions"
         dyn.append(("dynagraph-10k", f"dynagraph {{v}}, {size}", False, True, {}))
         dyn.append(
-            ("dynagraph-10k-parted", f"dynagraph {{v}}, {size}, parted query", False, True, parted)
+            ("dynagraph-10k-joined", f"dynagraph {{v}}, {size}, joined query", False, True, joined)
         )
         dyn.append(
             ("dynagraph-10k-follow", f"dynagraph {{v}}, {size}, follow_plan", False, True, follow)

@@ -13,8 +13,9 @@ planner's step asks of the coder: "What is the mean of the numbers?"). Per held-
 three queries, at the default alpha (0.5) and vectors alone (alpha 1.0):
 
 - ``question alone``: the protocol's own query (bench/library.py's figure);
-- ``joined``: ``f"{instruction}\\n{task}"`` embedded as one text (the coder before);
-- ``parted``: ``PartedQuery(instruction, task)``: the two vectors summed (the coder now).
+- ``joined``: ``f"{instruction}\\n{task}"`` embedded as one text (``library.query_embedding:
+  joined``);
+- ``parted``: ``PartedQuery(instruction, task)``: the two vectors summed (the default).
 
 Timing: the query embedding of a step, median over the questions: the joined text embedded
 whole versus the parted query with its task part already cached (every step after the first).

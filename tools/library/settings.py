@@ -15,10 +15,11 @@ class LibrarySettings(StrictSettings):
     min_score: float = Field(0.0, description="hits scoring below this are not shown")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="hybrid weight: 1 vectors, 0 keywords")
     query_embedding: Literal["joined", "parted"] = Field(
-        "joined",
-        description="the coder's query vector: the step's instruction and the task embedded as "
-        "one text (joined), or apart and summed, the task once per task (parted: 1.7-2.4x less "
-        "embedding per step, recall@5 -0.013 on CRAFT TabMWP; bench/README.md)",
+        "parted",
+        description="the coder's query vector: the step's instruction and the task embedded "
+        "apart and summed, the task once per task (parted: a step embeds only its instruction, "
+        "whatever the task's length), or as one text at every step (joined: recall@10 +0.025 "
+        "and +0.032 on two CRAFT sets, 2-2.5x the embedding per step; bench/README.md 13e)",
     )
     weaviate: dict[str, Any] = Field(default_factory=dict, description="see docs/weaviate.md")
     outbox_path: str = "${DYNAGRAPH_HOME}/outbox.db"
