@@ -8,6 +8,7 @@ builds it. Kernels live in a registry keyed by thread id, outside the graph stat
 from __future__ import annotations
 
 import fcntl
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ from dynagraph.tools.kernel import (
 from dynagraph.tools.library import FunctionLibrary, open_library
 from dynagraph.tools.models import ModelFactory
 
+log = logging.getLogger(__name__)
+
 
 class Services:
     """Library, embedder, kernels and chat models for one graph."""
@@ -68,27 +71,56 @@ class Services:
         """Embed passages in the background (one at a time, in order) into the embedder's
         cache: the planner sends the task's candidates while its model thinks, so the
         librarian's neighbour search and write find their vectors ready."""
-        with self._lock:
-            if self._closed:
-                return
-            if self._embed_worker is None:
-                self._embed_worker = ThreadPoolExecutor(1, thread_name_prefix="dynagraph-embed")
-            worker = self._embed_worker
+        worker = self._ahead_worker()
+        if worker is None:
+            return
         for text in texts:  # one text a job: a step's query waits for one passage at most
             worker.submit(self.embedder.embed_documents, [text])  # a failure: embedded again later
+
+    def prepare_search_ahead(self, text: str) -> None:
+        """Have the library embed a search text in the background (opening the library there,
+        off the caller's path, if it is not open yet): the planner sends the task's part of the
+        coder's query while its first model request is out, so the first step's search embeds
+        only the step's instruction. A hint: a failure is logged, the search reports its own."""
+        worker = self._ahead_worker()
+        if worker is not None:
+            worker.submit(self._prepare_search, text)
+
+    def _prepare_search(self, text: str) -> None:
+        with self._lock:
+            if self._closed:  # never reopen a library after close()
+                return
+            library = self._open_library()
+        try:
+            library.prepare_search(text)
+        except Exception as exc:  # noqa: BLE001 - a hint in a background thread (docstring)
+            log.debug("search text not prepared ahead: %r", exc)
+
+    def _ahead_worker(self) -> ThreadPoolExecutor | None:
+        """The one background thread of the work done ahead (None once closed)."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._embed_worker is None:
+                self._embed_worker = ThreadPoolExecutor(1, thread_name_prefix="dynagraph-embed")
+            return self._embed_worker
 
     @property
     def library(self) -> FunctionLibrary:
         with self._lock:
-            if self._library is None:
-                lib = self.settings.library
-                if lib.backend == "sqlite":
-                    path = self.settings.path(lib.path)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    self._library = open_library("sqlite", path=path, embedder=self.embedder)
-                else:
-                    self._library = self._open_weaviate(flush_on_open=True)
-            return self._library
+            return self._open_library()
+
+    def _open_library(self) -> FunctionLibrary:
+        """The library, opened on first use. Called with ``self._lock`` held."""
+        if self._library is None:
+            lib = self.settings.library
+            if lib.backend == "sqlite":
+                path = self.settings.path(lib.path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._library = open_library("sqlite", path=path, embedder=self.embedder)
+            else:
+                self._library = self._open_weaviate(flush_on_open=True)
+        return self._library
 
     def _open_weaviate(self, *, flush_on_open: bool) -> FunctionLibrary:
         """Weaviate behind a local outbox: admissions made while it is down are kept."""

@@ -26,6 +26,7 @@ from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.media import image_data_url
+from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.librarian.candidate import Candidate
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
@@ -42,12 +43,16 @@ class PlannerNode:
         self.services = services
 
     def start_kernels_ahead(self, state: State, config: RunnableConfig, context: Context) -> None:
-        """Work starts while the model thinks: the task's kernel before the first step; once
-        the task has functions to verify, the librarian's scratch kernel and the embedding of
-        the texts it will search and store them by (the task, each candidate's doc view)."""
+        """Work starts while the model thinks: before the first step, the task's kernel and
+        the embedding of the task's part of the coder's query (library.query_embedding: parted,
+        so the first search embeds only its instruction); once the task has functions to
+        verify, the librarian's scratch kernel and the embedding of the texts it will search
+        and store them by (the task, each candidate's doc view)."""
         key = kernel_key(state, config)
         if not state.get("steps"):
             self.services.kernels.prestart(key)
+            if context.use_library and self.services.settings.library.query_embedding == "parted":
+                self.services.prepare_search_ahead(PartedQuery(state["task"]))
         candidates = state.get("candidates") or []
         if context.use_library and candidates:
             self.services.prestart_scratch(self.services.workdir_for(key))

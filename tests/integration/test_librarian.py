@@ -5,6 +5,7 @@ embeddings."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from dynagraph.graphs.run import run_task
@@ -175,6 +176,38 @@ def test_an_exact_duplicate_needs_no_scratch_kernel_and_a_broken_function_is_rej
     )
     assert "scaled(5) gave 15, recorded 10" in decision["reason"]
     assert services.library.get_by_name("scaled") is None
+
+
+def test_the_tasks_part_of_the_first_query_is_embedded_while_the_planner_thinks(stub_env, services):
+    """library.query_embedding: parted (the default): the planner's first turn has the task's
+    part of the coder's query embedded in the background, so the first step's search embeds
+    only its instruction. The stub holds the planner's first reply until the task's vector is
+    there (or 20 s pass: the assertion then fails)."""
+    stub = stub_env["stub"]
+    stub.script("planner", [planner_step("Multiply."), planner_answer("391")])
+    stub.script("coder", [coder_cell(MULTIPLY_CELL)])
+    run_task("What is 17 times 23?", services=services)  # one function: searches now embed
+
+    embedder = services.embedder
+    queries: list[str] = []
+    real_query = embedder._embed_query
+    embedder._embed_query = lambda text: (queries.append(text), real_query(text))[1]
+    task = "Prices are in euros. What is 100 with VAT?"
+    seen_while_out: list[bool] = []
+
+    def first_reply(request: dict) -> str:
+        deadline = time.monotonic() + 20
+        while task not in queries and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_while_out.append(task in queries)
+        return planner_step("Add VAT to 100.")
+
+    stub.script("planner", [first_reply, planner_answer("120.0")])
+    stub.script("coder", [coder_cell(VAT_CELL)])
+    result = run_task(task, services=services)
+    assert result.status == "done", result.error
+    assert seen_while_out == [True]
+    assert queries.count(task) == 1 and "Add VAT to 100." in queries  # each part once
 
 
 def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(stub_env, services):

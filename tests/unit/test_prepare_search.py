@@ -95,3 +95,16 @@ def test_a_library_that_fails_to_prepare_does_not_fail_the_step(tmp_path) -> Non
 
     coder = coder_for(Broken())  # type: ignore[arg-type]
     coder.prepare_next({"task": TASK, "plan": ["Average the sales"]}, True)  # no raise
+
+
+def test_closed_services_prepare_nothing_and_open_no_library(tmp_path, monkeypatch) -> None:
+    """The planner's hint may come after the services closed (a run stopped meanwhile): no
+    library is opened again, no file is created."""
+    from dynagraph.graphs.services import Services
+
+    monkeypatch.setenv("DYNAGRAPH_HOME", str(tmp_path))
+    services = Services(load_settings(None, **{"executor.pool_size": 0}))
+    services.close()
+    services.prepare_search_ahead("Sales per region are in sales.csv.")
+    services._prepare_search("Sales per region are in sales.csv.")  # a job already queued
+    assert not (tmp_path / "library.db").exists()
