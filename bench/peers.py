@@ -972,6 +972,21 @@ def table(variants: list[Variant], summaries: dict[str, dict[str, Any]], max_n: 
     return format_table(headers, rows)
 
 
+#: Every key ``--only`` accepts (base-10k: asked for by name, beside a 10k variant).
+VARIANT_KEYS = (
+    "langgraph-codeact",
+    "smolagents",
+    "dynagraph-off",
+    "dynagraph-off-follow",
+    "dynagraph",
+    "dynagraph-10k",
+    "dynagraph-10k-joined",
+    "dynagraph-10k-follow",
+    "base-off",
+    "base-10k",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -994,10 +1009,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="variant keys to run (default: all): langgraph-codeact smolagents dynagraph-off "
-        "dynagraph-off-follow dynagraph dynagraph-10k dynagraph-10k-joined dynagraph-10k-follow "
-        "base-off base-10k "
-        "(base-10k: asked for by name, beside a 10k variant)",
+        choices=VARIANT_KEYS,
+        metavar="KEY",
+        help="variant keys to run (default: all): "
+        + " ".join(VARIANT_KEYS)
+        + " (base-10k: asked for by name, beside a 10k variant)",
     )
     parser.add_argument(
         "--model-latency",

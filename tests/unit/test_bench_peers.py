@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from bench import peers
 from bench.peers import Run, TaskStats, in_task_step_ms, scripted_reply
 
 
@@ -66,3 +69,13 @@ def test_the_stub_waits_its_model_latency_before_each_reply() -> None:
         started = time.perf_counter()
         assert "```python" in stub.chat(rid, coder)[0]
         assert time.perf_counter() - started >= 0.15
+
+
+def test_an_unknown_variant_key_is_refused_before_anything_runs(capsys) -> None:
+    """A renamed key (dynagraph-10k-parted became dynagraph-10k-joined) must not run nothing
+    in silence: argparse refuses it, naming the choices."""
+    with pytest.raises(SystemExit) as stopped:
+        peers.main(["--only", "dynagraph-10k-parted"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "dynagraph-10k-parted" in err and "dynagraph-10k-joined" in err
