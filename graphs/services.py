@@ -78,20 +78,23 @@ class Services:
             worker.submit(self.embedder.embed_documents, [text])  # a failure: embedded again later
 
     def prepare_search_ahead(self, text: str) -> None:
-        """Have the library embed a search text in the background (opening the library there,
-        off the caller's path, if it is not open yet): the planner sends the task's part of the
-        coder's query while its first model request is out, so the first step's search embeds
-        only the step's instruction. A hint: a failure is logged, the search reports its own."""
+        """Have the library embed a search text in the background (opening a SQLite library
+        there, off the caller's path, if it is not open yet; a Weaviate library only if it is
+        open already): the planner sends the task's part of the coder's query while its first
+        model request is out, so the first step's search embeds only the step's instruction.
+        A hint: a failure is logged, the search reports its own."""
         worker = self._ahead_worker()
         if worker is not None:
             worker.submit(self._prepare_search, text)
 
     def _prepare_search(self, text: str) -> None:
-        with self._lock:
-            if self._closed:  # never reopen a library after close()
-                return
-            library = self._open_library()
         try:
+            with self._lock:
+                if self._closed:  # never reopen a library after close()
+                    return
+                if self._library is None and self.settings.library.backend != "sqlite":
+                    return  # a server is not connected for a hint: a down one is tried once
+                library = self._open_library()
             library.prepare_search(text)
         except Exception as exc:  # noqa: BLE001 - a hint in a background thread (docstring)
             log.debug("search text not prepared ahead: %r", exc)
