@@ -650,5 +650,9 @@ def test_a_server_whose_shards_are_closing_is_unavailable_not_refusing() -> None
         "explorer: list class: search: object search at index dynagraphlog: no read replica found",
         "GRPC search",
     )
+    unloaded = WeaviateQueryError(  # a little later in the same shutdown
+        "explorer: list class: search: tried to browse non-existing index for DynagraphOutageLog",
+        "GRPC search",
+    )
     refused = WeaviateQueryError("explorer: no such class DynagraphLog", "GRPC search")
-    assert is_unavailable(closing) and not is_unavailable(refused)
+    assert is_unavailable(closing) and is_unavailable(unloaded) and not is_unavailable(refused)
