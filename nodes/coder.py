@@ -20,11 +20,26 @@ from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import LibraryError, SearchHit
+from dynagraph.tools.library.settings import LibrarySettings
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+def search_text(library: LibrarySettings, instruction: str, task: str) -> str:
+    """The step's search text: the instruction, then the task (library.query_embedding: one
+    text, or parts embedded apart with the task's vector cached for the whole task)."""
+    if library.query_embedding == "parted":
+        return PartedQuery(instruction, task)
+    return f"{instruction}\n{task}"
+
+
+def task_search_part(library: LibrarySettings, task: str) -> str | None:
+    """The part of every step's search text that stays the same all task long, embedded on
+    its own (parted), or None when the shape has no such part (joined)."""
+    return PartedQuery(task) if library.query_embedding == "parted" else None
 
 
 class CoderNode:
@@ -42,11 +57,8 @@ class CoderNode:
         self.define_ahead = define_ahead
 
     def query(self, instruction: str, task: str) -> str:
-        """The step's search text: the instruction, then the task (library.query_embedding:
-        one text, or parts embedded apart with the task's vector cached for the whole task)."""
-        if self.services.settings.library.query_embedding == "parted":
-            return PartedQuery(instruction, task)
-        return f"{instruction}\n{task}"
+        """The step's search text (:func:`search_text` under this graph's settings)."""
+        return search_text(self.services.settings.library, instruction, task)
 
     def search(self, query: str, use_library: bool) -> list[SearchHit]:
         """Library hits for the step (before any code is written)."""

