@@ -36,14 +36,17 @@ from bench.common import add_out_argument, baseline_shim, save_figures_to  # noq
 from tests.support.config import planner_answer, write_stub_config  # noqa: E402
 from tests.support.openai_stub import StubLLM  # noqa: E402
 
-#: Runs ``dynagraph`` (its console script's ``main``) with argv; with a baseline tree on
+#: Runs ``dynagraph`` (its console script's ``main``: graphs/startup.py's, or the CLI's in a
+#: tree that predates it) with argv; with a baseline tree on
 #: PYTHONPATH the editable install's finder is removed first.
 LAUNCH = (
-    "import sys; "
+    "import sys\n"
     "sys.meta_path[:] = [f for f in sys.meta_path "
-    "if not (sys.argv[1] == 'base' and '__editable__' in repr(f))]; "
-    "sys.argv = ['dynagraph', *sys.argv[2:]]; "
-    "from dynagraph.graphs.cli import main; sys.exit(main())"
+    "if not (sys.argv[1] == 'base' and '__editable__' in repr(f))]\n"
+    "sys.argv = ['dynagraph', *sys.argv[2:]]\n"
+    "try: from dynagraph.graphs.startup import main\n"
+    "except ImportError: from dynagraph.graphs.cli import main  # a tree before 13f\n"
+    "sys.exit(main())"
 )
 
 

@@ -27,6 +27,7 @@ from dynagraph.graphs.cli_demo import add_demo_parser
 from dynagraph.graphs.cli_eval import add_eval_parser
 from dynagraph.graphs.cli_library import add_library_parser
 from dynagraph.graphs.settings import Settings, load_settings
+from dynagraph.graphs.startup import resume_collector
 from dynagraph.nodes.events import render_event
 from dynagraph.tools.errors import DynagraphError
 
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-library", action="store_true", help="neither search nor grow the library"
     )
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, runs_tasks=True)
 
     add_library_parser(sub)
     add_batch_parser(sub)
@@ -196,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with stop:
             settings = load_settings(config)
+            if getattr(args, "runs_tasks", False):
+                import_task_machinery()
+            resume_collector()  # the start is over (graphs/startup.py)
             code = args.handler(args, settings)
             sys.stdout.flush()  # a closed pipe must fail here, inside the handler below
         return code
@@ -211,6 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DynagraphError as exc:  # one line a user acts on; bugs keep their traceback
         print(f"dynagraph: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+
+
+def import_task_machinery() -> None:
+    """Import what a task's first model request needs (the graph and its nodes, LangGraph,
+    the chat client) before the task starts: under the entry point's paused collector
+    (graphs/startup.py) rather than inside the planner's first call."""
+    import dynagraph.graphs.run  # noqa: F401
+    from dynagraph.tools.models import import_chat_client
+
+    import_chat_client()
 
 
 def _silence_stdout() -> None:

@@ -68,5 +68,5 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
         "--no-library", action="store_true", help="neither search nor grow the library"
     )
     batch.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    batch.set_defaults(handler=cmd_batch)
+    batch.set_defaults(handler=cmd_batch, runs_tasks=True)
     return batch

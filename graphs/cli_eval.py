@@ -66,7 +66,7 @@ def add_eval_parser(subparsers: Any) -> None:
     parser.add_argument("--planner-model", help="override the planner's model name")
     parser.add_argument("--coder-model", help="override the coder's model name")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=cmd_eval)
+    parser.set_defaults(handler=cmd_eval, runs_tasks=True)
 
 
 def _with_library_path(settings: Any, path: str | None) -> Any:

@@ -242,6 +242,13 @@ def _deadline_transport() -> Any:
     return _deadline_transport_class()()
 
 
+def import_chat_client() -> None:
+    """Import the chat client's modules (openai, langchain-openai: most of a command's start)
+    now, not inside the first model call: the CLI does it while its start is counted."""
+    _deadline_transport_class()
+    _chat_class()
+
+
 @functools.cache
 def _chat_class() -> type:
     from langchain_openai import ChatOpenAI
