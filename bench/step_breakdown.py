@@ -8,12 +8,16 @@ caller would, and the parts are timed by wrapping them: the planner, coder and e
 the coder's library search with its query embedding (misses of the query cache only) and
 keyword scoring, and the definition of a step's library hits in the kernel.
 
-Variants (``--variants``): ``off`` (library off), ``empty`` (library on, nothing in it),
+Variants (``--variants``): ``off`` (library off), ``off-follow`` (library off,
+``agent.follow_plan: 10``: one model call a step), ``empty`` (library on, nothing in it),
 ``10k`` (10,000 functions, bench/peers.py's fill), ``10k-joined`` (the same with
-``library.query_embedding: joined``). Each variant runs ``--warmup`` tasks, then ``--tasks``
+``library.query_embedding: joined``). Besides the parts, "hop" rows give the time between one
+node's end and the next one's start inside a step (LangGraph's own work: checkpoints, the
+next task's scheduling, the stream), and "kernel cell" the Jupyter round trip of the step's
+cell. Each variant runs ``--warmup`` tasks, then ``--tasks``
 measured ones; medians are per call over the measured tasks.
 
-Usage: ``python bench/step_breakdown.py [--variants off 10k 10k-joined] [--tasks 6] [--out F]``.
+Usage: ``python bench/step_breakdown.py [--variants off off-follow 10k 10k-joined] [--tasks 6] [--out F]``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,29 @@ time.sleep(24 * 3600)
 """
 STEPS = 10
 EXECUTOR, DEFINE = "executor node (steps 2-10)", "  define hits"
+CELL = "  kernel cell (steps 2-10)"
+NODES = {"planner node": "planner", "coder node": "coder", EXECUTOR: "executor"}
+VARIANTS = ["off", "off-follow", "empty", "10k", "10k-joined"]
+
+
+def node_hops(events: list[Any]) -> dict[str, list[float]]:
+    """One task's events -> ms from each node's end to the next node's start, by hop ("hop
+    coder -> executor"), from the first executor call to the last (the kernel start and the
+    answer are left out); and under CELL the kernel time of each later executor call."""
+    nodes = sorted((e for e in events if e.label in NODES), key=lambda e: e.start)
+    executors = [i for i, e in enumerate(nodes) if e.label == EXECUTOR]
+    if len(executors) < 3:
+        return {}
+    executor_calls = [nodes[i] for i in executors]
+    hops: dict[str, list[float]] = {}
+    span = nodes[executors[0] : executors[-1] + 1]
+    for before, after in zip(span, span[1:], strict=False):
+        label = f"hop {NODES[before.label]} -> {NODES[after.label]}"
+        hops.setdefault(label, []).append((after.start - before.end) * 1000)
+    for step in executor_calls[1:]:  # the cells a step's executor call ran, kernel start excluded
+        cells = [c for c in events if c.label == CELL and step.start <= c.start < step.end]
+        hops.setdefault(CELL, []).append(sum(c.seconds for c in cells) * 1000)
+    return hops
 
 
 def run_variant(
@@ -58,6 +85,7 @@ def run_variant(
 ) -> dict[str, Any]:
     from dynagraph.nodes import coder, executor, planner
     from dynagraph.tools import embeddings
+    from dynagraph.tools.kernel.session import KernelSession
     from dynagraph.tools.library import sqlite as sqlite_library
 
     from dynagraph import Context, Services, load_settings, run_task
@@ -66,10 +94,14 @@ def run_variant(
     os.environ["DYNAGRAPH_HOME"] = str(home)
     if variant.startswith("10k"):  # main() fills the library for these
         shutil.copy(library_file, home / "library.db")
-    overrides = {"library": {"query_embedding": "joined"}} if variant.endswith("joined") else {}
+    overrides: dict[str, dict[str, Any]] = {}
+    if variant.endswith("joined"):
+        overrides["library"] = {"query_embedding": "joined"}
+    if variant.endswith("follow"):
+        overrides["agent"] = {"follow_plan": STEPS}
     settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
     services = Services(settings)
-    context = Context(use_library=variant != "off")
+    context = Context(use_library=not variant.startswith("off"))
     events: list[Event] = []
     targets = [
         (planner.PlannerNode, "__call__", "planner node"),
@@ -79,13 +111,15 @@ def run_variant(
         (sqlite_library, "keyword_scores", "    keyword scoring"),
         (executor.ExecutorNode, "__call__", EXECUTOR),
         (executor.ExecutorNode, "define_library_functions", DEFINE),
+        (KernelSession, "execute", CELL),
     ]
     task_ms: list[float] = []
+    hops: dict[str, list[float]] = {}
     try:
         with timed_calls(events, targets):
             for index in range(warmup + tasks):
-                if index == warmup:
-                    events.clear()
+                if index >= warmup:
+                    first = len(events)
                 common.announce(url, index, STEPS)
                 began = time.perf_counter()
                 result = run_task(
@@ -101,6 +135,10 @@ def run_variant(
                     )
                 if index >= warmup:
                     task_ms.append((time.perf_counter() - began) * 1000)
+                    for label, ms in node_hops(events[first:]).items():
+                        hops.setdefault(label, []).extend(ms)
+                else:
+                    events.clear()
     finally:
         services.close()
         shutil.rmtree(home, ignore_errors=True)
@@ -109,8 +147,10 @@ def run_variant(
         times.setdefault(event.label, []).append(event.seconds * 1000)
     # a task's first executor call (and its definitions) waits for the kernel start: left out.
     # The task's cells never fail, so each task makes exactly STEPS calls of each.
+    times.pop(CELL, None)  # per step, from node_hops
     for label in (EXECUTOR, DEFINE):
         times[label] = [ms for i, ms in enumerate(times.get(label, [])) if i % STEPS != 0]
+    times.update(hops)
     return {
         "task_ms_median": round(statistics.median(task_ms), 1),
         "parts": {
@@ -126,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["off", "empty", "10k", "10k-joined"],
-        choices=["off", "empty", "10k", "10k-joined"],
+        default=["off", "off-follow", "empty", "10k", "10k-joined"],
+        choices=VARIANTS,
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=6)

@@ -15,6 +15,7 @@ that import ``dynagraph`` are never affected: only this entry point pauses.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Sequence
 
 #: True while this module holds the collector paused (a collector the caller had disabled
@@ -53,3 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_main(argv)
     finally:
         resume_collector()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 def dynagraph_argv(*args: str) -> list[str]:
     """The command line of ``dynagraph ARGS``: the installed console script, or
-    ``python -m dynagraph.graphs.cli`` when there is none."""
+    ``python -m dynagraph.graphs.startup`` (its entry point) when there is none."""
     exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.startup"]
     return [*cmd, *args]
 
 
