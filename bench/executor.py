@@ -8,7 +8,8 @@ these figures say what each of those costs on this machine, measured in one run.
 
 1. Round trip of a trivial cell (``pass``): ``KernelSession.execute`` vs a bare jupyter_client
    ``BlockingKernelClient.execute_interactive``, each against its own kernel started in this run
-   (both over ipc, as KernelSession uses), ``--round-trips`` each (median; the ratio).
+   (both over ipc, as KernelSession uses), ``--round-trips`` each (median; the ratio); the bare
+   one again with ``--Kernel._execute_sleep=0``, as KernelSession's kernels run.
 2. Task start: the time from a task needing a kernel to that kernel being ready for its first
    cell: cold (``Services.kernel_session(...).start()``: ipykernel start + bootstrap) vs pooled
    (``KernelPool.take``: a warm kernel moves into the task's directory; its session ran the
@@ -67,8 +68,6 @@ def ms(seconds: float) -> float:
 
 # -- 1. round trips -----------------------------------------------------------------------------
 def round_trips(count: int, workdir: Path) -> dict[str, Any]:
-    from jupyter_client.manager import KernelManager
-
     with KernelSession(workdir / "session") as session:
         for _ in range(20):
             session.execute("pass")
@@ -78,28 +77,40 @@ def round_trips(count: int, workdir: Path) -> dict[str, Any]:
             session.execute("pass")
             ours.append(time.perf_counter() - began)
 
+    bare = bare_round_trips(count, workdir, [])
+    bare_no_sleep = bare_round_trips(count, workdir, ["--Kernel._execute_sleep=0"])
+    return {
+        "count": count,
+        "kernel_session_median_ms": ms(median(ours)),
+        "bare_execute_interactive_median_ms": ms(median(bare)),
+        "bare_without_execute_sleep_median_ms": ms(median(bare_no_sleep)),
+        "ratio": round(median(ours) / median(bare), 2),
+    }
+
+
+def bare_round_trips(count: int, workdir: Path, flags: list[str]) -> list[float]:
+    """Seconds per ``execute_interactive("pass")`` against a plain ipykernel started with
+    ``flags`` (``--Kernel._execute_sleep=0``: without the 0.5 ms sleep ipykernel makes after
+    every cell, which KernelSession's kernels run without, tools/kernel/launch.py)."""
+    from jupyter_client.manager import KernelManager
+
     km = KernelManager(transport="ipc", connection_file=str(workdir / "bare-kernel.json"))
-    km.start_kernel(cwd=str(workdir))
+    km.start_kernel(cwd=str(workdir), extra_arguments=flags)
     kc = km.client()
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
         for _ in range(20):
             kc.execute_interactive("pass", timeout=30)
-        bare = []
+        times = []
         for _ in range(count):
             began = time.perf_counter()
             kc.execute_interactive("pass", timeout=30)
-            bare.append(time.perf_counter() - began)
+            times.append(time.perf_counter() - began)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    return {
-        "count": count,
-        "kernel_session_median_ms": ms(median(ours)),
-        "bare_execute_interactive_median_ms": ms(median(bare)),
-        "ratio": round(median(ours) / median(bare), 2),
-    }
+    return times
 
 
 # -- 2. task start ------------------------------------------------------------------------------
@@ -295,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ["KernelSession.execute", rt["kernel_session_median_ms"]],
                 ["bare execute_interactive", rt["bare_execute_interactive_median_ms"]],
+                [
+                    "bare, --Kernel._execute_sleep=0",
+                    rt["bare_without_execute_sleep_median_ms"],
+                ],
                 ["ratio", rt["ratio"]],
             ],
         )

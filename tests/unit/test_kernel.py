@@ -195,6 +195,21 @@ def test_streams_in_order_and_result(kernel: KernelSession) -> None:
     assert "42" in observation
 
 
+def test_the_kernel_does_not_sleep_after_a_cell_and_no_output_is_lost(
+    kernel: KernelSession,
+) -> None:
+    """ipykernel's 0.5 ms sleep after each cell (``Kernel._execute_sleep``) is off: our receive
+    loop ends at the idle status, which follows the outputs; each cell's last output (with no
+    newline, on both streams) still arrives whole."""
+    assert kernel.execute("get_ipython().kernel._execute_sleep").result == "0.0"
+    for i in range(200):
+        result = kernel.execute(
+            f"import sys\nprint('a' * 5000 + '{i}', end='')\nsys.stderr.write('e{i}')"
+        )
+        assert result.stdout == "a" * 5000 + str(i)
+        assert result.stderr == f"e{i}"
+
+
 @pytest.mark.timeout(60)
 def test_exception_becomes_a_plain_traceback(kernel: KernelSession) -> None:
     result = kernel.execute("def explode():\n    raise ValueError('bad thing')\nexplode()")
