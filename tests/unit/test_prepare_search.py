@@ -108,20 +108,3 @@ def test_closed_services_prepare_nothing_and_open_no_library(tmp_path, monkeypat
     services.prepare_search_ahead("Sales per region are in sales.csv.")
     services._prepare_search("Sales per region are in sales.csv.")  # a job already queued
     assert not (tmp_path / "library.db").exists()
-
-
-def test_a_weaviate_library_is_not_connected_for_a_hint(tmp_path, monkeypatch) -> None:
-    """A server that is down would be tried twice (the hint, then the search): only an open
-    Weaviate library is asked to prepare."""
-    from dynagraph.graphs.services import Services
-
-    monkeypatch.setenv("DYNAGRAPH_HOME", str(tmp_path))
-    settings = load_settings(None, **{"executor.pool_size": 0, "library.backend": "weaviate"})
-    services = Services(settings)
-    opened: list[bool] = []
-    monkeypatch.setattr(services, "_open_weaviate", lambda **_: opened.append(True))
-    try:
-        services._prepare_search("Sales per region are in sales.csv.")
-        assert opened == []
-    finally:
-        services.close()
