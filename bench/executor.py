@@ -10,6 +10,12 @@ these figures say what each of those costs on this machine, measured in one run.
    ``BlockingKernelClient.execute_interactive``, each against its own kernel started in this run
    (both over ipc, as KernelSession uses), ``--round-trips`` each (median; the ratio); the bare
    one again with ``--Kernel._execute_sleep=0``, as KernelSession's kernels run.
+1b. The kernel launcher's two patches (tools/kernel/kernel_side/launcher.py: no shell-channel
+   thread; an empty stream's flush does not wait for the IOPub thread), A/B in interleaved
+   rounds: ``KernelSession.execute`` of bench/peers.py's cell (``x = sum(range(1000));
+   print(x)``) with the launcher as shipped, with only the first patch, and with neither (the
+   stock ipykernel start). ``--launcher-rounds`` rounds of a fresh kernel per variant, median
+   of ``--round-trips`` cells each.
 2. Task start: the time from a task needing a kernel to that kernel being ready for its first
    cell: cold (``Services.kernel_session(...).start()``: ipykernel start + bootstrap) vs pooled
    (``KernelPool.take``: a warm kernel moves into the task's directory; its session ran the
@@ -26,7 +32,8 @@ these figures say what each of those costs on this machine, measured in one run.
    only) and cells that define one (the librarian verifies it in a scratch kernel, holding the
    library's admission lock).
 
-Usage: ``python bench/executor.py [--round-trips 200] [--starts 7] [--tasks 8]``.
+Usage: ``python bench/executor.py [--round-trips 200] [--starts 7] [--tasks 8]
+[--sections round_trip launcher ...]``.
 """
 
 from __future__ import annotations
@@ -45,9 +52,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dynagraph.graphs.batch import BatchTask, run_batch  # noqa: E402
 from dynagraph.graphs.services import Services  # noqa: E402
 from dynagraph.graphs.settings import load_settings  # noqa: E402
-from dynagraph.tools.kernel import KernelPool, KernelSession, probes  # noqa: E402
+from dynagraph.tools.kernel import KernelPool, KernelSession, kernel_side, launch, probes  # noqa: E402
 
-from bench.common import SHARED_DATA, machine_line, median, print_table, save_figures  # noqa: E402
+from bench.common import (  # noqa: E402
+    SHARED_DATA,
+    machine_line,
+    median,
+    print_table,
+    save_figures_to,
+)
 from tests.support.config import (  # noqa: E402
     coder_cell,
     planner_answer,
@@ -111,6 +124,64 @@ def bare_round_trips(count: int, workdir: Path, flags: list[str]) -> list[float]
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     return times
+
+
+# -- 1b. the launcher's patches ----------------------------------------------------------------
+PEERS_CELL = "x = sum(range(1000)); print(x)"
+#: the lines of the launcher that apply each patch, cut out of the text for the A/B
+SHELL_THREAD_PATCH = "kernelapp.IPKernelApp.init_control = _init_control_without_shell_thread"
+FLUSH_PATCH = "iostream.OutStream.flush = _flush_unless_empty"
+
+
+class _LauncherText:
+    """Stands in for ``launch.kernel_side`` so that kernels start from another launcher text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def source(self, module: str) -> str:
+        return self.text if module == "launcher" else kernel_side.source(module)
+
+
+def launcher_variants() -> dict[str, str]:
+    shipped = kernel_side.source("launcher")
+    for line in (SHELL_THREAD_PATCH, FLUSH_PATCH):
+        assert shipped.count(line) == 1, f"the launcher no longer has {line!r}"
+    shell_only = shipped.replace(FLUSH_PATCH, "pass")
+    return {
+        "as shipped": shipped,
+        "without a shell thread only": shell_only,
+        "stock ipykernel start": shell_only.replace(SHELL_THREAD_PATCH, "pass"),
+    }
+
+
+def launcher_ab(rounds: int, count: int, workdir: Path) -> dict[str, Any]:
+    variants = launcher_variants()
+    medians: dict[str, list[float]] = {name: [] for name in variants}
+    shipped_module = launch.kernel_side
+    try:
+        for round_no in range(rounds):
+            for index, (name, text) in enumerate(variants.items()):
+                launch.kernel_side = _LauncherText(text)  # type: ignore[assignment]
+                with KernelSession(workdir / f"launcher-{round_no}-{index}") as session:
+                    for _ in range(20):
+                        session.execute(PEERS_CELL)
+                    times = []
+                    for _ in range(count):
+                        began = time.perf_counter()
+                        result = session.execute(PEERS_CELL)
+                        times.append(time.perf_counter() - began)
+                    assert result.stdout == "499500\n", result
+                medians[name].append(median(times))
+    finally:
+        launch.kernel_side = shipped_module
+    return {
+        "rounds": rounds,
+        "cells_per_round": count,
+        "cell": PEERS_CELL,
+        "median_ms": {name: ms(median(v)) for name, v in medians.items()},
+        "round_medians_ms": {name: [ms(x) for x in v] for name, v in medians.items()},
+    }
 
 
 # -- 2. task start ------------------------------------------------------------------------------
@@ -285,6 +356,9 @@ def batch_of(cell: str, level: int, count: int, workdir: Path) -> tuple[Any, int
             services.close()
 
 
+SECTIONS = ("round_trip", "launcher", "task_start", "short_cells", "define", "concurrent")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--round-trips", type=int, default=200)
@@ -293,55 +367,80 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--functions", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--tasks", type=int, default=8, help="tasks per concurrency level")
+    parser.add_argument("--launcher-rounds", type=int, default=5)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="figures as JSON (default: a new bench/results/runs/executor-<time>.json; pass "
+        "bench/results/executor.json to update the committed figures)",
+    )
     args = parser.parse_args(argv)
+    run = set(args.sections)
 
     print(f"machine: {machine_line()}\n", flush=True)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-executor-") as tmp:
         work = Path(tmp)
-        rt = figures["round_trip"] = round_trips(args.round_trips, work)
-        print_table(
-            f"Trivial cell round trip (median of {rt['count']})",
-            ["path", "ms"],
-            [
-                ["KernelSession.execute", rt["kernel_session_median_ms"]],
-                ["bare execute_interactive", rt["bare_execute_interactive_median_ms"]],
-                [
-                    "bare, --Kernel._execute_sleep=0",
-                    rt["bare_without_execute_sleep_median_ms"],
-                ],
-                ["ratio", rt["ratio"]],
-            ],
-        )
-        st = figures["task_start"] = task_starts(args.starts, work)
-        print_table(
-            f"Task start, kernel ready for the first cell (median of {st['samples']})",
-            ["kernel", "ms"],
-            [["cold", st["cold_median_ms"]], ["pooled", st["pooled_median_ms"]]],
-        )
-        sc = figures["short_cells"] = short_cells(args.cells, work)
-        print_table("Short cells", ["cells", "s", "cells/s"], [list(sc.values())])
-        df = figures["define_functions"] = define_functions(args.functions, work)
-        print_table(
-            f"Defining CRAFT tools in a warm kernel ({df.get('distinct_tools')} distinct)",
-            ["functions", "one cell each, ms", "per function, ms", "all in one cell, ms"],
-            [
-                [n, v["one_cell_each_ms"], v["per_function_ms"], v["all_in_one_cell_ms"]]
-                for n, v in df.items()
-                if isinstance(v, dict)
-            ],
-        )
-        ct = figures["concurrent_tasks"] = concurrent_tasks(args.levels, args.tasks, work)
-        for kind, rows in ct.items():
+        if "round_trip" in run:
+            rt = figures["round_trip"] = round_trips(args.round_trips, work)
             print_table(
-                f"Concurrent one-step tasks with the stub model ({kind.replace('_', ' ')})",
-                ["N", "tasks", "s", "tasks/s", "warm takes"],
+                f"Trivial cell round trip (median of {rt['count']})",
+                ["path", "ms"],
                 [
-                    [n, r["tasks"], r["seconds"], r["tasks_per_second"], r["warm_kernel_takes"]]
-                    for n, r in rows.items()
+                    ["KernelSession.execute", rt["kernel_session_median_ms"]],
+                    ["bare execute_interactive", rt["bare_execute_interactive_median_ms"]],
+                    [
+                        "bare, --Kernel._execute_sleep=0",
+                        rt["bare_without_execute_sleep_median_ms"],
+                    ],
+                    ["ratio", rt["ratio"]],
                 ],
             )
-    path = save_figures("executor", figures)
+        if "launcher" in run:
+            lab = figures["launcher"] = launcher_ab(args.launcher_rounds, args.round_trips, work)
+            print_table(
+                f"The launcher's patches, {lab['cell']!r} through KernelSession.execute "
+                f"(median of {lab['rounds']} rounds x {lab['cells_per_round']} cells)",
+                ["launcher", "ms", "each round's median, ms"],
+                [
+                    [name, v, " ".join(str(x) for x in lab["round_medians_ms"][name])]
+                    for name, v in lab["median_ms"].items()
+                ],
+            )
+        if "task_start" in run:
+            st = figures["task_start"] = task_starts(args.starts, work)
+            print_table(
+                f"Task start, kernel ready for the first cell (median of {st['samples']})",
+                ["kernel", "ms"],
+                [["cold", st["cold_median_ms"]], ["pooled", st["pooled_median_ms"]]],
+            )
+        if "short_cells" in run:
+            sc = figures["short_cells"] = short_cells(args.cells, work)
+            print_table("Short cells", ["cells", "s", "cells/s"], [list(sc.values())])
+        if "define" in run:
+            df = figures["define_functions"] = define_functions(args.functions, work)
+            print_table(
+                f"Defining CRAFT tools in a warm kernel ({df.get('distinct_tools')} distinct)",
+                ["functions", "one cell each, ms", "per function, ms", "all in one cell, ms"],
+                [
+                    [n, v["one_cell_each_ms"], v["per_function_ms"], v["all_in_one_cell_ms"]]
+                    for n, v in df.items()
+                    if isinstance(v, dict)
+                ],
+            )
+        if "concurrent" in run:
+            ct = figures["concurrent_tasks"] = concurrent_tasks(args.levels, args.tasks, work)
+            for kind, rows in ct.items():
+                print_table(
+                    f"Concurrent one-step tasks with the stub model ({kind.replace('_', ' ')})",
+                    ["N", "tasks", "s", "tasks/s", "warm takes"],
+                    [
+                        [n, r["tasks"], r["seconds"], r["tasks_per_second"], r["warm_kernel_takes"]]
+                        for n, r in rows.items()
+                    ],
+                )
+    path = save_figures_to(args.out, "executor", figures)
     print(f"saved {path}")
     return 0
 
