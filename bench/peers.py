@@ -983,6 +983,7 @@ VARIANT_KEYS = (
     "dynagraph-10k-joined",
     "dynagraph-10k-follow",
     "base-off",
+    "base-off-follow",
     "base-10k",
 )
 
@@ -1013,7 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY",
         help="variant keys to run (default: all): "
         + " ".join(VARIANT_KEYS)
-        + " (base-10k: asked for by name, beside a 10k variant)",
+        + " (base-off-follow and base-10k: asked for by name, the latter beside a 10k variant)",
     )
     parser.add_argument(
         "--model-latency",
@@ -1162,6 +1163,18 @@ def main(argv: list[str] | None = None) -> int:
                     no_library=True,
                     version="baseline",
                     baseline=shim,
+                )
+            )
+        if shim is not None and args.only and "base-off-follow" in args.only:
+            variants.append(
+                Variant(
+                    "base-off-follow",
+                    f"baseline ({args.baseline.name}), library off, follow_plan",
+                    "dynagraph",
+                    no_library=True,
+                    version="baseline",
+                    baseline=shim,
+                    settings=follow,
                 )
             )
         if shim is not None and filled is not None and args.only and "base-10k" in args.only:

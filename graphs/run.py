@@ -17,6 +17,7 @@ from dynagraph.graphs.graph import build_graph
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings, load_settings
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.events import LISTENER_KEY
 from dynagraph.tools.errors import EnvironmentProblem, InputError
 from dynagraph.tools.library.sqlite_atomic import write_ahead
 from dynagraph.tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
@@ -108,8 +109,11 @@ def run_task(
         preflight(services, context)
         graph = build_graph(settings, services=services, checkpointer=saver)
         max_steps = context.step_limit(settings.agent)
+        configurable: dict[str, Any] = {"thread_id": thread_id}
+        if on_event is not None:  # called by each node, in its thread (nodes/events.py: emit)
+            configurable[LISTENER_KEY] = on_event
         config = {
-            "configurable": {"thread_id": thread_id},
+            "configurable": configurable,
             "recursion_limit": recursion_limit(settings, max_steps),
         }
         snapshot = graph.get_state(config)
@@ -121,11 +125,9 @@ def run_task(
                 raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
             inputs = None  # resume the interrupted task where it stopped
         try:
-            for mode, chunk in graph.stream(
-                inputs, config, context=context, stream_mode=["custom", "updates"]
-            ):
-                if mode == "custom" and on_event is not None:
-                    on_event(chunk)
+            # not the "custom" mode: LangGraph would run every node in a worker thread
+            for _ in graph.stream(inputs, config, context=context, stream_mode="updates"):
+                pass
         except Exception as exc:
             line = describe_endpoint_error(exc, _entry_for(settings, context), "planner")
             if line:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dynagraph.nodes import prompts
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.events import emit
 from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
 from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
 from dynagraph.nodes.services import NodeServices, kernel_key
@@ -168,14 +169,15 @@ class CoderNode:
                 "code": None,
                 "usage": {"coder": exc.usage},
             }
-        if runtime.stream_writer:
-            runtime.stream_writer(
-                {
-                    "node": "coder",
-                    "step": len(state.get("steps", [])) + 1,
-                    "attempt": attempts + 1,
-                    "retrieved": [row["name"] for row in hit_rows],
-                    "code": code,
-                }
-            )
+        emit(
+            runtime,
+            config,
+            {
+                "node": "coder",
+                "step": len(state.get("steps", [])) + 1,
+                "attempt": attempts + 1,
+                "retrieved": [row["name"] for row in hit_rows],
+                "code": code,
+            },
+        )
         return {"code": code, "hits": hit_rows, "usage": {"coder": usage}}

@@ -1,15 +1,39 @@
-"""Progress events the nodes emit on LangGraph's ``custom`` stream, and how they read.
+"""Progress events the nodes emit, and how they read.
 
-Each node writes one event per call through ``runtime.stream_writer``; the command line (and any
-caller streaming with ``stream_mode="custom"``) shows them with :func:`render_event`, so the
-shape is defined once, next to the nodes that produce it.
+Each node emits one event per call (:func:`emit`): on LangGraph's ``custom`` stream, for a
+caller streaming with ``stream_mode="custom"`` (LangGraph Studio, a server's client), and to the
+listener ``run_task(on_event=...)`` put in the run's config, called in the node's own thread.
+``run_task`` does not stream ``custom``: with that mode LangGraph runs every node in a worker
+thread, which costs ~0.2 ms a hop and keeps Ctrl-C away from a running cell (bench/README.md
+13g). The command line shows the events with :func:`render_event`, so the shape is defined
+once, next to the nodes that produce it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from dynagraph.nodes.state import CellStatus
+
+if TYPE_CHECKING:  # the command line renders events without loading LangGraph
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.runtime import Runtime
+
+#: ``config["configurable"]`` key of the callable that takes every event (run_task's
+#: ``on_event``). Not a field of the Context: Studio shows the Context as a form.
+LISTENER_KEY = "dynagraph_listener"
+
+
+def emit(runtime: Runtime[Any], config: RunnableConfig, event: dict[str, Any]) -> None:
+    """Send one node event to the ``custom`` stream and to the run's listener, if any."""
+    if runtime.stream_writer:
+        runtime.stream_writer(event)
+    listener: Callable[[dict[str, Any]], None] | None = (config.get("configurable") or {}).get(
+        LISTENER_KEY
+    )
+    if listener is not None:
+        listener(event)
 
 
 class PlannerEvent(TypedDict):

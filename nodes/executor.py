@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.events import emit
 from dynagraph.nodes.plan import follow_plan_update
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
@@ -322,17 +323,18 @@ class ExecutorNode:
                 follow_limit=context.follow_limit(settings.agent),
             )
             update.update(following or {})
-        if runtime.stream_writer:
-            runtime.stream_writer(
-                {
-                    "node": "executor",
-                    "step": len(state.get("steps", [])) + 1,
-                    "attempt": attempts,
-                    "status": result.status,
-                    "observation": observation[:400],
-                    "retry": retry,
-                    "restarted": restarted,
-                    "next_step": update["instruction"] if update["follow"] else None,
-                }
-            )
+        emit(
+            runtime,
+            config,
+            {
+                "node": "executor",
+                "step": len(state.get("steps", [])) + 1,
+                "attempt": attempts,
+                "status": result.status,
+                "observation": observation[:400],
+                "retry": retry,
+                "restarted": restarted,
+                "next_step": update["instruction"] if update["follow"] else None,
+            },
+        )
         return update

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.events import emit
 from dynagraph.nodes.librarian_model import ChatLibrarianModel
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
@@ -56,8 +57,7 @@ class LibrarianNode:
                 self.services.drop_scratch(self.services.workdir_for(key))
             report = [d.to_dict() for d in decisions]
             created = [d.name for d in decisions if d.action in STORED_ACTIONS]
-        if runtime.stream_writer:
-            runtime.stream_writer({"node": "librarian", "decisions": report})
+        emit(runtime, config, {"node": "librarian", "decisions": report})
         status = state.get("status") or "failed"
         if status == "running":
             status = "failed"

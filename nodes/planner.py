@@ -14,6 +14,7 @@ from typing import Any
 from dynagraph.nodes import prompts
 from dynagraph.nodes.coder import task_search_part
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.events import emit
 from dynagraph.nodes.history import render_history
 from dynagraph.nodes.plan import remaining_plan
 from dynagraph.nodes.protocol import (
@@ -114,16 +115,17 @@ class PlannerNode:
         except ProtocolError as exc:  # the failed calls' tokens are counted too
             failed = {"status": "failed", "error": str(exc), "task_key": _task_key(state)}
             return {**failed, "usage": {"planner": exc.usage}}
-        if runtime.stream_writer:
-            runtime.stream_writer(
-                {
-                    "node": "planner",
-                    "step": len(steps) + 1,
-                    "thought": decision.thought,
-                    "next_step": decision.next_step,
-                    "final_answer": decision.final_answer,
-                }
-            )
+        emit(
+            runtime,
+            config,
+            {
+                "node": "planner",
+                "step": len(steps) + 1,
+                "thought": decision.thought,
+                "next_step": decision.next_step,
+                "final_answer": decision.final_answer,
+            },
+        )
         update: dict[str, Any] = {
             "usage": {"planner": usage},
             "plan": remaining_plan(decision.plan, decision.next_step),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +30,9 @@ DEAF_CELL = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + SL
 LOOSE_BOUND_S = 10.0
 
 
-def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL):
-    """Start `dynagraph run` whose one cell sleeps 60 s; return it once the cell runs."""
+def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL, argv=None):
+    """Start `dynagraph run` (or ``argv(config)``) whose one cell sleeps 60 s; return it once
+    the cell runs."""
     stub = stub_env["stub"]
     stub.script("planner", [planner_step("Sleep a minute."), planner_answer("done")])
     stub.script("coder", [coder_cell(cell)])
@@ -42,8 +44,9 @@ def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL):
     tmp.mkdir()
     env = {**cli_env, "DYNAGRAPH_CONFIG": str(config), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(
-        dynagraph_argv("run", "sleep", "--thread", "slow", "--quiet"),
+        argv(config) if argv else dynagraph_argv("run", "sleep", "--thread", "slow", "--quiet"),
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -57,7 +60,7 @@ def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL):
             pytest.fail(f"the cell never started (exit {proc.returncode}): {err[-2000:]}")
         time.sleep(0.05)
     kernels = descendants(proc.pid)
-    assert kernels, "no kernel process under the CLI while its cell runs"
+    assert kernels, "no kernel process under the process while its cell runs"
     return proc, kernels, tmp
 
 
@@ -118,6 +121,37 @@ def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path):
     assert "interrupted again: exiting now" in err, err[-2000:]
     assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
     _assert_gone(kernels)  # they die with the CLI (PR_SET_PDEATHSIG / bwrap)
+
+
+SCRIPT = """
+import sys
+from dynagraph import load_settings, run_task
+try:
+    run_task("sleep", load_settings(sys.argv[1]), thread_id="slow", on_event=print)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt reached the script", file=sys.stderr)
+    raise
+"""
+
+
+def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path):
+    """A script calling ``run_task`` (with a listener) in its main thread: Ctrl-C raises
+    KeyboardInterrupt in the node's own thread, so the cell stops, the kernel shuts down and the
+    script gets the interrupt within a second or so. While LangGraph ran every node in a worker
+    thread (run_task streamed ``custom`` events), the interrupt waited in LangGraph's main
+    thread for the 60 s cell to end."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    proc, kernels, tmp = _start_slow_task(
+        cli_env, stub_env, tmp_path, argv=lambda config: [sys.executable, str(script), str(config)]
+    )
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    returncode, took, err = _finish(proc, sent)
+    print(f"script SIGINT: exit {returncode} after {took:.2f} s")
+    assert "KeyboardInterrupt reached the script" in err, err[-2000:]
+    assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
+    _assert_clean(kernels, tmp)
 
 
 # -- in-process: cancel_running() reaches a cell received in another thread -----------------------

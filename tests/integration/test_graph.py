@@ -56,6 +56,43 @@ def test_task_end_to_end_creates_function(stub_env, settings_for):
         services.close()
 
 
+def test_the_nodes_run_in_the_callers_thread_and_call_its_listener_there(
+    stub_env, settings_for, monkeypatch
+):
+    """run_task streams no ``custom`` events, so LangGraph runs each step's node in the
+    caller's thread instead of handing it to a worker (0.2 ms a hop, and Ctrl-C reaches a
+    running cell; bench/README.md 13g); ``on_event`` is called from the nodes, in that thread."""
+    import threading
+
+    from dynagraph.nodes.coder import CoderNode
+
+    threads: list[threading.Thread] = []
+    coder_call = CoderNode.__call__
+
+    def spy(self, state, runtime, config):
+        threads.append(threading.current_thread())
+        return coder_call(self, state, runtime, config)
+
+    monkeypatch.setattr(CoderNode, "__call__", spy)
+    stub = stub_env["stub"]
+    for _ in range(2):
+        stub.script("planner", [planner_step("Multiply 17 by 23."), planner_answer("391")])
+        stub.script("coder", [coder_cell("print(17 * 23)")])
+    settings = settings_for()
+    quiet = run_task("What is 17 times 23?", settings)
+    assert (quiet.status, quiet.answer) == ("done", "391")
+    heard: list[tuple[str, threading.Thread]] = []
+    told = run_task(
+        "What is 17 times 23?",
+        settings,
+        on_event=lambda event: heard.append((event["node"], threading.current_thread())),
+    )
+    assert (told.status, told.answer) == ("done", "391")
+    assert threads == [threading.current_thread()] * 2
+    assert [node for node, _ in heard] == ["planner", "coder", "executor", "planner", "librarian"]
+    assert {thread for _, thread in heard} == {threading.current_thread()}
+
+
 def test_failed_cell_goes_back_to_coder_with_traceback(stub_env, settings_for):
     stub = stub_env["stub"]
     stub.script("planner", [planner_step("Compute the ratio."), planner_answer("0.5")])

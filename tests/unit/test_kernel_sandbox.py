@@ -216,6 +216,30 @@ def test_proc_shows_no_process_of_the_agent(hidden_home: KernelSession) -> None:
     assert len(list(Path("/proc").glob("[0-9]*"))) > 2  # the host's /proc, for contrast
 
 
+@needs_bwrap
+@pytest.mark.timeout(60)
+def test_the_home_stays_hidden_inside_a_script_folder_under_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script in /tmp/project with DYNAGRAPH_HOME at /tmp/project/home: the sandbox binds the
+    script's folder (on sys.path) back over its private /tmp, and must hide the home inside it
+    again; before, the kernel did not start ("Can't remount readonly")."""
+    project = tmp_path / "project"
+    home = project / "home"
+    (home / "runs" / "mine").mkdir(parents=True)
+    (home / "library.db").write_bytes(b"SQLite format 3\x00library")
+    (project / "script.py").write_text("print('the script')\n")
+    monkeypatch.syspath_prepend(str(project))
+    with KernelSession(home / "runs" / "mine", sandbox="bwrap", hide=[home]) as session:
+        assert _run(session, f"import os; sorted(os.listdir({str(project)!r}))") == (
+            "['home', 'script.py']"
+        )
+        assert _run(session, f"sorted(os.listdir({str(home)!r}))") == "['runs']"
+        denied = session.execute(f"open({str(home / 'library.db')!r}, 'wb')")
+        assert denied.status == "error", denied.to_observation()
+    assert (home / "library.db").read_bytes() == b"SQLite format 3\x00library"
+
+
 # -- the librarian's scratch kernel with DYNAGRAPH_HOME under /tmp ------------------------------
 
 

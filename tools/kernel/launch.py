@@ -346,7 +346,7 @@ class KernelProcess:
         Order matters (later mounts cover earlier ones): the system read-only, empty tmpfs over
         /tmp and over every hidden folder (DYNAGRAPH_HOME: the library, checkpoints, outbox and
         other tasks' directories), the interpreter's paths bound back read-only if those hid
-        them, then the runtime dir, the workdir and the shared folders bound back at their own
+        them (and hidden folders inside those hidden again), then the runtime dir, the workdir and the shared folders bound back at their own
         paths, then hidden files masked with an empty file and hidden folders inside a bound folder
         hidden again; last, the hidden folders' tmpfs made read-only. The runtime dir (connection file, ipc sockets) is bound at the same path
         so client and kernel agree on it; JPY_PARENT_PID is unset because ipykernel would see
@@ -360,8 +360,12 @@ class KernelProcess:
         hidden_dirs = [p for p in self._hidden() if p.is_dir()]
         for path in hidden_dirs:
             argv += ["--tmpfs", str(path)]
-        for path in self._python_paths_hidden_by(hidden_dirs):  # e.g. a venv under /tmp
+        python_paths = self._python_paths_hidden_by(hidden_dirs)  # e.g. a venv under /tmp
+        for path in python_paths:
             argv += ["--ro-bind", path, path]
+        for path in hidden_dirs:  # e.g. DYNAGRAPH_HOME inside a script's folder under /tmp
+            if any(path != Path(p) and path.is_relative_to(p) for p in python_paths):
+                argv += ["--tmpfs", str(path)]
         binds = [(p, p, w) for p, w in [(runtime, True), (work, True), *self.spec.share]]
         binds += [(source, at, True) for source, at in self.spec.views]
         for source, at, writable in binds:
