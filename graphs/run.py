@@ -1,7 +1,7 @@
 """The script API: ``run_task(task)`` runs one task to the end and returns what happened.
 
 It compiles the graph with a SQLite checkpointer (so a thread's state can be inspected or an
-interrupted task resumed), streams progress events to an optional callback, and turns model
+interrupted task resumed), passes progress events to an optional callback, and turns model
 endpoint failures into one-line :class:`ModelEndpointError` messages.
 """
 
@@ -92,7 +92,9 @@ def run_task(
     """Solve ``task``; returns the answer, the steps, functions created and reused, usage.
 
     ``thread_id`` names the run (default: a new uuid). A thread holds one task: an
-    unfinished thread is resumed, a finished one is refused.
+    unfinished thread is resumed, a finished one is refused. ``on_event`` gets each node's
+    progress event (nodes/events.py), called from the node, in the caller's thread: the nodes
+    run there, so a KeyboardInterrupt stops a running cell or model call at once.
     """
     settings = settings or (services.settings if services else load_settings())
     own_services = services is None

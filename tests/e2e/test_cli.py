@@ -119,6 +119,15 @@ def test_function_accumulates_across_processes(cli_env, stub_env):
     assert out1["functions_created"] == ["count_words"]
     assert {"answer", "steps", "functions_created", "functions_reused", "usage"} <= set(out1)
     assert (out1["library"][-1]["name"], out1["library"][-1]["action"]) == ("count_words", "added")
+    progress = first.stderr  # each node's event, printed as it happens
+    for line in (
+        "[planner  step 1] next: Count the words.",
+        "[coder    step 1.1] library hits: none",
+        "[executor step 1.1] ok",
+        "[planner  step 2] answer: 4",
+        "[librarian] count_words: added",
+    ):
+        assert line in progress, progress
 
     stub.script("planner", [planner_step("Count the words with the library."), planner_answer("6")])
     stub.script("coder", [coder_cell(REUSE_CELL)])
