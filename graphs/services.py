@@ -180,12 +180,13 @@ class Services:
         return self.settings.path(self.settings.executor.workdir) / safe
 
     def sandbox_hidden(self) -> list[Path]:
-        """What a sandboxed kernel must not see: DYNAGRAPH_HOME (library, checkpoints, outbox,
-        other tasks' directories; the kernel's own directory is bound back) and the data files
-        wherever they are configured, with their SQLite journals."""
+        """What a sandboxed kernel must not see: DYNAGRAPH_HOME (library, checkpoints, outbox),
+        the folder of the tasks' directories wherever ``executor.workdir`` puts it (the
+        kernel's own directory is bound back) and the data files wherever they are
+        configured, with their SQLite journals."""
         files = [self.settings.library.path, self.settings.library.outbox_path]
         files.append(self.settings.checkpoint_path)
-        hidden = [dynagraph_home()]
+        hidden = [dynagraph_home(), self.settings.path(self.settings.executor.workdir)]
         for value in files:
             path = self.settings.path(value)
             hidden += [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")]

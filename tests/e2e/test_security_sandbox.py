@@ -20,6 +20,8 @@ import json
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -164,6 +166,62 @@ def test_under_the_sandbox_with_home_in_tmp_functions_are_admitted_and_the_libra
     assert shown.returncode == 0, shown.stderr
     assert "regex.findall" in json.loads(shown.stdout)["code"]
     assert library.read_bytes()[:100] == before[:100]  # the header: same file, not replaced
+
+
+PEEK_CELL = r"""
+import os
+root = {root!r}
+print("SEEN", sorted(os.listdir(root)))
+try:
+    print("READ", open(os.path.join(root, {first!r}, "words.txt")).read())
+except OSError as exc:
+    print("REFUSED read:", type(exc).__name__)
+final_answer("peeked")
+"""
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A fresh folder outside /tmp (in /var/tmp), removed afterwards."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="dynagraph-test-", dir="/var/tmp"))
+    except OSError as exc:
+        pytest.skip(f"needs a writable /var/tmp (a folder outside /tmp): {exc}")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@needs_bwrap
+def test_with_the_workdir_outside_the_home_a_task_sees_no_other_tasks_folder(
+    stub_env, tmp_path, outside_tmp
+):
+    """``executor.workdir`` set outside DYNAGRAPH_HOME: its folder is hidden as the home is (the
+    task's own folder bound back), so a cell cannot list or read another task's files; the
+    librarian's scratch kernel, which sees the task's folder through a view bound at that very
+    folder, still replays and admits the function."""
+    stub, home = stub_env["stub"], stub_env["home"]
+    root = outside_tmp / "runs"  # under /tmp the sandbox's private /tmp would hide it anyway
+    config = write_stub_config(
+        tmp_path / "config.yaml", stub_env["base_url"], home, executor={"workdir": str(root)}
+    )
+    env = _env(home, config)
+    stub.script("planner", [planner_step("Count the words."), planner_answer("4")])
+    stub.script("coder", [coder_cell(WORD_CELL)])
+    first = dynagraph("run", "How many words?", "--json", "--thread", "first", env=env)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout)
+    assert (root / "first" / "words.txt").read_text() == "the quick brown fox"
+    assert (out["library"][-1]["name"], out["library"][-1]["action"]) == ("count_words", "added")
+
+    stub.script("planner", [planner_step("Look at the other tasks."), planner_answer("peeked")])
+    stub.script("coder", [coder_cell(PEEK_CELL.format(root=str(root), first="first"))])
+    second = dynagraph("run", "Peek.", "--json", "--thread", "second", env=env)
+    assert second.returncode == 0, second.stderr
+    observation = json.loads(second.stdout)["steps"][0]["observation"]
+    assert "SEEN ['second']" in observation and "REFUSED read:" in observation, observation
+    assert "the quick brown fox" not in observation
 
 
 def _path_without_bwrap(tmp_path: Path) -> str:

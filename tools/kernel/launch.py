@@ -377,7 +377,8 @@ class KernelProcess:
             elif path.is_file() and not any(path.is_relative_to(d) for d in hidden_dirs):
                 argv += ["--ro-bind", str(self._empty_file()), str(path)]
         for path in hidden_dirs:  # an empty *read-only* folder: creating files there fails too
-            argv += ["--remount-ro", str(path)]
+            if path not in bound:  # a folder bound at that very path (a view) keeps its mode
+                argv += ["--remount-ro", str(path)]
         argv += ["--chdir", str(work)]
         argv += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         argv += ["--unshare-cgroup-try", "--die-with-parent", "--new-session"]
