@@ -10,11 +10,10 @@ these figures say what each of those costs on this machine, measured in one run.
    ``BlockingKernelClient.execute_interactive``, each against its own kernel started in this run
    (both over ipc, as KernelSession uses), ``--round-trips`` each (median; the ratio); the bare
    one again with ``--Kernel._execute_sleep=0``, as KernelSession's kernels run.
-1b. The kernel launcher's two patches (tools/kernel/kernel_side/launcher.py: no shell-channel
-   thread; an empty stream's flush does not wait for the IOPub thread), A/B in interleaved
-   rounds: ``KernelSession.execute`` of bench/peers.py's cell (``x = sum(range(1000));
-   print(x)``) with the launcher as shipped, with only the first patch, and with neither (the
-   stock ipykernel start). ``--launcher-rounds`` rounds of a fresh kernel per variant, median
+1b. The kernel launcher's patch (tools/kernel/kernel_side/launcher.py: no shell-channel
+   thread), A/B in interleaved rounds: ``KernelSession.execute`` of bench/peers.py's cell
+   (``x = sum(range(1000)); print(x)``) with the launcher as shipped and with the stock
+   ipykernel start. ``--launcher-rounds`` rounds of a fresh kernel per variant, median
    of ``--round-trips`` cells each.
 2. Task start: the time from a task needing a kernel to that kernel being ready for its first
    cell: cold (``Services.kernel_session(...).start()``: ipykernel start + bootstrap) vs pooled
@@ -130,7 +129,6 @@ def bare_round_trips(count: int, workdir: Path, flags: list[str]) -> list[float]
 PEERS_CELL = "x = sum(range(1000)); print(x)"
 #: the lines of the launcher that apply each patch, cut out of the text for the A/B
 SHELL_THREAD_PATCH = "kernelapp.IPKernelApp.init_control = _init_control_without_shell_thread"
-FLUSH_PATCH = "iostream.OutStream.flush = _flush_unless_empty"
 
 
 class _LauncherText:
@@ -145,13 +143,10 @@ class _LauncherText:
 
 def launcher_variants() -> dict[str, str]:
     shipped = kernel_side.source("launcher")
-    for line in (SHELL_THREAD_PATCH, FLUSH_PATCH):
-        assert shipped.count(line) == 1, f"the launcher no longer has {line!r}"
-    shell_only = shipped.replace(FLUSH_PATCH, "pass")
+    assert shipped.count(SHELL_THREAD_PATCH) == 1, "the launcher no longer drops the thread"
     return {
-        "as shipped": shipped,
-        "without a shell thread only": shell_only,
-        "stock ipykernel start": shell_only.replace(SHELL_THREAD_PATCH, "pass"),
+        "as shipped (no shell-channel thread)": shipped,
+        "stock ipykernel start": shipped.replace(SHELL_THREAD_PATCH, "pass"),
     }
 
 

@@ -210,44 +210,26 @@ def test_the_kernel_does_not_sleep_after_a_cell_and_no_output_is_lost(
         assert result.stderr == f"e{i}"
 
 
-EMPTY_FLUSH_HANDOFFS = """
-import sys
-_handoffs = []
-_pub = sys.stdout.pub_thread
-_schedule = _pub.schedule
-_pub.schedule = lambda job: (_handoffs.append(job), _schedule(job))[1]
-try:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    _empty = len(_handoffs)
-    sys.stdout.write("text")
-    sys.stdout.flush()
-finally:
-    del _pub.schedule
-(_empty, len(_handoffs) > _empty)
-"""
-
-
-def test_the_kernel_skips_two_thread_handoffs_and_keeps_every_output(
+def test_the_kernel_runs_without_its_shell_thread_and_keeps_every_output(
     kernel: KernelSession,
 ) -> None:
     """The launcher runs ipykernel without its shell-channel thread (the main thread reads the
-    shell socket) and lets an empty stream's flush return without waiting for the IOPub
-    thread (tools/kernel/kernel_side/launcher.py); output from subprocesses, threads and
-    display calls still arrives, in order, with the cell that made it."""
+    shell socket; tools/kernel/kernel_side/launcher.py); output from subprocesses, threads and
+    display calls still arrives with the cell that made it."""
     threads = kernel.execute("import threading\nsorted(t.name for t in threading.enumerate())")
     assert "'IOPub'" in threads.result and "Shell channel" not in threads.result
-    handoffs = kernel.execute(EMPTY_FLUSH_HANDOFFS)
-    assert handoffs.result == "(0, True)" and handoffs.stdout == "text"
     mixed = kernel.execute(
         "import os, threading\nfrom IPython.display import display\n"
         "os.system('echo from-a-subprocess')\nprint('a')\ndisplay('shown')\n"
         "worker = threading.Thread(target=lambda: print('from-a-thread'))\n"
         "worker.start()\nworker.join()\nos.system('echo to-stderr >&2')\nprint('b', end='')"
     )
-    assert mixed.stdout == "from-a-subprocess\na\nfrom-a-thread\nb"
+    # a subprocess writes to the file descriptor, which ipykernel's watcher thread reads: its
+    # line may land anywhere among the cell's own prints (so it does with the stock launcher)
+    assert mixed.stdout.count("from-a-subprocess\n") == 1
+    assert mixed.stdout.replace("from-a-subprocess\n", "") == "a\nfrom-a-thread\nb"
     assert mixed.stderr == "to-stderr\n"
-    assert mixed.outputs[:2] == [("stdout", "from-a-subprocess\na\n"), ("display", "'shown'\n")]
+    assert ("display", "'shown'\n") in mixed.outputs
 
 
 @pytest.mark.timeout(60)
