@@ -79,15 +79,22 @@ def ms(seconds: float) -> float:
 
 
 # -- 1. round trips -----------------------------------------------------------------------------
+def timed_cells(session: KernelSession, code: str, count: int) -> list[float]:
+    """Seconds per ``session.execute(code)``, ``count`` times after 20 untimed ones."""
+    for _ in range(20):
+        session.execute(code)
+    times = []
+    for _ in range(count):
+        began = time.perf_counter()
+        result = session.execute(code)
+        times.append(time.perf_counter() - began)
+    assert result.ok(), result.to_observation()
+    return times
+
+
 def round_trips(count: int, workdir: Path) -> dict[str, Any]:
     with KernelSession(workdir / "session") as session:
-        for _ in range(20):
-            session.execute("pass")
-        ours = []
-        for _ in range(count):
-            began = time.perf_counter()
-            session.execute("pass")
-            ours.append(time.perf_counter() - began)
+        ours = timed_cells(session, "pass", count)
 
     bare = bare_round_trips(count, workdir, [])
     bare_no_sleep = bare_round_trips(count, workdir, ["--Kernel._execute_sleep=0"])
@@ -127,7 +134,7 @@ def bare_round_trips(count: int, workdir: Path, flags: list[str]) -> list[float]
 
 # -- 1b. the launcher's patches ----------------------------------------------------------------
 PEERS_CELL = "x = sum(range(1000)); print(x)"
-#: the lines of the launcher that apply each patch, cut out of the text for the A/B
+#: the launcher's line that drops the shell-channel thread, cut out of the text for the A/B
 SHELL_THREAD_PATCH = "kernelapp.IPKernelApp.init_control = _init_control_without_shell_thread"
 
 
@@ -159,15 +166,7 @@ def launcher_ab(rounds: int, count: int, workdir: Path) -> dict[str, Any]:
             for index, (name, text) in enumerate(variants.items()):
                 launch.kernel_side = _LauncherText(text)  # type: ignore[assignment]
                 with KernelSession(workdir / f"launcher-{round_no}-{index}") as session:
-                    for _ in range(20):
-                        session.execute(PEERS_CELL)
-                    times = []
-                    for _ in range(count):
-                        began = time.perf_counter()
-                        result = session.execute(PEERS_CELL)
-                        times.append(time.perf_counter() - began)
-                    assert result.stdout == "499500\n", result
-                medians[name].append(median(times))
+                    medians[name].append(median(timed_cells(session, PEERS_CELL, count)))
     finally:
         launch.kernel_side = shipped_module
     return {
@@ -395,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if "launcher" in run:
             lab = figures["launcher"] = launcher_ab(args.launcher_rounds, args.round_trips, work)
             print_table(
-                f"The launcher's patches, {lab['cell']!r} through KernelSession.execute "
+                f"The launcher's patch, {lab['cell']!r} through KernelSession.execute "
                 f"(median of {lab['rounds']} rounds x {lab['cells_per_round']} cells)",
                 ["launcher", "ms", "each round's median, ms"],
                 [

@@ -127,9 +127,8 @@ def run_task(
                 raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
             inputs = None  # resume the interrupted task where it stopped
         try:
-            # not the "custom" mode: LangGraph would run every node in a worker thread
-            for _ in graph.stream(inputs, config, context=context, stream_mode="updates"):
-                pass
+            # no "custom" stream mode: with it LangGraph runs every node in a worker thread
+            graph.invoke(inputs, config, context=context)
         except Exception as exc:
             line = describe_endpoint_error(exc, _entry_for(settings, context), "planner")
             if line:

@@ -56,6 +56,11 @@ KERNEL_FLAGS = (
 )
 
 
+def _strictly_inside(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether ``path`` lies inside one of ``folders`` (not being one of them)."""
+    return any(path != folder and path.is_relative_to(folder) for folder in folders)
+
+
 class _LauncherThread:
     """Forks every kernel process from one daemon thread that lives as long as this process.
 
@@ -344,12 +349,14 @@ class KernelProcess:
         namespace (its /proc shows no process of the agent), no network if asked.
 
         Order matters (later mounts cover earlier ones): the system read-only, empty tmpfs over
-        /tmp and over every hidden folder (DYNAGRAPH_HOME: the library, checkpoints, outbox and
-        other tasks' directories), the interpreter's paths bound back read-only if those hid
-        them (and hidden folders inside those hidden again), then the runtime dir, the workdir and the shared folders bound back at their own
-        paths, then hidden files masked with an empty file and hidden folders inside a bound folder
-        hidden again; last, the hidden folders' tmpfs made read-only. The runtime dir (connection file, ipc sockets) is bound at the same path
-        so client and kernel agree on it; JPY_PARENT_PID is unset because ipykernel would see
+        /tmp and over every hidden folder (DYNAGRAPH_HOME: the library, checkpoints, outbox;
+        the folder of the tasks' directories), the interpreter's paths bound back read-only if
+        those hid them (and hidden folders inside those hidden again), then the runtime dir,
+        the workdir and the shared folders bound back at their own paths, then hidden files
+        masked with an empty file and hidden folders inside a bound folder hidden again; last,
+        the hidden folders' tmpfs made read-only (but not a folder a view is bound at). The
+        runtime dir (connection file, ipc sockets) is bound at the same path so client and
+        kernel agree on it; JPY_PARENT_PID is unset because ipykernel would see
         pid 1 as its parent in the new PID namespace and exit; --die-with-parent replaces that
         check.
         """
@@ -364,7 +371,7 @@ class KernelProcess:
         for path in python_paths:
             argv += ["--ro-bind", path, path]
         for path in hidden_dirs:  # e.g. DYNAGRAPH_HOME inside a script's folder under /tmp
-            if any(path != Path(p) and path.is_relative_to(p) for p in python_paths):
+            if _strictly_inside(path, [Path(p) for p in python_paths]):
                 argv += ["--tmpfs", str(path)]
         binds = [(p, p, w) for p, w in [(runtime, True), (work, True), *self.spec.share]]
         binds += [(source, at, True) for source, at in self.spec.views]
@@ -372,7 +379,7 @@ class KernelProcess:
             argv += ["--bind" if writable else "--ro-bind", str(source), str(at)]
         bound = [at.resolve() for _, at, _ in binds]
         for path in self._hidden():
-            if path.is_dir() and any(path != b and path.is_relative_to(b) for b in bound):
+            if path.is_dir() and _strictly_inside(path, bound):
                 argv += ["--tmpfs", str(path)]  # hidden inside a bound folder: hide it again
             elif path.is_file() and not any(path.is_relative_to(d) for d in hidden_dirs):
                 argv += ["--ro-bind", str(self._empty_file()), str(path)]
@@ -422,7 +429,7 @@ class KernelProcess:
             if path.exists() and path != covers[0] and any(path.is_relative_to(c) for c in covers):
                 found.append(str(path))
         # bind a folder once: drop paths inside another bound path
-        return [p for p in found if not any(p != q and Path(p).is_relative_to(q) for q in found)]
+        return [p for p in found if not _strictly_inside(Path(p), [Path(q) for q in found])]
 
     def _kernel_env(self) -> dict[str, str]:
         env = dict(self.spec.env)
