@@ -495,7 +495,7 @@ class TreeSampler(threading.Thread):
 
 # -- dynagraph: configs and the 10k library -----------------------------------------------------
 def write_dynagraph_config(
-    home: Path, base_url: str, overrides: dict[str, dict[str, Any]] | None = None
+    home: Path, base_url: str, overrides: dict[str, Any] | None = None
 ) -> Path:
     import yaml
 
@@ -516,7 +516,10 @@ def write_dynagraph_config(
         "checkpoint_path": str(home / "checkpoints.db"),
     }
     for section, values in (overrides or {}).items():
-        config.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:  # a top-level setting (checkpoint_durability)
+            config[section] = values
     path = home / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path

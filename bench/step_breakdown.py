@@ -11,11 +11,13 @@ keyword scoring, and the definition of a step's library hits in the kernel.
 Variants (``--variants``): ``off`` (library off), ``off-follow`` (library off,
 ``agent.follow_plan: 10``: one model call a step), ``empty`` (library on, nothing in it),
 ``10k`` (10,000 functions, bench/peers.py's fill), ``10k-joined`` (the same with
-``library.query_embedding: joined``). Besides the parts, "hop" rows give the time between one
-node's end and the next one's start inside a step (LangGraph's own work: checkpoints, the
-next task's scheduling, the stream), and "kernel cell" the Jupyter round trip of the step's
-cell. Each variant runs ``--warmup`` tasks, then ``--tasks``
-measured ones; medians are per call over the measured tasks.
+``library.query_embedding: joined``), ``off-async`` and ``off-follow-async`` (``off`` and
+``off-follow`` with ``checkpoint_durability: async``: a checkpoint after every node, not
+only at the run's end). Besides the parts, "hop" rows give the time between one node's end
+and the next one's start inside a step (LangGraph's own work: checkpoints, the next task's
+scheduling, the stream), and "kernel cell" the Jupyter round trip of the step's cell. Each
+variant runs ``--warmup`` tasks, then ``--tasks`` measured ones; medians are per call over the
+measured tasks.
 
 Usage: ``python bench/step_breakdown.py [--variants off off-follow 10k 10k-joined] [--tasks 6] [--out F]``.
 """
@@ -57,7 +59,7 @@ STEPS = 10
 EXECUTOR, DEFINE = "executor node (steps 2-10)", "  define hits"
 CELL = "  kernel cell (steps 2-10)"
 NODES = {"planner node": "planner", "coder node": "coder", EXECUTOR: "executor"}
-VARIANTS = ["off", "off-follow", "empty", "10k", "10k-joined"]
+VARIANTS = ["off", "off-follow", "empty", "10k", "10k-joined", "off-async", "off-follow-async"]
 
 
 def node_hops(events: list[Any]) -> dict[str, list[float]]:
@@ -94,11 +96,13 @@ def run_variant(
     os.environ["DYNAGRAPH_HOME"] = str(home)
     if variant.startswith("10k"):  # main() fills the library for these
         shutil.copy(library_file, home / "library.db")
-    overrides: dict[str, dict[str, Any]] = {}
+    overrides: dict[str, Any] = {}
     if variant.endswith("joined"):
         overrides["library"] = {"query_embedding": "joined"}
-    if variant.endswith("follow"):
+    if "-follow" in variant:
         overrides["agent"] = {"follow_plan": STEPS}
+    if variant.endswith("-async"):  # checkpoints after every node (the default: at the end)
+        overrides["checkpoint_durability"] = "async"
     settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
     services = Services(settings)
     context = Context(use_library=not variant.startswith("off"))

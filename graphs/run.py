@@ -3,6 +3,13 @@
 It compiles the graph with a SQLite checkpointer (so a thread's state can be inspected or an
 interrupted task resumed), passes progress events to an optional callback, and turns model
 endpoint failures into one-line :class:`ModelEndpointError` messages.
+
+When the state is saved is ``checkpoint_durability``. The default, ``exit``, saves it when the
+run ends, however it ends (done, failed, KeyboardInterrupt, an error): a stopped task resumes
+with its thread id, and no checkpoint is written between nodes. With ``async`` (LangGraph's
+default) a background thread wrote one after every node and competed for the GIL with the next
+node's receive loop and model call: 1.4 ms a step on the loopback bench (bench/README.md 13h).
+``async`` or ``sync`` are for callers who must resume a task whose process was killed.
 """
 
 from __future__ import annotations
@@ -92,7 +99,8 @@ def run_task(
     """Solve ``task``; returns the answer, the steps, functions created and reused, usage.
 
     ``thread_id`` names the run (default: a new uuid). A thread holds one task: an
-    unfinished thread is resumed, a finished one is refused. ``on_event`` gets each node's
+    unfinished thread is resumed (stopped or failed: see ``checkpoint_durability`` in the module
+    docstring), a finished one is refused. ``on_event`` gets each node's
     progress event (nodes/events.py), called from the node, in the caller's thread: the nodes
     run there, so a KeyboardInterrupt stops a running cell or model call at once.
     """
@@ -128,7 +136,7 @@ def run_task(
             inputs = None  # resume the interrupted task where it stopped
         try:
             # no "custom" stream mode: with it LangGraph runs every node in a worker thread
-            graph.invoke(inputs, config, context=context)
+            graph.invoke(inputs, config, context=context, durability=settings.checkpoint_durability)
         except Exception as exc:
             line = describe_endpoint_error(exc, _entry_for(settings, context), "planner")
             if line:

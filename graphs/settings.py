@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from dynagraph.nodes.settings import AgentSettings
@@ -43,6 +43,13 @@ class Settings(_Strict):
     librarian: LibrarianSettings = LibrarianSettings()
     actions: ActionsConfig = Field(default_factory=ActionsConfig, description="see tools/actions")
     checkpoint_path: str = "${DYNAGRAPH_HOME}/checkpoints.db"
+    checkpoint_durability: Literal["exit", "async", "sync"] = Field(
+        "exit",
+        description="when run_task saves a task's state (LangGraph's durability): 'exit' when "
+        "its run ends (done, failed, or stopped by Ctrl-C / SIGTERM / an error: resumable with "
+        "the same thread id); 'async' or 'sync' after every node as well (resumable after the "
+        "process was killed too), ~1 ms a step more",
+    )
     source: str | None = Field(None, description="the file these settings came from")
 
     def path(self, value: str) -> Path:

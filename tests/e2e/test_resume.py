@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.support.cli import dynagraph_argv
+from tests.support.cli import dynagraph_argv, wait_for_requests
 from tests.support.config import coder_cell, planner_answer, planner_step
 
 pytestmark = pytest.mark.timeout(180)
@@ -49,12 +49,7 @@ def test_a_run_stopped_during_the_coders_call_resumes_in_a_new_kernel(cli_env, s
     first = subprocess.Popen(
         argv, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 90
-    while len(stub.requests_for("coder")) < 2:
-        if first.poll() is not None or time.monotonic() > deadline:
-            first.kill()
-            pytest.fail(f"the second step never reached the coder: {first.communicate()[1]}")
-        time.sleep(0.05)
+    wait_for_requests(stub, "coder", 2, first)
     time.sleep(1.0)  # the request is out, its reply 29 s away
     sent = time.monotonic()
     first.send_signal(signal.SIGINT)

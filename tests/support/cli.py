@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def dynagraph_argv(*args: str) -> list[str]:
@@ -31,3 +35,16 @@ def dynagraph(
         timeout=timeout,
         check=False,
     )
+
+
+def wait_for_requests(
+    stub: Any, node: str, count: int, process: subprocess.Popen, timeout: float = 90.0
+) -> None:
+    """Wait until ``process`` has sent ``count`` requests to the stub's ``node`` model; fail
+    the test (the process killed, its stderr shown) if it ends or the time runs out first."""
+    deadline = time.monotonic() + timeout
+    while len(stub.requests_for(node)) < count:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"request {count} never reached the {node}: {process.communicate()[1]!r}")
+        time.sleep(0.05)
