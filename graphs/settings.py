@@ -48,7 +48,7 @@ class Settings(_Strict):
         description="when run_task saves a task's state (LangGraph's durability): 'exit' when "
         "its run ends (done, failed, or stopped by Ctrl-C / SIGTERM / an error: resumable with "
         "the same thread id); 'async' or 'sync' after every node as well (resumable after the "
-        "process was killed too), ~1 ms a step more",
+        "process was killed too), 2-3 ms a step more",
     )
     source: str | None = Field(None, description="the file these settings came from")
 
