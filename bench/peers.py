@@ -21,7 +21,9 @@ the peers in their own virtual environments, which this script creates with pip 
 - dynagraph (this checkout, the running interpreter, public API only), replies per
   ``docs/protocols.md``: planner JSON and the coder's fenced python block. Three variants: the
   library off (``Context(use_library=False)``), an empty library (the default), and a library of
-  10,000 functions.
+  10,000 functions; the first and the last also with ``agent.follow_plan`` (one model call a
+  step), and the library off also with ``checkpoint_durability: exit`` (no checkpoint between nodes, as
+  codeact's in-memory saver, which keeps none past the process).
 
 Each subprocess is one *round* of one variant: a warm-up task (N = 1, not in the slope), then
 N = 1, 5, 10 in an order rotated per round, then again in the reverse order (``--repeats``); the
@@ -981,6 +983,8 @@ VARIANT_KEYS = (
     "smolagents",
     "dynagraph-off",
     "dynagraph-off-follow",
+    "dynagraph-off-exit",
+    "dynagraph-off-follow-exit",
     "dynagraph",
     "dynagraph-10k",
     "dynagraph-10k-joined",
@@ -1099,9 +1103,18 @@ def main(argv: list[str] | None = None) -> int:
     fill: dict[str, Any] | None = None
     joined = {"library": {"query_embedding": "joined"}}
     follow = {"agent": {"follow_plan": max(args.ns)}}
+    at_exit = {"checkpoint_durability": "exit"}  # as codeact's MemorySaver: none between nodes
     dyn = [
         ("dynagraph-off", "dynagraph {v}, library off", True, False, {}),
         ("dynagraph-off-follow", "dynagraph {v}, library off, follow_plan", True, False, follow),
+        ("dynagraph-off-exit", "dynagraph {v}, library off, exit", True, False, at_exit),
+        (
+            "dynagraph-off-follow-exit",
+            "dynagraph {v}, library off, follow_plan, exit",
+            True,
+            False,
+            {**follow, **at_exit},
+        ),
         ("dynagraph", "dynagraph {v}, empty library", False, False, {}),
     ]
     if args.library_size:

@@ -11,9 +11,9 @@ keyword scoring, and the definition of a step's library hits in the kernel.
 Variants (``--variants``): ``off`` (library off), ``off-follow`` (library off,
 ``agent.follow_plan: 10``: one model call a step), ``empty`` (library on, nothing in it),
 ``10k`` (10,000 functions, bench/peers.py's fill), ``10k-joined`` (the same with
-``library.query_embedding: joined``), ``off-async`` and ``off-follow-async`` (``off`` and
-``off-follow`` with ``checkpoint_durability: async``: a checkpoint after every node, not
-only at the run's end). Besides the parts, "hop" rows give the time between one node's end
+``library.query_embedding: joined``), ``off-exit`` and ``off-follow-exit`` (``off`` and
+``off-follow`` with ``checkpoint_durability: exit``: a checkpoint when the run ends, not
+after every node). Besides the parts, "hop" rows give the time between one node's end
 and the next one's start inside a step (LangGraph's own work: checkpoints, the next task's
 scheduling, the stream), and "kernel cell" the Jupyter round trip of the step's cell. Each
 variant runs ``--warmup`` tasks, then ``--tasks`` measured ones; medians are per call over the
@@ -59,7 +59,7 @@ STEPS = 10
 EXECUTOR, DEFINE = "executor node (steps 2-10)", "  define hits"
 CELL = "  kernel cell (steps 2-10)"
 NODES = {"planner node": "planner", "coder node": "coder", EXECUTOR: "executor"}
-VARIANTS = ["off", "off-follow", "empty", "10k", "10k-joined", "off-async", "off-follow-async"]
+VARIANTS = ["off", "off-follow", "empty", "10k", "10k-joined", "off-exit", "off-follow-exit"]
 
 
 def node_hops(events: list[Any]) -> dict[str, list[float]]:
@@ -101,8 +101,8 @@ def run_variant(
         overrides["library"] = {"query_embedding": "joined"}
     if "-follow" in variant:
         overrides["agent"] = {"follow_plan": STEPS}
-    if variant.endswith("-async"):  # checkpoints after every node (the default: at the end)
-        overrides["checkpoint_durability"] = "async"
+    if variant.endswith("-exit"):  # a checkpoint when the run ends only (default: every node)
+        overrides["checkpoint_durability"] = "exit"
     settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
     services = Services(settings)
     context = Context(use_library=not variant.startswith("off"))

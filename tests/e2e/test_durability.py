@@ -1,10 +1,9 @@
 """``checkpoint_durability``: what a task whose ``dynagraph run`` process was SIGKILLed leaves.
 
 The process is killed while the coder's call for step 2 is out, then the same ``--thread`` runs
-again. With ``async`` a checkpoint was written after every node, so the task resumes at step 2
-(in a new kernel); with the default ``exit`` nothing was written before the run's end, so the
-task starts over. (A stop by Ctrl-C or SIGTERM resumes under both: tests/e2e/test_resume.py
-runs under the default.)
+again. With ``async`` (the default) a checkpoint was written after every node, so the task
+resumes at step 2 (in a new kernel); with ``exit`` nothing was written before the run's end,
+so the task starts over. (A stop by Ctrl-C resumes under both: tests/e2e/test_resume.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import dynagraph_argv, wait_for_requests
-from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.config import coder_cell, planner_answer, planner_step, with_stub_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -48,14 +47,8 @@ def test_a_killed_run_resumes_only_with_checkpoints_after_every_node(
     durability: str, cli_env: dict[str, str], stub_env, tmp_path: Path
 ):
     stub = stub_env["stub"]
-    env = dict(cli_env)
-    env["DYNAGRAPH_CONFIG"] = str(
-        write_stub_config(
-            tmp_path / f"{durability}.yaml",
-            stub_env["base_url"],
-            stub_env["home"],
-            checkpoint_durability=durability,
-        )
+    env = with_stub_config(
+        cli_env, stub_env, tmp_path / "config.yaml", checkpoint_durability=durability
     )
     if durability == "async":  # resumed at step 2: the coder again, in a new kernel
         planner = [planner_step(STEP_A), planner_step(STEP_B), planner_answer("6")]

@@ -4,7 +4,9 @@ are told that they run in a new kernel.
 
 The stop lands while the coder's model call is out. The nodes run in the command's main thread
 (graphs/run.py streams no ``custom`` events), so the stop interrupts that call at once instead
-of waiting for the model's reply; the resumed run asks the coder again, in a new kernel.
+of waiting for the model's reply; the resumed run asks the coder again, in a new kernel. The
+same holds whether checkpoints are written after every node (``checkpoint_durability: async``,
+the default) or only when the run ends (``exit``): the stop ends the run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import pytest
 
 from tests.support.cli import dynagraph_argv, wait_for_requests
-from tests.support.config import coder_cell, planner_answer, planner_step
+from tests.support.config import coder_cell, planner_answer, planner_step, with_stub_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -25,8 +27,14 @@ CODER_DELAY_S = 30.0  # the stop must not wait for this reply
 LOOSE_BOUND_S = 10.0
 
 
-def test_a_run_stopped_during_the_coders_call_resumes_in_a_new_kernel(cli_env, stub_env):
+@pytest.mark.parametrize("durability", ["async", "exit"])
+def test_a_run_stopped_during_the_coders_call_resumes_in_a_new_kernel(
+    durability, cli_env, stub_env, tmp_path
+):
     stub = stub_env["stub"]
+    cli_env = with_stub_config(
+        cli_env, stub_env, tmp_path / "config.yaml", checkpoint_durability=durability
+    )
 
     def slow_cell(request):
         time.sleep(CODER_DELAY_S)

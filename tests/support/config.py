@@ -39,6 +39,15 @@ def write_stub_config(path: Path, base_url: str, home: Path, **sections: Any) ->
     return path
 
 
+def with_stub_config(
+    env: dict[str, str], stub_env: dict[str, Any], path: Path, **sections: Any
+) -> dict[str, str]:
+    """A copy of a ``dynagraph`` subprocess's ``env`` whose DYNAGRAPH_CONFIG is a stub config
+    (:func:`stub_config`) with ``sections`` on top, written to ``path``."""
+    config = write_stub_config(path, stub_env["base_url"], stub_env["home"], **sections)
+    return {**env, "DYNAGRAPH_CONFIG": str(config)}
+
+
 def planner_step(step: str, plan: list[str] | None = None) -> str:
     import json
 
