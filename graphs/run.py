@@ -100,10 +100,10 @@ def run_task(
     """Solve ``task``; returns the answer, the steps, functions created and reused, usage.
 
     ``thread_id`` names the run (default: a new uuid). A thread holds one task: an
-    unfinished thread is resumed (stopped or failed: see ``checkpoint_durability`` in the module
-    docstring), a finished one is refused. ``on_event`` gets each node's
-    progress event (nodes/events.py), called from the node, in the caller's thread: the nodes
-    run there, so a KeyboardInterrupt stops a running cell or model call at once.
+    unfinished thread is resumed (stopped, failed or killed: see ``checkpoint_durability`` in
+    the module docstring), a finished one is refused. ``on_event`` gets each node's progress
+    event (nodes/events.py), called from the node, in the caller's thread: the nodes run
+    there, so a KeyboardInterrupt stops a running cell or model call at once.
     """
     settings = settings or (services.settings if services else load_settings())
     own_services = services is None
