@@ -79,8 +79,9 @@ def ms(seconds: float) -> float:
 
 
 # -- 1. round trips -----------------------------------------------------------------------------
-def timed_cells(session: KernelSession, code: str, count: int) -> list[float]:
-    """Seconds per ``session.execute(code)``, ``count`` times after 20 untimed ones."""
+def timed_cells(session: KernelSession, code: str, count: int, stdout: str = "") -> list[float]:
+    """Seconds per ``session.execute(code)``, ``count`` times after 20 untimed ones; the last
+    run must succeed and print exactly ``stdout`` (a kernel that loses output fails here)."""
     for _ in range(20):
         session.execute(code)
     times = []
@@ -88,7 +89,7 @@ def timed_cells(session: KernelSession, code: str, count: int) -> list[float]:
         began = time.perf_counter()
         result = session.execute(code)
         times.append(time.perf_counter() - began)
-    assert result.ok(), result.to_observation()
+    assert result.ok() and result.stdout == stdout, result.to_observation()
     return times
 
 
@@ -166,7 +167,9 @@ def launcher_ab(rounds: int, count: int, workdir: Path) -> dict[str, Any]:
             for index, (name, text) in enumerate(variants.items()):
                 launch.kernel_side = _LauncherText(text)  # type: ignore[assignment]
                 with KernelSession(workdir / f"launcher-{round_no}-{index}") as session:
-                    medians[name].append(median(timed_cells(session, PEERS_CELL, count)))
+                    medians[name].append(
+                        median(timed_cells(session, PEERS_CELL, count, "499500\n"))
+                    )
     finally:
         launch.kernel_side = shipped_module
     return {

@@ -22,8 +22,8 @@ the peers in their own virtual environments, which this script creates with pip 
   ``docs/protocols.md``: planner JSON and the coder's fenced python block. Three variants: the
   library off (``Context(use_library=False)``), an empty library (the default), and a library of
   10,000 functions; the first and the last also with ``agent.follow_plan`` (one model call a
-  step), and the library off also with ``checkpoint_durability: exit`` (no checkpoint between nodes, as
-  codeact's in-memory saver, which keeps none past the process).
+  step), and the library off also with ``checkpoint_durability: exit`` (no checkpoint between
+  nodes, as codeact's in-memory saver, which keeps none past the process).
 
 Each subprocess is one *round* of one variant: a warm-up task (N = 1, not in the slope), then
 N = 1, 5, 10 in an order rotated per round, then again in the reverse order (``--repeats``); the

@@ -79,3 +79,18 @@ def test_an_unknown_variant_key_is_refused_before_anything_runs(capsys) -> None:
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "dynagraph-10k-parted" in err and "dynagraph-10k-joined" in err
+
+
+def test_a_variants_config_sets_sections_and_top_level_settings(tmp_path) -> None:
+    """The exit variants reach the agent: their top-level setting and a section merge into the
+    written config, which the agent's own loader reads."""
+    from dynagraph.graphs.settings import load_settings
+
+    path = peers.write_dynagraph_config(
+        tmp_path,
+        "http://127.0.0.1:9/v1",
+        {"agent": {"follow_plan": 10}, "checkpoint_durability": "exit"},
+    )
+    settings = load_settings(str(path))
+    assert settings.checkpoint_durability == "exit"
+    assert settings.agent.follow_plan == 10 and settings.agent.max_steps == 12  # merged

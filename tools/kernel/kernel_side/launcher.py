@@ -12,7 +12,7 @@ threads, and under bwrap it would act on bwrap rather than the kernel):
   and passes each request, and its reply, through a pair of inproc sockets to the main thread,
   so that "subshells" can run requests side by side. The agent never opens a subshell; without
   that thread (ipykernel's own ``shell_channel_thread = None`` path, its 6.x layout) the main
-  thread's loop reads the shell socket itself: 2.14 -> 1.80 ms a round trip (bench/README.md
+  thread's loop reads the shell socket itself: 2.02 -> 1.67 ms a round trip (bench/README.md
   13g). Interrupts and shutdowns are unchanged: SIGINT and the control thread. (Letting an
   empty stream's flush skip its wait for the IOPub thread saved 0.4 ms more but let a
   subprocess's last output miss its cell under load: withdrawn, 13g.)
