@@ -23,7 +23,8 @@ the peers in their own virtual environments, which this script creates with pip 
   library off (``Context(use_library=False)``), an empty library (the default), and a library of
   10,000 functions; the first and the last also with ``agent.follow_plan`` (one model call a
   step), and the library off also with ``checkpoint_durability: exit`` (no checkpoint between
-  nodes, as codeact's in-memory saver, which keeps none past the process).
+  nodes, as codeact's in-memory saver, which keeps none past the process) and with
+  ``agent.speculate`` (the coder writes the plan's next step while the planner decides).
 
 Each subprocess is one *round* of one variant: a warm-up task (N = 1, not in the slope), then
 N = 1, 5, 10 in an order rotated per round, then again in the reverse order (``--repeats``); the
@@ -221,6 +222,17 @@ class Run:
     served: dict[str, int] = field(default_factory=dict)
 
 
+def executed_steps(body: dict[str, Any]) -> int:
+    """Steps run so far, as dynagraph's planner request shows them ("Step 3: ..." lines of its
+    history, nodes/history.py): not the coder requests served, which under agent.speculate
+    include one for the plan's next step made while this planner request is out."""
+    messages = body.get("messages") or []
+    text = messages[-1].get("content") if messages else ""
+    if isinstance(text, list):
+        text = " ".join(part.get("text", "") for part in text if isinstance(part, dict))
+    return len(re.findall(r"(?m)^Step \d+: ", text or ""))
+
+
 def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
     """(role, reply text, scripted?) for the next request of the run's current task."""
     stats = run.tasks[run.task]
@@ -246,7 +258,7 @@ def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
             return role, f"Step {step}: compute the sum and print it.\n```python\n{CODE}\n```", True
         return role, f"The answer is {ANSWER}.", k == n
     if role == "planner":  # by the steps run: with agent.follow_plan the coder runs several
-        done = run.served.get("coder", 0)
+        done = executed_steps(body)
         if done < n:
             plan = [  # each task's own words: a query cache must not meet the same step twice
                 f"Step {i} of task {run.task}: compute x = sum(range(1000)) and print it."
@@ -985,6 +997,7 @@ VARIANT_KEYS = (
     "dynagraph-off-follow",
     "dynagraph-off-exit",
     "dynagraph-off-follow-exit",
+    "dynagraph-off-spec",
     "dynagraph",
     "dynagraph-10k",
     "dynagraph-10k-joined",
@@ -1104,6 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
     joined = {"library": {"query_embedding": "joined"}}
     follow = {"agent": {"follow_plan": max(args.ns)}}
     at_exit = {"checkpoint_durability": "exit"}  # as codeact's MemorySaver: none between nodes
+    spec = {"agent": {"speculate": True}}  # the coder writes ahead while the planner decides
     dyn = [
         ("dynagraph-off", "dynagraph {v}, library off", True, False, {}),
         ("dynagraph-off-follow", "dynagraph {v}, library off, follow_plan", True, False, follow),
@@ -1115,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
             False,
             {**follow, **at_exit},
         ),
+        ("dynagraph-off-spec", "dynagraph {v}, library off, speculate", True, False, spec),
         ("dynagraph", "dynagraph {v}, empty library", False, False, {}),
     ]
     if args.library_size:

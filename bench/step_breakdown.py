@@ -13,7 +13,7 @@ Variants (``--variants``): ``off`` (library off), ``off-follow`` (library off,
 ``10k`` (10,000 functions, bench/peers.py's fill), ``10k-joined`` (the same with
 ``library.query_embedding: joined``), ``off-exit`` and ``off-follow-exit`` (``off`` and
 ``off-follow`` with ``checkpoint_durability: exit``: a checkpoint when the run ends, not
-after every node). Besides the parts, "hop" rows give the time between one node's end
+after every node), ``off-spec`` (``off`` with ``agent.speculate``). Besides the parts, "hop" rows give the time between one node's end
 and the next one's start inside a step (LangGraph's own work: checkpoints, the next task's
 scheduling, the stream), and "kernel cell" the Jupyter round trip of the step's cell. Each
 variant runs ``--warmup`` tasks, then ``--tasks`` measured ones; medians are per call over the
@@ -59,7 +59,16 @@ STEPS = 10
 EXECUTOR, DEFINE = "executor node (steps 2-10)", "  define hits"
 CELL = "  kernel cell (steps 2-10)"
 NODES = {"planner node": "planner", "coder node": "coder", EXECUTOR: "executor"}
-VARIANTS = ["off", "off-follow", "empty", "10k", "10k-joined", "off-exit", "off-follow-exit"]
+VARIANTS = [
+    "off",
+    "off-follow",
+    "empty",
+    "10k",
+    "10k-joined",
+    "off-exit",
+    "off-follow-exit",
+    "off-spec",
+]
 
 
 def node_hops(events: list[Any]) -> dict[str, list[float]]:
@@ -89,6 +98,7 @@ def run_variant(
     from dynagraph.tools import embeddings
     from dynagraph.tools.kernel.session import KernelSession
     from dynagraph.tools.library import sqlite as sqlite_library
+    from langgraph.checkpoint.sqlite import SqliteSaver
 
     from dynagraph import Context, Services, load_settings, run_task
 
@@ -103,6 +113,8 @@ def run_variant(
         overrides["agent"] = {"follow_plan": STEPS}
     if variant.endswith("-exit"):  # a checkpoint when the run ends only (default: every node)
         overrides["checkpoint_durability"] = "exit"
+    if variant.endswith("-spec"):  # the coder writes the plan's next step beside the planner
+        overrides["agent"] = {"speculate": True}
     settings = load_settings(str(write_dynagraph_config(home, url, overrides)))
     services = Services(settings)
     context = Context(use_library=not variant.startswith("off"))
@@ -116,6 +128,8 @@ def run_variant(
         (executor.ExecutorNode, "__call__", EXECUTOR),
         (executor.ExecutorNode, "define_library_functions", DEFINE),
         (KernelSession, "execute", CELL),
+        (SqliteSaver, "put", "  checkpoint put (any thread)"),
+        (SqliteSaver, "put_writes", "  checkpoint writes (any thread)"),
     ]
     task_ms: list[float] = []
     hops: dict[str, list[float]] = {}

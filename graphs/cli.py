@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         coder_model=args.coder_model,
         max_steps=args.max_steps,
         follow_plan=args.follow_plan,
+        speculate=args.speculate,
         use_library=not args.no_library,
     )
     on_event = None if args.quiet else _progress_printer(sys.stderr)
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="take up to N planned steps in a row without the planner (agent.follow_plan)",
+    )
+    run.add_argument(
+        "--speculate",
+        action=argparse.BooleanOptionalAction,
+        help="the coder writes the plan's next step while the planner decides (agent.speculate)",
     )
     run.add_argument("--planner-model", help="override the planner's model name")
     run.add_argument("--coder-model", help="override the coder's model name")

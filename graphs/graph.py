@@ -52,8 +52,9 @@ def build_graph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
     executor = ExecutorNode(services)
-    builder.add_node("planner", PlannerNode(services))
-    builder.add_node("coder", CoderNode(services, define_ahead=executor.define_ahead))
+    coder = CoderNode(services, define_ahead=executor.define_ahead)
+    builder.add_node("planner", PlannerNode(services, speculator=coder))
+    builder.add_node("coder", coder)
     builder.add_node("executor", executor)
     builder.add_node("librarian", LibrarianNode(services))
     builder.add_edge(START, "planner")

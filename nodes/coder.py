@@ -16,9 +16,10 @@ from dynagraph.nodes import prompts
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.events import emit
 from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
-from dynagraph.nodes.protocol import ProtocolError, ask, parse_coder_reply
+from dynagraph.nodes.protocol import ProtocolError, add_usage, ask, parse_coder_reply
 from dynagraph.nodes.services import NodeServices, kernel_key
-from dynagraph.nodes.state import State
+from dynagraph.nodes.speculation import Speculations
+from dynagraph.nodes.state import HitRow, State
 from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import LibraryError, SearchHit
 from dynagraph.tools.library.settings import LibrarySettings
@@ -56,13 +57,16 @@ class CoderNode:
         #: called with (kernel key, record ids) right after a search: the executor defines the
         #: step's hits in the kernel while this node's model call is out
         self.define_ahead = define_ahead
+        #: speculative calls started by the planner node (agent.speculate)
+        self.speculations = Speculations()
 
     def query(self, instruction: str, task: str) -> str:
         """The step's search text (:func:`search_text` under this graph's settings)."""
         return search_text(self.services.settings.library, instruction, task)
 
-    def search(self, query: str, use_library: bool) -> list[SearchHit]:
-        """Library hits for the step (before any code is written)."""
+    def search(self, query: str, use_library: bool, record: bool = True) -> list[SearchHit]:
+        """Library hits for the step (before any code is written); ``record``: count them as
+        retrieved now (a speculative search counts them only once its cell is used)."""
         if not use_library:
             return []
         lib_settings = self.services.settings.library
@@ -72,9 +76,24 @@ class CoderNode:
             for hit in library.search(query, k=lib_settings.top_k, alpha=lib_settings.alpha)
             if hit.score >= lib_settings.min_score
         ]
-        if hits:
+        if hits and record:
             library.record_retrieved([h.record.id for h in hits])
         return hits
+
+    def hit_rows(
+        self, instruction: str, task: str, use_library: bool, record: bool = True
+    ) -> list[HitRow]:
+        """The step's library hits as the state keeps them (:class:`HitRow`)."""
+        hits = self.search(self.query(instruction, task), use_library, record)
+        return [
+            {
+                "id": h.record.id,
+                "name": h.record.name,
+                "summary": h.record.summary_line(),
+                "score": round(h.score, 4),
+            }
+            for h in hits
+        ]
 
     def prepare_next(self, state: State, use_library: bool) -> None:
         """Have the library embed the search text of the plan's next step now, in the background:
@@ -91,26 +110,54 @@ class CoderNode:
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
     ) -> dict[str, Any]:
-        settings = self.services.settings
         context = runtime.context or Context()
         instruction = state.get("instruction") or state["task"]
         attempts = state.get("attempts", 0)
-        if attempts and state.get("hits") is not None:
+        key = kernel_key(state, config)
+        speculated = None if attempts else self.speculations.take(key, instruction)
+        if speculated is not None:
+            code, hit_rows, usage = speculated
+            if hit_rows:
+                self.services.library.record_retrieved([row["id"] for row in hit_rows])
+        elif attempts and state.get("hits") is not None:
             hit_rows = state["hits"]  # a retry keeps the functions already retrieved
         else:
-            hits = self.search(self.query(instruction, state["task"]), context.use_library)
-            hit_rows = [
-                {
-                    "id": h.record.id,
-                    "name": h.record.name,
-                    "summary": h.record.summary_line(),
-                    "score": round(h.score, 4),
-                }
-                for h in hits
-            ]
+            hit_rows = self.hit_rows(instruction, state["task"], context.use_library)
+        if speculated is not None or not (attempts and state.get("hits") is not None):
             if hit_rows and self.define_ahead is not None:
-                self.define_ahead(kernel_key(state, config), [row["id"] for row in hit_rows])
+                self.define_ahead(key, [row["id"] for row in hit_rows])
             self.prepare_next(state, context.use_library)
+        wasted = self.speculations.settle(key)  # speculative calls of this task not used
+        if speculated is None:
+            try:
+                code, usage = self.write(state, instruction, hit_rows, context)
+            except ProtocolError as exc:
+                return {
+                    "status": "failed",
+                    "error": str(exc),
+                    "code": None,
+                    "usage": {"coder": add_usage(exc.usage, wasted)},
+                }
+        emit(
+            runtime,
+            config,
+            {
+                "node": "coder",
+                "step": len(state.get("steps", [])) + 1,
+                "attempt": attempts + 1,
+                "retrieved": [row["name"] for row in hit_rows],
+                "code": code,
+                "speculative": speculated is not None,
+            },
+        )
+        return {"code": code, "hits": hit_rows, "usage": {"coder": add_usage(usage, wasted)}}
+
+    def write(
+        self, state: State, instruction: str, hit_rows: list[HitRow], context: Context
+    ) -> tuple[str, dict[str, int]]:
+        """Ask the coder model for the step's cell: (code, token usage). Raises
+        :class:`ProtocolError` when its replies keep breaking the protocol."""
+        settings = self.services.settings
         function_lines = [row["summary"] for row in hit_rows]
         function_lines += self.services.action_lines()
         retry = ""
@@ -154,30 +201,27 @@ class CoderNode:
             ),
         ]
         model = self.services.models.for_node("coder", context.model_override("coder"))
-        try:
-            code, usage = ask(
-                model,
-                messages,
-                parse_coder_reply,
-                retries=settings.agent.max_parse_retries,
-                node="coder",
-            )
-        except ProtocolError as exc:
-            return {
-                "status": "failed",
-                "error": str(exc),
-                "code": None,
-                "usage": {"coder": exc.usage},
-            }
-        emit(
-            runtime,
-            config,
-            {
-                "node": "coder",
-                "step": len(state.get("steps", [])) + 1,
-                "attempt": attempts + 1,
-                "retrieved": [row["name"] for row in hit_rows],
-                "code": code,
-            },
+        return ask(
+            model,
+            messages,
+            parse_coder_reply,
+            retries=settings.agent.max_parse_retries,
+            node="coder",
         )
-        return {"code": code, "hits": hit_rows, "usage": {"coder": usage}}
+
+    def speculate(self, state: State, context: Context, config: RunnableConfig) -> None:
+        """Start writing the plan's next step now, while the planner decides (nodes/speculation.py):
+        the coder then sees what it would see after a planner turn that keeps to the plan."""
+        upcoming = state.get("plan") or []
+        if not upcoming:
+            return
+        instruction = upcoming[0]
+        # the state as the planner's turn leaves it for the coder: a fresh step, nothing followed
+        view: State = {**state, "attempts": 0, "failed_attempts": [], "followed": 0}
+
+        def work() -> tuple[str, list[HitRow], dict[str, int]]:
+            rows = self.hit_rows(instruction, state["task"], context.use_library, record=False)
+            code, usage = self.write(view, instruction, rows, context)
+            return code, rows, usage
+
+        self.speculations.start(kernel_key(state, config), instruction, work)

@@ -43,6 +43,12 @@ class Context:
             "Planned steps the coder may take in a row without the planner (agent.follow_plan)."
         ),
     )
+    speculate: bool | None = field(
+        default=None,
+        metadata=_described(
+            "The coder writes the plan's next step while the planner decides (agent.speculate)."
+        ),
+    )
     use_library: bool = field(
         default=True,
         metadata=_described(
@@ -71,6 +77,11 @@ class Context:
         """Planned steps that may run in a row without a planner turn: this run's, else
         ``agent.follow_plan``."""
         return agent.follow_plan if self.follow_plan is None else self.follow_plan
+
+    def speculation(self, agent: AgentSettings) -> bool:
+        """Whether the coder writes ahead while the planner decides: this run's choice, else
+        ``agent.speculate``."""
+        return agent.speculate if self.speculate is None else bool(self.speculate)
 
     def model_override(self, node: str) -> str | None:
         return getattr(self, f"{node}_model", None)

@@ -50,6 +50,7 @@ class CoderEvent(TypedDict):
     attempt: int
     retrieved: list[str]
     code: str
+    speculative: bool  # written while the planner decided (agent.speculate), then used
 
 
 class ExecutorEvent(TypedDict):
@@ -80,7 +81,8 @@ def render_event(event: StreamEvent | dict[str, Any]) -> list[str]:
         return [f"[planner  step {step}] next: {event.get('next_step')}"]
     if node == "coder":
         found = ", ".join(event.get("retrieved") or []) or "none"
-        lines = [f"[coder    step {step}.{event.get('attempt')}] library hits: {found}"]
+        ahead = " (written while the planner decided)" if event.get("speculative") else ""
+        lines = [f"[coder    step {step}.{event.get('attempt')}] library hits: {found}{ahead}"]
         return lines + [f"    {line}" for line in (event.get("code") or "").rstrip().splitlines()]
     if node == "executor":
         status = str(event.get("status"))

@@ -23,9 +23,14 @@ def remaining_plan(plan: list[str], next_step: str | None) -> list[str]:
     now: a first item with ``next_step``'s words, list numbering and markup aside, is dropped
     (so is a step the model really meant to run twice in a row: the planner is asked again
     after the plan anyway)."""
-    if plan and next_step is not None and _words(plan[0]) == _words(next_step):
+    if plan and next_step is not None and same_step(plan[0], next_step):
         return plan[1:]
     return list(plan)
+
+
+def same_step(one: str, other: str) -> bool:
+    """Whether two step instructions say the same, list numbering, case and punctuation aside."""
+    return _words(one) == _words(other)
 
 
 def _words(step: str) -> list[str]:

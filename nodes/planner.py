@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dynagraph.nodes import prompts
 from dynagraph.nodes.coder import task_search_part
@@ -25,6 +25,7 @@ from dynagraph.nodes.protocol import (
     parse_planner_reply,
 )
 from dynagraph.nodes.services import NodeServices, kernel_key
+from dynagraph.nodes.speculation import Speculations
 from dynagraph.nodes.state import State
 from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.media import image_data_url
@@ -37,11 +38,38 @@ from langgraph.runtime import Runtime
 MAX_SHOWN_IMAGES = 4
 
 
+class Speculator(Protocol):
+    """The coder's side of speculation (nodes/speculation.py, CoderNode)."""
+
+    speculations: Speculations
+
+    def speculate(self, state: State, context: Context, config: RunnableConfig) -> None: ...
+
+
 class PlannerNode:
     name = "planner"
 
-    def __init__(self, services: NodeServices) -> None:
+    def __init__(self, services: NodeServices, *, speculator: Speculator | None = None) -> None:
         self.services = services
+        #: starts the coder on the plan's next step while this node's model call is out
+        self.speculator = speculator
+
+    def speculate(self, state: State, context: Context, config: RunnableConfig) -> None:
+        """Have the coder write the plan's next step beside this turn (agent.speculate) when
+        the planner is likely to keep to it: a plan is left, the last step went well, no
+        answer is proposed and more steps may run."""
+        steps = state.get("steps") or []
+        if (
+            self.speculator is None
+            or not context.speculation(self.services.settings.agent)
+            or not state.get("plan")
+            or not steps
+            or steps[-1].get("status") != "ok"
+            or state.get("proposed_answer") is not None
+            or len(steps) >= context.step_limit(self.services.settings.agent)
+        ):
+            return
+        self.speculator.speculate(state, context, config)
 
     def start_kernels_ahead(self, state: State, config: RunnableConfig, context: Context) -> None:
         """Work starts while the model thinks: before the first step, the task's kernel and
@@ -108,13 +136,17 @@ class PlannerNode:
 
         model = self.services.models.for_node("planner", context.model_override("planner"))
         self.start_kernels_ahead(state, config, context)  # after the client's first-use imports
+        self.speculate(state, context, config)
         try:
             decision, usage = ask(
                 model, messages, parse, retries=settings.agent.max_parse_retries, node="planner"
             )
         except ProtocolError as exc:  # the failed calls' tokens are counted too
             failed = {"status": "failed", "error": str(exc), "task_key": _task_key(state)}
-            return {**failed, "usage": {"planner": exc.usage}}
+            return {
+                **failed,
+                "usage": {"planner": exc.usage, **self.end_speculation(state, config)},
+            }
         emit(
             runtime,
             config,
@@ -134,6 +166,7 @@ class PlannerNode:
         update["task_key"] = _task_key(state)
         if decision.final_answer is not None:
             update.update(answer=decision.final_answer, status="done", instruction=None)
+            update["usage"].update(self.end_speculation(state, config))
         else:
             update.update(
                 instruction=decision.next_step,
@@ -143,6 +176,14 @@ class PlannerNode:
                 proposed_answer=None,
             )
         return update
+
+    def end_speculation(self, state: State, config: RunnableConfig) -> dict[str, Any]:
+        """The task ends here: a speculative coder call is not needed; the tokens of those
+        that ended are counted (under ``coder``)."""
+        if self.speculator is None:
+            return {}
+        wasted = self.speculator.speculations.close(kernel_key(state, config))
+        return {"coder": wasted} if wasted else {}
 
     def latest_images(self, state: State, config: RunnableConfig | None) -> list[dict[str, Any]]:
         """Content parts showing the images the last step displayed (saved in its kernel's

@@ -17,6 +17,12 @@ class AgentSettings(StrictSettings):
         "the planner again (one model call a step instead of two); 0: the planner decides every "
         "step",
     )
+    speculate: bool = Field(
+        False,
+        description="while the planner decides, the coder writes the plan's next step in the "
+        "background; used when the planner keeps to its plan (a step then waits for one model "
+        "call, not two), dropped with its tokens counted when it does not",
+    )
     show_images: bool = Field(
         False, description="the planner sees the images the last step displayed (vision models)"
     )

@@ -33,8 +33,8 @@ def test_dynagraph_step_instructions_differ_between_tasks() -> None:
 
 def test_planned_steps_open_at_the_coder_and_the_planner_answers_after_the_last() -> None:
     """agent.follow_plan: the planner is asked once, the coder runs every step; the stub
-    answers by the steps run (not by planner turns) and opens a step at a coder request that
-    follows another coder request."""
+    answers by the steps run (the planner's history, not planner turns nor coder requests) and
+    opens a step at a coder request that follows another coder request."""
     from bench.peers import ModelStub
 
     planner = {"messages": [{"role": "system", "content": "You are the planner"}]}
@@ -47,11 +47,35 @@ def test_planned_steps_open_at_the_coder_and_the_planner_answers_after_the_last(
         assert len(first["plan"]) == 3
         for _ in range(3):
             assert "```python" in stub.chat(rid, coder)[0]
-        assert json.loads(stub.chat(rid, planner)[0])["final_answer"] == "499500"
+        history = "\n\n".join(
+            f"Step {i}: {step}\n```python\nx = 1\n```"
+            for i, step in enumerate([first["next_step"], *first["plan"][1:]], 1)
+        )
+        last = {"messages": [*planner["messages"], {"role": "user", "content": history}]}
+        assert json.loads(stub.chat(rid, last)[0])["final_answer"] == "499500"
         stats = run.tasks[0]
         # planner (step 1), coder 2, coder 3 (planned steps), planner (the answer)
         assert len(stats.step_starts) == 4
         assert stats.unscripted == 0
+
+
+def test_the_planner_is_answered_by_the_steps_its_history_shows() -> None:
+    """agent.speculate: a coder request for the plan's next step comes while the planner's is
+    out; the planner's reply must not count it as a step run."""
+    from bench.peers import ModelStub
+
+    system = {"role": "system", "content": "You are the planner"}
+    coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
+    with ModelStub() as stub:
+        url, _run = stub.new_run("dynagraph")
+        rid = url.split("/run/")[1].split("/")[0]
+        stub.start_task(rid, 0, 3)
+        first = json.loads(stub.chat(rid, {"messages": [system]})[0])
+        stub.chat(rid, coder)  # step 1's cell
+        stub.chat(rid, coder)  # the speculative one for step 2
+        one_step = {"role": "user", "content": f"Steps so far:\nStep 1: {first['next_step']}"}
+        second = json.loads(stub.chat(rid, {"messages": [system, one_step]})[0])
+        assert second["next_step"] == first["plan"][1]
 
 
 def test_the_stub_waits_its_model_latency_before_each_reply() -> None:

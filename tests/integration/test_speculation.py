@@ -1,0 +1,141 @@
+"""agent.speculate: the coder writes the plan's next step while the planner decides, and that
+cell is used only when the planner keeps to its plan. Real ChatOpenAI against the loopback
+stub, a real kernel; only the models' replies are scripted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from dynagraph.graphs.run import run_task
+from dynagraph.nodes.context import Context
+from dynagraph.nodes.events import render_event
+
+from tests.support.config import coder_cell, planner_answer, planner_step
+
+pytestmark = pytest.mark.timeout(180)
+
+PLAN = ["Set a to 2.", "Set b to a * 3.", "Print b."]
+CELLS = ["a = 2\nprint('OUT-ONE', a)", "b = a * 3\nprint('OUT-TWO', b)", "print(b)"]
+
+
+def after_coder_requests(
+    stub: Any, count: int, reply: str, seen: list[bool]
+) -> Callable[[dict], str]:
+    """A planner reply sent only once the coder has received ``count`` requests in all (or
+    after 20 s): under speculation the coder's request for the plan's next step comes while
+    this planner call is out; without it, it never would (``seen`` records which)."""
+
+    def respond(_request: dict) -> str:
+        deadline = time.monotonic() + 20
+        while len(stub.requests_for("coder")) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(len(stub.requests_for("coder")) >= count)
+        return reply
+
+    return respond
+
+
+def coder_messages(stub: Any) -> list[list[dict]]:
+    return [r["messages"] for r in stub.requests_for("coder")]
+
+
+def test_the_coder_writes_ahead_and_its_cell_is_used_when_the_plan_holds(stub_env, settings_for):
+    stub = stub_env["stub"]
+    # without speculation: the coder's requests, for comparison
+    stub.script(
+        "planner",
+        [
+            planner_step(PLAN[0], plan=PLAN),
+            planner_step(PLAN[1], plan=PLAN[1:]),
+            planner_step(PLAN[2], plan=[PLAN[2]]),
+            planner_answer("6"),
+        ],
+    )
+    stub.script("coder", [coder_cell(c) for c in CELLS])
+    plain_events: list[dict] = []
+    plain = run_task("compute b", settings_for(), on_event=plain_events.append)
+    assert plain.status == "done", plain.error
+    plain_requests = coder_messages(stub)
+    assert not any(e.get("speculative") for e in plain_events if e["node"] == "coder")
+
+    seen: list[bool] = []
+    before = len(stub.requests_for("coder"))
+    stub.script(
+        "planner",
+        [
+            planner_step(PLAN[0], plan=PLAN),
+            after_coder_requests(stub, before + 2, planner_step(PLAN[1], plan=PLAN[1:]), seen),
+            after_coder_requests(stub, before + 3, planner_step(PLAN[2], plan=[PLAN[2]]), seen),
+            planner_answer("6"),
+        ],
+    )
+    stub.script("coder", [coder_cell(c) for c in CELLS])
+    events: list[dict] = []
+    result = run_task(
+        "compute b", settings_for(), context=Context(speculate=True), on_event=events.append
+    )
+
+    assert result.status == "done", result.error
+    assert result.answer == "6"
+    assert [s["instruction"] for s in result.steps] == PLAN
+    assert [s["status"] for s in result.steps] == ["ok", "ok", "ok"]
+    # the coder's calls for steps 2 and 3 were out while the planner decided
+    assert seen == [True, True]
+    assert [e.get("speculative") for e in events if e["node"] == "coder"] == [False, True, True]
+    shown = render_event([e for e in events if e["node"] == "coder"][1])
+    assert "(written while the planner decided)" in shown[0]
+    # no call was wasted: one coder call a step, as without speculation
+    assert result.usage["coder"]["calls"] == 3
+    assert result.usage["planner"]["calls"] == 4
+    # and the coder was asked exactly what it is asked after a planner turn
+    assert coder_messages(stub)[before:] == plain_requests
+    assert stub.remaining() == 0
+
+
+def test_a_change_of_course_drops_the_speculative_cell_and_counts_its_tokens(
+    stub_env, settings_for
+):
+    stub = stub_env["stub"]
+    seen: list[bool] = []
+    stub.script(
+        "planner",
+        [
+            planner_step(PLAN[0], plan=PLAN),
+            after_coder_requests(stub, 2, planner_step("Print a twice.", plan=[]), seen),
+            planner_answer("2"),
+        ],
+    )
+    stub.script(
+        "coder",
+        [
+            coder_cell(CELLS[0]),
+            coder_cell("print('SPECULATED-B')"),  # for "Set b to a * 3.": never run
+            coder_cell("print('OUT-A', a, a)"),
+        ],
+    )
+    events: list[dict] = []
+    result = run_task("print a", settings_for(agent={"speculate": True}), on_event=events.append)
+
+    assert result.status == "done", result.error
+    assert seen == [True]
+    assert [s["instruction"] for s in result.steps] == [PLAN[0], "Print a twice."]
+    assert "OUT-A 2 2" in result.steps[1]["observation"]
+    assert all("SPECULATED-B" not in s["code"] for s in result.steps)
+    assert [e.get("speculative") for e in events if e["node"] == "coder"] == [False, False]
+    # the coder was asked again, for the planner's step; the wasted call is paid for
+    assert "Print a twice." in coder_messages(stub)[2][-1]["content"]
+    assert result.usage["coder"]["calls"] == 3
+
+
+def test_no_speculation_after_a_failed_step(stub_env, settings_for):
+    stub = stub_env["stub"]
+    stub.script("planner", [planner_step(PLAN[0], plan=PLAN), planner_answer("gave up")])
+    stub.script("coder", [coder_cell("raise ValueError('no data')")])
+    result = run_task("compute b", settings_for(agent={"speculate": True, "max_code_retries": 0}))
+    assert result.status == "done", result.error
+    assert result.steps[0]["status"] == "error"
+    assert result.usage["coder"]["calls"] == 1
+    assert len(stub.requests_for("coder")) == 1
