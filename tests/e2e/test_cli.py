@@ -171,6 +171,26 @@ def test_run_streams_progress_and_prints_answer(cli_env, stub_env):
     assert "[executor step 1.1] ok" in proc.stderr
 
 
+def test_run_speculate_uses_the_cell_written_while_the_planner_decided(cli_env, stub_env):
+    """``--speculate`` reaches the run: step 2's cell is the one the coder wrote beside the
+    planner's turn (the coder gets two requests in all, and progress says so)."""
+    stub = stub_env["stub"]
+    plan = ["Set a to 6.", "Print a*7."]
+    stub.script(
+        "planner",
+        [planner_step(plan[0], plan=plan), planner_step(plan[1]), planner_answer("42")],
+    )
+    stub.script("coder", [coder_cell("a = 6"), coder_cell("print(a * 7)")])
+    proc = dynagraph("run", "six times seven", "--speculate", env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "42"
+    assert "[coder    step 2.1] library hits: none (written while the planner decided)" in (
+        proc.stderr
+    )
+    assert "[coder    step 1.1] library hits: none\n" in proc.stderr
+    assert len(stub.requests_for("coder")) == 2 and stub.remaining() == 0
+
+
 def test_weaviate_commands_without_a_server_are_one_line(tmp_path):
     """configs/weaviate.yaml selects the backend; no server runs here, so stats and sync must
     fail with one line naming the URL (no traceback)."""
