@@ -13,11 +13,12 @@ Variants (``--variants``): ``off`` (library off), ``off-follow`` (library off,
 ``10k`` (10,000 functions, bench/peers.py's fill), ``10k-joined`` (the same with
 ``library.query_embedding: joined``), ``off-exit`` and ``off-follow-exit`` (``off`` and
 ``off-follow`` with ``checkpoint_durability: exit``: a checkpoint when the run ends, not
-after every node), ``off-spec`` (``off`` with ``agent.speculate``). Besides the parts, "hop" rows give the time between one node's end
-and the next one's start inside a step (LangGraph's own work: checkpoints, the next task's
-scheduling, the stream), and "kernel cell" the Jupyter round trip of the step's cell. Each
-variant runs ``--warmup`` tasks, then ``--tasks`` measured ones; medians are per call over the
-measured tasks.
+after every node), ``off-spec`` (``off`` with ``agent.speculate``). Besides the parts, "hop"
+rows give the time between one node's end and the next one's start inside a step (LangGraph's
+own work: checkpoints, the next task's scheduling, the stream), "kernel cell" the Jupyter round
+trip of the step's cell, and "checkpoint put / writes" each SqliteSaver write (on any thread:
+under the default durability they run beside the next node). Each variant runs ``--warmup``
+tasks, then ``--tasks`` measured ones; medians are per call over the measured tasks.
 
 Usage: ``python bench/step_breakdown.py [--variants off off-follow 10k 10k-joined] [--tasks 6] [--out F]``.
 """

@@ -18,7 +18,7 @@ from dynagraph.nodes.events import emit
 from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
 from dynagraph.nodes.protocol import ProtocolError, add_usage, ask, parse_coder_reply
 from dynagraph.nodes.services import NodeServices, kernel_key
-from dynagraph.nodes.speculation import Speculations
+from dynagraph.nodes.speculation import Cell, Speculations
 from dynagraph.nodes.state import HitRow, State
 from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import LibraryError, SearchHit
@@ -114,16 +114,17 @@ class CoderNode:
         instruction = state.get("instruction") or state["task"]
         attempts = state.get("attempts", 0)
         key = kernel_key(state, config)
+        kept = bool(attempts) and state.get("hits") is not None  # a retry keeps its functions
         speculated = None if attempts else self.speculations.take(key, instruction)
         if speculated is not None:
             code, hit_rows, usage = speculated
             if hit_rows:
                 self.services.library.record_retrieved([row["id"] for row in hit_rows])
-        elif attempts and state.get("hits") is not None:
-            hit_rows = state["hits"]  # a retry keeps the functions already retrieved
+        elif kept:
+            hit_rows = state["hits"]
         else:
             hit_rows = self.hit_rows(instruction, state["task"], context.use_library)
-        if speculated is not None or not (attempts and state.get("hits") is not None):
+        if not kept:
             if hit_rows and self.define_ahead is not None:
                 self.define_ahead(key, [row["id"] for row in hit_rows])
             self.prepare_next(state, context.use_library)
@@ -219,7 +220,7 @@ class CoderNode:
         # the state as the planner's turn leaves it for the coder: a fresh step, nothing followed
         view: State = {**state, "attempts": 0, "failed_attempts": [], "followed": 0}
 
-        def work() -> tuple[str, list[HitRow], dict[str, int]]:
+        def work() -> Cell:
             rows = self.hit_rows(instruction, state["task"], context.use_library, record=False)
             code, usage = self.write(view, instruction, rows, context)
             return code, rows, usage

@@ -23,15 +23,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from dynagraph.nodes.plan import same_step
 from dynagraph.nodes.protocol import add_usage
+from dynagraph.nodes.state import HitRow
 
 log = logging.getLogger(__name__)
 
 #: What a speculative coder call yields: (code, hit rows, token usage).
-Cell = tuple[str, list[dict[str, Any]], dict[str, int]]
+Cell = tuple[str, list[HitRow], dict[str, int]]
 
 
 @dataclass

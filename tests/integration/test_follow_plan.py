@@ -11,12 +11,16 @@ from dynagraph.graphs.run import run_task
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.events import render_event
 
-from tests.support.config import coder_cell, planner_answer, planner_step
+from tests.support.config import (
+    CELLS,
+    PLAN,
+    coder_cell,
+    planner_answer,
+    planner_keeping_to,
+    planner_step,
+)
 
 pytestmark = pytest.mark.timeout(180)
-
-PLAN = ["Set a to 2.", "Set b to a * 3.", "Print b."]
-CELLS = ["a = 2\nprint('OUT-ONE', a)", "b = a * 3\nprint('OUT-TWO', b)", "print(b)"]
 
 
 def script_plan(stub, *more_planner_replies: str, cells: list[str] = CELLS) -> None:
@@ -55,14 +59,7 @@ def test_planned_steps_run_without_a_planner_turn(stub_env, settings_for):
 
 def test_default_asks_the_planner_every_step(stub_env, settings_for):
     stub = stub_env["stub"]
-    stub.script(
-        "planner",
-        [
-            planner_step(PLAN[0], plan=PLAN),
-            planner_step(PLAN[1], plan=PLAN[1:]),
-            planner_answer("6"),
-        ],
-    )
+    stub.script("planner", planner_keeping_to(PLAN[:2], "6"))
     stub.script("coder", [coder_cell(c) for c in CELLS[:2]])
     result = run_task("compute b", settings_for())
     assert result.status == "done", result.error

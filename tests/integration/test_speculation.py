@@ -13,12 +13,16 @@ from dynagraph.graphs.run import run_task
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.events import render_event
 
-from tests.support.config import coder_cell, planner_answer, planner_step
+from tests.support.config import (
+    CELLS,
+    PLAN,
+    coder_cell,
+    planner_answer,
+    planner_keeping_to,
+    planner_step,
+)
 
 pytestmark = pytest.mark.timeout(180)
-
-PLAN = ["Set a to 2.", "Set b to a * 3.", "Print b."]
-CELLS = ["a = 2\nprint('OUT-ONE', a)", "b = a * 3\nprint('OUT-TWO', b)", "print(b)"]
 
 
 def after_coder_requests(
@@ -45,15 +49,7 @@ def coder_messages(stub: Any) -> list[list[dict]]:
 def test_the_coder_writes_ahead_and_its_cell_is_used_when_the_plan_holds(stub_env, settings_for):
     stub = stub_env["stub"]
     # without speculation: the coder's requests, for comparison
-    stub.script(
-        "planner",
-        [
-            planner_step(PLAN[0], plan=PLAN),
-            planner_step(PLAN[1], plan=PLAN[1:]),
-            planner_step(PLAN[2], plan=[PLAN[2]]),
-            planner_answer("6"),
-        ],
-    )
+    stub.script("planner", planner_keeping_to(PLAN, "6"))
     stub.script("coder", [coder_cell(c) for c in CELLS])
     plain_events: list[dict] = []
     plain = run_task("compute b", settings_for(), on_event=plain_events.append)
@@ -63,13 +59,14 @@ def test_the_coder_writes_ahead_and_its_cell_is_used_when_the_plan_holds(stub_en
 
     seen: list[bool] = []
     before = len(stub.requests_for("coder"))
+    first, second, third, answer = planner_keeping_to(PLAN, "6")
     stub.script(
         "planner",
         [
-            planner_step(PLAN[0], plan=PLAN),
-            after_coder_requests(stub, before + 2, planner_step(PLAN[1], plan=PLAN[1:]), seen),
-            after_coder_requests(stub, before + 3, planner_step(PLAN[2], plan=[PLAN[2]]), seen),
-            planner_answer("6"),
+            first,
+            after_coder_requests(stub, before + 2, second, seen),
+            after_coder_requests(stub, before + 3, third, seen),
+            answer,
         ],
     )
     stub.script("coder", [coder_cell(c) for c in CELLS])

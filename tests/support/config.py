@@ -43,7 +43,7 @@ def with_stub_config(
     env: dict[str, str], stub_env: dict[str, Any], path: Path, **sections: Any
 ) -> dict[str, str]:
     """A copy of a ``dynagraph`` subprocess's ``env`` whose DYNAGRAPH_CONFIG is a stub config
-    (:func:`stub_config`) with ``sections`` on top, written to ``path``."""
+    (:func:`write_stub_config`) with ``sections`` on top, written to ``path``."""
     config = write_stub_config(path, stub_env["base_url"], stub_env["home"], **sections)
     return {**env, "DYNAGRAPH_CONFIG": str(config)}
 
@@ -52,6 +52,19 @@ def planner_step(step: str, plan: list[str] | None = None) -> str:
     import json
 
     return json.dumps({"thought": "next", "plan": plan or [step], "next_step": step})
+
+
+#: A three-step task whose steps depend on each other's variables (a, then b), with its cells.
+PLAN = ["Set a to 2.", "Set b to a * 3.", "Print b."]
+CELLS = ["a = 2\nprint('OUT-ONE', a)", "b = a * 3\nprint('OUT-TWO', b)", "print(b)"]
+
+
+def planner_keeping_to(plan: list[str], answer: str) -> list[str]:
+    """Planner replies that take ``plan``'s steps one turn each, each turn with the rest of the
+    plan ahead, then give ``answer``."""
+    return [planner_step(step, plan=plan[i:]) for i, step in enumerate(plan)] + [
+        planner_answer(answer)
+    ]
 
 
 def planner_answer(answer: str) -> str:
