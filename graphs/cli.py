@@ -26,6 +26,7 @@ from dynagraph.graphs.cli_batch import add_batch_parser
 from dynagraph.graphs.cli_demo import add_demo_parser
 from dynagraph.graphs.cli_eval import add_eval_parser
 from dynagraph.graphs.cli_library import add_library_parser
+from dynagraph.graphs.cli_overrides import add_override_args, context_from_args
 from dynagraph.graphs.settings import Settings, load_settings
 from dynagraph.graphs.startup import resume_collector
 from dynagraph.nodes.events import render_event
@@ -48,16 +49,8 @@ def _progress_printer(stream) -> Callable[[dict[str, Any]], None]:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from dynagraph.graphs.run import run_task
-    from dynagraph.nodes.context import Context
 
-    context = Context(
-        planner_model=args.planner_model,
-        coder_model=args.coder_model,
-        max_steps=args.max_steps,
-        follow_plan=args.follow_plan,
-        speculate=args.speculate,
-        use_library=not args.no_library,
-    )
+    context = context_from_args(args)
     on_event = None if args.quiet else _progress_printer(sys.stderr)
     try:
         result = run_task(
@@ -102,23 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--thread", help="thread id (default: a new uuid); resumes an unfinished one")
     run.add_argument("--json", action="store_true", help="print one JSON object with the result")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    run.add_argument("--max-steps", type=int, help="override agent.max_steps")
-    run.add_argument(
-        "--follow-plan",
-        type=int,
-        metavar="N",
-        help="take up to N planned steps in a row without the planner (agent.follow_plan)",
-    )
-    run.add_argument(
-        "--speculate",
-        action=argparse.BooleanOptionalAction,
-        help="the coder writes the plan's next step while the planner decides (agent.speculate)",
-    )
-    run.add_argument("--planner-model", help="override the planner's model name")
-    run.add_argument("--coder-model", help="override the coder's model name")
-    run.add_argument(
-        "--no-library", action="store_true", help="neither search nor grow the library"
-    )
+    add_override_args(run, no_library_help="neither search nor grow the library")
     run.set_defaults(handler=cmd_run, runs_tasks=True)
 
     add_library_parser(sub)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from dynagraph.graphs.cli_overrides import add_override_args, context_from_args
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.errors import InputError
 
@@ -14,15 +15,12 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     from dynagraph.graphs.batch import BatchInputError, read_tasks, run_batch
-    from dynagraph.nodes.context import Context
 
     if args.concurrency < 1:
         raise InputError("--concurrency must be at least 1")
     if args.pool_size is not None and args.pool_size < 0:
         raise InputError("--pool-size must be 0 or more")
-    context = Context(  # the flags first: a bad one is refused before the file is read
-        max_steps=args.max_steps, follow_plan=args.follow_plan, use_library=not args.no_library
-    )
+    context = context_from_args(args)  # the flags first: a bad one is refused before the file
     try:
         tasks = read_tasks(args.tasks)
     except BatchInputError as exc:
@@ -60,13 +58,7 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
         type=int,
         help="warm kernels kept ready (default: executor.pool_size, else concurrency + 1)",
     )
-    batch.add_argument("--max-steps", type=int, help="override agent.max_steps")
-    batch.add_argument(
-        "--follow-plan", type=int, metavar="N", help="override agent.follow_plan (see `run`)"
-    )
-    batch.add_argument(
-        "--no-library", action="store_true", help="neither search nor grow the library"
-    )
+    add_override_args(batch, no_library_help="neither search nor grow the library")
     batch.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     batch.set_defaults(handler=cmd_batch, runs_tasks=True)
     return batch

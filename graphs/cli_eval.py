@@ -18,6 +18,7 @@ from dynagraph.evals.benchmarks import BENCHMARKS
 from dynagraph.evals.runner import run_eval
 from dynagraph.evals.summary import format_summary, summarize
 from dynagraph.evals.tasks import EvalDataError
+from dynagraph.graphs.cli_overrides import add_override_args, context_from_args
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 
@@ -49,22 +50,15 @@ def add_eval_parser(subparsers: Any) -> None:
         help="results file (default: <benchmark>[-no-library]-results.jsonl); reruns resume it",
     )
     parser.add_argument(
-        "--no-library",
-        action="store_true",
-        help="neither search nor grow the library (to measure what the library adds)",
-    )
-    parser.add_argument(
         "--library",
         metavar="PATH",
         help="SQLite library file for this eval (default: the config's library.path); "
         "a new file measures accumulation from an empty library",
     )
-    parser.add_argument("--max-steps", type=int, help="override agent.max_steps")
-    parser.add_argument(
-        "--follow-plan", type=int, metavar="N", help="override agent.follow_plan (see `run`)"
+    add_override_args(
+        parser,
+        no_library_help="neither search nor grow the library (to measure what the library adds)",
     )
-    parser.add_argument("--planner-model", help="override the planner's model name")
-    parser.add_argument("--coder-model", help="override the coder's model name")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=cmd_eval, runs_tasks=True)
 
@@ -80,20 +74,13 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     """Load the benchmark, solve every task with ``run_task``, print and save the summary."""
     from dynagraph.graphs.run import run_task
     from dynagraph.graphs.services import Services
-    from dynagraph.nodes.context import Context
     from dynagraph.tools.errors import ConfigError
     from dynagraph.tools.models import ModelEndpointError
 
     benchmark = BENCHMARKS[args.benchmark]
     use_library = not args.no_library
     out = Path(args.out) if args.out else default_out(benchmark.name, use_library)
-    context = Context(  # the flags first: a bad one is refused before the data is read
-        planner_model=args.planner_model,
-        coder_model=args.coder_model,
-        max_steps=args.max_steps,
-        follow_plan=args.follow_plan,
-        use_library=use_library,
-    )
+    context = context_from_args(args)  # the flags first: a bad one is refused before the data
     try:
         tasks = benchmark.load(args.data)
     except EvalDataError as exc:

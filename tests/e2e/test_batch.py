@@ -23,7 +23,13 @@ from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
 
 from tests.support.cli import dynagraph
-from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.config import (
+    after_coder_requests,
+    coder_cell,
+    planner_answer,
+    planner_step,
+    write_stub_config,
+)
 from tests.support.librarian import count_scratch_starts
 from tests.support.openai_stub import StubLLM
 from tests.support.sandbox import needs_bwrap
@@ -350,3 +356,33 @@ def test_one_warm_scratch_kernel_verifies_a_sequential_batch_of_pooled_tasks(
             assert record is not None and "unverified" not in record.tags, name
     finally:
         services.close()
+
+
+def test_batch_speculate_writes_the_next_step_while_the_planner_decides(
+    cli_env, stub_env, tmp_path
+):
+    """``batch --speculate`` reaches each task's run: the coder's request for step 2 arrives
+    while the planner's turn after step 1 is still out (without the flag it never would), and
+    that cell is the one run."""
+    stub = stub_env["stub"]
+    plan = ["Set a to 6.", "Print a*7."]
+    seen: list[bool] = []
+    stub.script(
+        "planner",
+        [
+            planner_step(plan[0], plan=plan),
+            after_coder_requests(stub, 2, planner_step(plan[1]), seen),
+            planner_answer("42"),
+        ],
+    )
+    stub.script("coder", [coder_cell("a = 6"), coder_cell("print(a * 7)")])
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"id": "t1", "task": "six times seven"}\n', encoding="utf-8")
+    out = tmp_path / "results.jsonl"
+    proc = dynagraph("batch", str(tasks), "--speculate", "--out", str(out), env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = out.read_text(encoding="utf-8").splitlines()
+    result = json.loads(line)
+    assert (result["status"], result["answer"]) == ("done", "42")
+    assert seen == [True]
+    assert len(stub.requests_for("coder")) == 2 and stub.remaining() == 0

@@ -65,6 +65,7 @@ def test_missing_api_key_is_one_line_exit_2(tmp_path):
         (["run", "x", "--max-steps", "0"], "max_steps"),
         (["batch", "tasks.txt", "--follow-plan", "-2"], "follow_plan"),
         (["batch", "missing.jsonl", "--max-steps", "0"], "max_steps"),  # flags before the file
+        (["eval", "math", "--data", "missing", "--follow-plan", "-1"], "follow_plan"),
     ],
 )
 def test_a_senseless_count_is_one_line_exit_2(cli_env, tmp_path, args, named):

@@ -4,8 +4,6 @@ stub, a real kernel; only the models' replies are scripted."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from dynagraph.nodes.events import render_event
 from tests.support.config import (
     CELLS,
     PLAN,
+    after_coder_requests,
     coder_cell,
     planner_answer,
     planner_keeping_to,
@@ -23,23 +22,6 @@ from tests.support.config import (
 )
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def after_coder_requests(
-    stub: Any, count: int, reply: str, seen: list[bool]
-) -> Callable[[dict], str]:
-    """A planner reply sent only once the coder has received ``count`` requests in all (or
-    after 20 s): under speculation the coder's request for the plan's next step comes while
-    this planner call is out; without it, it never would (``seen`` records which)."""
-
-    def respond(_request: dict) -> str:
-        deadline = time.monotonic() + 20
-        while len(stub.requests_for("coder")) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        seen.append(len(stub.requests_for("coder")) >= count)
-        return reply
-
-    return respond
 
 
 def coder_messages(stub: Any) -> list[list[dict]]:

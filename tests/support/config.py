@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,23 @@ def planner_keeping_to(plan: list[str], answer: str) -> list[str]:
     return [planner_step(step, plan=plan[i:]) for i, step in enumerate(plan)] + [
         planner_answer(answer)
     ]
+
+
+def after_coder_requests(
+    stub: Any, count: int, reply: str, seen: list[bool]
+) -> Callable[[dict], str]:
+    """A planner reply sent only once the coder has received ``count`` requests in all (or
+    after 20 s): under speculation the coder's request for the plan's next step comes while
+    this planner call is out; without it, it never would (``seen`` records which)."""
+
+    def respond(_request: dict) -> str:
+        deadline = time.monotonic() + 20
+        while len(stub.requests_for("coder")) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(len(stub.requests_for("coder")) >= count)
+        return reply
+
+    return respond
 
 
 def planner_answer(answer: str) -> str:
