@@ -26,6 +26,11 @@ the peers in their own virtual environments, which this script creates with pip 
   nodes, as codeact's in-memory saver, which keeps none past the process) and with
   ``agent.speculate`` (the coder writes the plan's next step while the planner decides).
 
+dynagraph's planner keeps to its plan: each turn asks for the step its last plan had next. With
+``--course-change K`` every K-th turn after the first asks for another step instead (same code,
+other words), so what ``agent.speculate`` wrote ahead for that turn is dropped and the coder is
+asked again: the figures then show what speculation costs when plans do not hold.
+
 Each subprocess is one *round* of one variant: a warm-up task (N = 1, not in the slope), then
 N = 1, 5, 10 in an order rotated per round, then again in the reverse order (``--repeats``); the
 variants' order is rotated per round too, so load drifts hit every framework alike. Figures are
@@ -61,6 +66,8 @@ Usage (repo root, the project's venv active)::
     python bench/peers.py --quick         # 2 rounds, no 10k library; ~3 min
     python bench/peers.py --rounds 5 --out /tmp/peers.json
     python bench/peers.py --only dynagraph-off langgraph-codeact   # a subset of the variants
+    python bench/peers.py --model-latency 100 --course-change 2     # a slow model, plans that
+                                                                    # hold every other turn
 """
 
 from __future__ import annotations
@@ -207,7 +214,7 @@ class TaskStats:
     roles: dict[str, int] = field(default_factory=dict)
     unscripted: int = 0  # requests after the script ran out (a framework's retry, say)
     step_starts: list[float] = field(default_factory=list)  # time.perf_counter() per step
-    last_role: str = ""
+    steps_seen: int = -1  # dynagraph: the most steps run any request of this task has shown
 
 
 @dataclass
@@ -215,6 +222,8 @@ class Run:
     """One subprocess: its framework's reply format and what the stub saw, per task."""
 
     fmt: str  # smolagents | codeact | dynagraph
+    #: dynagraph's planner changes course every K-th turn (--course-change; 0: never)
+    course_change: int = 0
     first_request: float | None = None  # time.time()
     task: int | None = None
     tasks: dict[int, TaskStats] = field(default_factory=dict)
@@ -264,6 +273,8 @@ def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
                 f"Step {i} of task {run.task}: compute x = sum(range(1000)) and print it."
                 for i in range(done + 1, n + 1)
             ]
+            if changes_course(run, done):  # the step it asks for now is not the one it planned
+                plan[0] = f"Step {done + 1} of task {run.task}, on a new course: compute x again."
             return (
                 role,
                 json.dumps(
@@ -274,9 +285,32 @@ def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
         answered = run.served.get("answers", 0)
         run.served["answers"] = answered + 1
         return role, json.dumps({"thought": "All steps ran.", "final_answer": ANSWER}), not answered
-    if role == "coder":
-        return role, f"Here is the cell.\n```python\n{CODE}\n```\n", k < n
+    if role == "coder":  # plus one dropped speculative call per change of course
+        dropped = (n - 1) // run.course_change if run.course_change else 0
+        return role, f"Here is the cell.\n```python\n{CODE}\n```\n", k < n + dropped
     return role, "{}", False  # librarian or unknown: nothing is scripted for it
+
+
+def changes_course(run: Run, done: int) -> bool:
+    """Whether dynagraph's planner, with ``done`` steps run, asks for another step than the
+    one its last plan had next (every ``--course-change`` K-th turn after the first): what a
+    coder call made ahead under agent.speculate was made for is then not used."""
+    return bool(run.course_change) and done > 0 and done % run.course_change == 0
+
+
+def opens_step(stats: TaskStats, fmt: str, role: str, body: dict[str, Any]) -> bool:
+    """Whether this request opens a step (or asks for the answer). A peer's every request does.
+    dynagraph's does when its history shows more steps run than any earlier request of the
+    task: the planner's turn, or the coder's for a planned step (agent.follow_plan); not a
+    coder call made ahead beside the planner's (agent.speculate), nor the one asked again when
+    the planner changed course, nor a coder retry."""
+    if fmt != "dynagraph":
+        return True
+    done = executed_steps(body)
+    if done <= stats.steps_seen:
+        return False
+    stats.steps_seen = done
+    return True
 
 
 def apply_stop(text: str, stop: Any) -> str:
@@ -299,11 +333,12 @@ class ModelStub:
     replies, ``usage`` computed as characters / 4 (what the table reports).
     """
 
-    def __init__(self, latency_s: float = 0.0) -> None:
+    def __init__(self, latency_s: float = 0.0, course_change: int = 0) -> None:
         self.runs: dict[str, Run] = {}
         self.lock = threading.Lock()
         #: slept before each reply (--model-latency): what a real endpoint's latency hides
         self.latency_s = latency_s
+        self.course_change = course_change  # --course-change, for dynagraph's planner
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -319,7 +354,7 @@ class ModelStub:
 
     def new_run(self, fmt: str) -> tuple[str, Run]:
         rid = uuid.uuid4().hex[:10]
-        run = Run(fmt)
+        run = Run(fmt, course_change=self.course_change if fmt == "dynagraph" else 0)
         with self.lock:
             self.runs[rid] = run
         return f"http://127.0.0.1:{self.port}/run/{rid}/v1", run
@@ -349,12 +384,8 @@ class ModelStub:
             stats.completion_chars += len(text)
             stats.roles[role] = stats.roles.get(role, 0) + 1
             stats.unscripted += not scripted
-            # the request that opens a step (or answers): the model's, the planner's, or the
-            # coder's right after another coder request (a planned step, agent.follow_plan; a
-            # coder retry would look the same, but this bench's cells never fail)
-            if role in ("model", "planner") or role == stats.last_role == "coder":
+            if opens_step(stats, run.fmt, role, body):
                 stats.step_starts.append(time.perf_counter())
-            stats.last_role = role
         if self.latency_s > 0:
             time.sleep(self.latency_s)
         prompt, completion = chars // CHARS_PER_TOKEN, len(text) // CHARS_PER_TOKEN
@@ -1044,6 +1075,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the stub waits this long before each reply (default 0: the frameworks' own cost)",
     )
     parser.add_argument(
+        "--course-change",
+        type=int,
+        default=0,
+        metavar="K",
+        help="dynagraph's planner asks for another step than it planned every K-th turn (what "
+        "agent.speculate wrote ahead is then dropped; default 0: its plans always hold)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="another revision's tree (git archive HEAD | tar -x -C DIR): adds its library-off "
@@ -1062,6 +1101,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.library_size = min(args.rounds, 2), 0
     if len(args.ns) < 2:
         parser.error("--ns needs at least two values (the slope)")
+    if args.course_change < 0:
+        parser.error("--course-change must be 0 (never) or more")
 
     started, load_start = now_utc(), os.getloadavg()
     t_start = time.perf_counter()
@@ -1220,7 +1261,7 @@ def main(argv: list[str] | None = None) -> int:
             base_big.library_file = filled
             variants.append(base_big)
         rows: list[dict[str, Any]] = []
-        with ModelStub(args.model_latency / 1000) as stub:
+        with ModelStub(args.model_latency / 1000, args.course_change) as stub:
             for r in range(args.rounds):
                 k = r % len(args.ns)
                 ns = args.ns[k:] + args.ns[:k]
@@ -1257,6 +1298,11 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end; "
         f"{time.perf_counter() - t_start:.0f} s in all"
         + (f"; model latency {args.model_latency:g} ms a reply" if args.model_latency else "")
+        + (
+            f"; dynagraph's planner changes course every {args.course_change} turns"
+            if args.course_change
+            else ""
+        )
         + "\n"
     )
     print(text, flush=True)
@@ -1283,6 +1329,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "ns": args.ns,
             "model_latency_ms": args.model_latency,
+            "course_change": args.course_change,
             "token_count": f"characters / {CHARS_PER_TOKEN} (no tokenizer available offline)",
             "omp_wait_policy_dynagraph": env.get("OMP_WAIT_POLICY", "PASSIVE"),
             "variants": {

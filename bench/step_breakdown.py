@@ -16,8 +16,11 @@ Variants (``--variants``): ``off`` (library off), ``off-follow`` (library off,
 after every node), ``off-spec`` (``off`` with ``agent.speculate``). Besides the parts, "hop"
 rows give the time between one node's end and the next one's start inside a step (LangGraph's
 own work: checkpoints, the next task's scheduling, the stream), "kernel cell" the Jupyter round
-trip of the step's cell, and "checkpoint put / writes" each SqliteSaver write (on any thread:
-under the default durability they run beside the next node). Each variant runs ``--warmup``
+trip of the step's cell, "model call" one ChatOpenAI call to the stub (planner's and coder's
+alike: the client's own work and the loopback HTTP), and "checkpoint put / writes" each
+SqliteSaver write (on any thread: under the default durability they run beside the next node).
+With those, "floor" is what a step's parts cost without any of dynagraph's or LangGraph's own
+work: the kernel cell and the step's model calls (two; one with follow_plan). Each variant runs ``--warmup``
 tasks, then ``--tasks`` measured ones; medians are per call over the measured tasks.
 
 Usage: ``python bench/step_breakdown.py [--variants off off-follow 10k 10k-joined] [--tasks 6] [--out F]``.
@@ -59,6 +62,7 @@ time.sleep(24 * 3600)
 STEPS = 10
 EXECUTOR, DEFINE = "executor node (steps 2-10)", "  define hits"
 CELL = "  kernel cell (steps 2-10)"
+MODEL_CALL = "  model call (ChatOpenAI.invoke, any node)"
 NODES = {"planner node": "planner", "coder node": "coder", EXECUTOR: "executor"}
 VARIANTS = [
     "off",
@@ -99,6 +103,7 @@ def run_variant(
     from dynagraph.tools import embeddings
     from dynagraph.tools.kernel.session import KernelSession
     from dynagraph.tools.library import sqlite as sqlite_library
+    from langchain_openai import ChatOpenAI
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     from dynagraph import Context, Services, load_settings, run_task
@@ -129,6 +134,7 @@ def run_variant(
         (executor.ExecutorNode, "__call__", EXECUTOR),
         (executor.ExecutorNode, "define_library_functions", DEFINE),
         (KernelSession, "execute", CELL),
+        (ChatOpenAI, "invoke", MODEL_CALL),
         (SqliteSaver, "put", "  checkpoint put (any thread)"),
         (SqliteSaver, "put_writes", "  checkpoint writes (any thread)"),
     ]
@@ -180,6 +186,16 @@ def run_variant(
     }
 
 
+def step_floor(variant: str, parts: dict[str, dict[str, Any]]) -> float | None:
+    """The kernel cell plus the step's model calls (two a step; one with follow_plan), each at
+    its median: what a step costs here with no framework work at all."""
+    cell, call = parts.get(CELL), parts.get(MODEL_CALL)
+    if cell is None or call is None:
+        return None
+    calls = 1 if "-follow" in variant else 2
+    return round(cell["median_ms"] + calls * call["median_ms"], 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -213,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{variant}: task median {results[variant]['task_ms_median']} ms")
             for label, part in results[variant]["parts"].items():
                 print(f"  {label:<36} {part['median_ms']:8.2f} ms  ({part['calls']} calls)")
+            floor = step_floor(variant, results[variant]["parts"])
+            if floor is not None:
+                results[variant]["floor_ms"] = floor
+                print(f"  {'floor: the cell and the model calls':<36} {floor:8.2f} ms")
     finally:
         stub.kill()
         stub.wait()

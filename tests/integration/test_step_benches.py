@@ -32,6 +32,14 @@ def test_step_breakdown_times_every_part_of_a_step(tmp_path: Path, monkeypatch) 
         assert parts["coder node"]["calls"] == step_breakdown.STEPS
         assert parts["executor node (steps 2-10)"]["calls"] == step_breakdown.STEPS - 1
         assert results[variant]["task_ms_median"] > 0
+        # every model call timed (the planner's steps and answer, the coder's steps), and the
+        # floor is the kernel cell plus the step's two calls
+        assert parts[step_breakdown.MODEL_CALL]["calls"] == 2 * step_breakdown.STEPS + 1
+        floor = (
+            parts[step_breakdown.CELL]["median_ms"]
+            + 2 * parts[step_breakdown.MODEL_CALL]["median_ms"]
+        )
+        assert results[variant]["floor_ms"] == round(floor, 2)
     for variant in ("off", "empty"):  # library off, or nothing in it: no query is embedded
         assert "    query embedding (cache miss)" not in results[variant]["parts"]
 

@@ -45,18 +45,55 @@ def test_planned_steps_open_at_the_coder_and_the_planner_answers_after_the_last(
         stub.start_task(rid, 0, 3)
         first = json.loads(stub.chat(rid, planner)[0])
         assert len(first["plan"]) == 3
-        for _ in range(3):
-            assert "```python" in stub.chat(rid, coder)[0]
-        history = "\n\n".join(
-            f"Step {i}: {step}\n```python\nx = 1\n```"
-            for i, step in enumerate([first["next_step"], *first["plan"][1:]], 1)
-        )
-        last = {"messages": [*planner["messages"], {"role": "user", "content": history}]}
+        steps = [first["next_step"], *first["plan"][1:]]
+        for done in range(3):  # the coder's request shows the steps run before it
+            assert "```python" in stub.chat(rid, with_history(coder, steps[:done]))[0]
+        last = with_history(planner, steps)
         assert json.loads(stub.chat(rid, last)[0])["final_answer"] == "499500"
         stats = run.tasks[0]
         # planner (step 1), coder 2, coder 3 (planned steps), planner (the answer)
         assert len(stats.step_starts) == 4
         assert stats.unscripted == 0
+
+
+def with_history(body: dict, steps: list[str]) -> dict:
+    """``body`` with a user message listing ``steps`` as run, as nodes/history.py shows them."""
+    history = "\n\n".join(f"Step {i}: {s}\n```python\nx = 1\n```" for i, s in enumerate(steps, 1))
+    return {"messages": [*body["messages"], {"role": "user", "content": history or "(none)"}]}
+
+
+def test_a_planner_changing_course_drops_what_was_written_ahead_and_no_step_is_miscounted() -> None:
+    """--course-change K: every K-th planner turn asks for another step than its last plan had
+    next; the coder's calls made ahead (speculate) and asked again open no step, and the coder
+    calls they add are still scripted."""
+    from bench.peers import ModelStub
+
+    planner = {"messages": [{"role": "system", "content": "You are the planner"}]}
+    coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
+    with ModelStub(course_change=2) as stub:
+        url, run = stub.new_run("dynagraph")
+        rid = url.split("/run/")[1].split("/")[0]
+        stub.start_task(rid, 0, 4)
+        run_steps: list[str] = []
+        held = []
+        turn = json.loads(stub.chat(rid, with_history(planner, run_steps))[0])
+        stub.chat(rid, with_history(coder, run_steps))  # step 1's cell
+        run_steps.append(turn["next_step"])
+        for _ in range(3):  # the planner's turns after steps 1, 2, 3
+            planned = turn["plan"][1]
+            stub.chat(rid, with_history(coder, run_steps))  # written ahead for it, beside the turn
+            turn = json.loads(stub.chat(rid, with_history(planner, run_steps))[0])
+            held.append(turn["next_step"] == planned)
+            if not held[-1]:  # dropped: the coder is asked again for the step asked for
+                stub.chat(rid, with_history(coder, run_steps))
+            run_steps.append(turn["next_step"])
+        turn = json.loads(stub.chat(rid, with_history(planner, run_steps))[0])
+        assert held == [True, False, True]  # every 2nd turn changes course
+        assert turn["final_answer"] == "499500"
+        stats = run.tasks[0]
+        assert len(stats.step_starts) == 5  # the planner's turns: 4 steps and the answer
+        # step 1's cell, 3 written ahead (one of them dropped), 1 asked again: all scripted
+        assert stats.roles["coder"] == 5 and stats.unscripted == 0
 
 
 def test_the_planner_is_answered_by_the_steps_its_history_shows() -> None:

@@ -4,7 +4,7 @@ step after the first, read from one task's timed calls."""
 from __future__ import annotations
 
 from bench.overhead import Event
-from bench.step_breakdown import CELL, EXECUTOR, node_hops
+from bench.step_breakdown import CELL, EXECUTOR, MODEL_CALL, node_hops, step_floor
 
 
 def test_hops_are_gaps_between_nodes_from_the_first_executor_call_to_the_last() -> None:
@@ -37,3 +37,10 @@ def test_hops_are_gaps_between_nodes_from_the_first_executor_call_to_the_last() 
 def test_a_task_with_fewer_than_three_executor_calls_has_no_hops() -> None:
     events = [Event("planner node", 0, 1, 0), Event(EXECUTOR, 2, 3, 0)]
     assert node_hops(events) == {}
+
+
+def test_the_floor_is_the_cell_and_the_steps_model_calls() -> None:
+    parts = {CELL: {"median_ms": 2.0}, MODEL_CALL: {"median_ms": 1.5}}
+    assert step_floor("off", parts) == 5.0  # a planner call and a coder call a step
+    assert step_floor("off-follow-exit", parts) == 3.5  # follow_plan: the coder's only
+    assert step_floor("off", {CELL: {"median_ms": 2.0}}) is None  # a part not timed: no floor
