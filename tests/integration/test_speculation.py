@@ -20,6 +20,7 @@ from tests.support.config import (
     planner_keeping_to,
     planner_step,
 )
+from tests.support.openai_stub import StubError
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -118,3 +119,24 @@ def test_no_speculation_after_a_failed_step(stub_env, settings_for):
     assert result.steps[0]["status"] == "error"
     assert result.usage["coder"]["calls"] == 1
     assert len(stub.requests_for("coder")) == 1
+
+
+def test_a_speculative_call_that_fails_leaves_the_step_to_the_coder(stub_env, settings_for):
+    """The call made ahead fails (here a 400, which the client does not retry; beside the
+    planner's call a busy server may refuse it where it would take it alone): the coder asks
+    again itself, as without speculation, and the task goes on."""
+    stub = stub_env["stub"]
+    stub.script("planner", planner_keeping_to(PLAN[:2], "6"))
+    stub.script(
+        "coder",
+        [coder_cell(CELLS[0]), StubError(400, "busy"), coder_cell(CELLS[1])],
+    )
+    events: list[dict] = []
+    result = run_task("compute b", settings_for(agent={"speculate": True}), on_event=events.append)
+
+    assert result.status == "done", result.error
+    assert [s["status"] for s in result.steps] == ["ok", "ok"]
+    assert "OUT-TWO 6" in result.steps[1]["observation"]
+    assert [e.get("speculative") for e in events if e["node"] == "coder"] == [False, False]
+    assert len(stub.requests_for("coder")) == 3  # step 1, the failed call ahead, step 2
+    assert stub.remaining() == 0
