@@ -286,7 +286,7 @@ def scripted_reply(run: Run, body: dict[str, Any]) -> tuple[str, str, bool]:
         run.served["answers"] = answered + 1
         return role, json.dumps({"thought": "All steps ran.", "final_answer": ANSWER}), not answered
     if role == "coder":  # plus one dropped speculative call per change of course
-        dropped = (n - 1) // run.course_change if run.course_change else 0
+        dropped = sum(changes_course(run, done) for done in range(1, n))
         return role, f"Here is the cell.\n```python\n{CODE}\n```\n", k < n + dropped
     return role, "{}", False  # librarian or unknown: nothing is scripted for it
 

@@ -20,8 +20,9 @@ trip of the step's cell, "model call" one ChatOpenAI call to the stub (planner's
 alike: the client's own work and the loopback HTTP), and "checkpoint put / writes" each
 SqliteSaver write (on any thread: under the default durability they run beside the next node).
 With those, "floor" is what a step's parts cost without any of dynagraph's or LangGraph's own
-work: the kernel cell and the step's model calls (two; one with follow_plan). Each variant runs ``--warmup``
-tasks, then ``--tasks`` measured ones; medians are per call over the measured tasks.
+work: the kernel cell and the step's model calls (two; one with follow_plan). Each variant
+runs ``--warmup`` tasks, then ``--tasks`` measured ones; medians are per call over the measured
+tasks.
 
 Usage: ``python bench/step_breakdown.py [--variants off off-follow 10k 10k-joined] [--tasks 6] [--out F]``.
 """

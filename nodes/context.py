@@ -81,7 +81,7 @@ class Context:
     def speculation(self, agent: AgentSettings) -> bool:
         """Whether the coder writes ahead while the planner decides: this run's choice, else
         ``agent.speculate``."""
-        return agent.speculate if self.speculate is None else bool(self.speculate)
+        return agent.speculate if self.speculate is None else self.speculate
 
     def model_override(self, node: str) -> str | None:
         return getattr(self, f"{node}_model", None)

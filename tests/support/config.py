@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.waiting import wait_for
 
 
 def stub_config(base_url: str, home: Path, **sections: Any) -> dict[str, Any]:
@@ -77,10 +78,7 @@ def after_coder_requests(
     this planner call is out; without it, it never would (``seen`` records which)."""
 
     def respond(_request: dict) -> str:
-        deadline = time.monotonic() + 20
-        while len(stub.requests_for("coder")) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        seen.append(len(stub.requests_for("coder")) >= count)
+        seen.append(wait_for(lambda: len(stub.requests_for("coder")) >= count, 20))
         return reply
 
     return respond

