@@ -49,12 +49,12 @@ import common  # noqa: E402 (bench/peer_drivers/common.py: the task and its anno
 
 from bench.common import add_out_argument, now_utc, save_figures_to  # noqa: E402
 from bench.overhead import Event, timed_calls  # noqa: E402
-from bench.peers import fill_library, write_dynagraph_config  # noqa: E402
+from bench.peers_setup import fill_library, write_dynagraph_config  # noqa: E402
 
 STUB_SERVER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from bench.peers import ModelStub
+from bench.peers_model import ModelStub
 stub = ModelStub().__enter__()
 url, run = stub.new_run("dynagraph")
 print(url, flush=True)

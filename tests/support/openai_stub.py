@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from dynagraph.graphs.demo_model import send_event_stream, stream_chunk
+
 __all__ = [
     "DEFAULT_ROLES",
     "EMBEDDING_DIM",
@@ -502,13 +504,7 @@ class _StubHandler(BaseHTTPRequestHandler):
         a chunk with finish_reason, the usage chunk when asked for, then ``[DONE]``."""
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
+            return stream_chunk(completion_id, model, delta, finish_reason)
 
         events = [chunk({"role": "assistant", "content": ""})]
         if message.get("tool_calls"):
@@ -522,17 +518,7 @@ class _StubHandler(BaseHTTPRequestHandler):
         if usage is not None:
             events.append({**chunk({}), "choices": [], "usage": usage})
 
-        self.close_connection = True
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")  # the body ends when the connection closes
-        self.end_headers()
-        for event in events:
-            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-            self.wfile.flush()
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        send_event_stream(self, events)
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         inputs = body.get("input")

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from bench import peers
-from bench.peers import Run, TaskStats, in_task_step_ms, scripted_reply
+from bench.peers_figures import in_task_step_ms
+from bench.peers_model import Run, TaskStats, scripted_reply
+from bench.peers_setup import write_dynagraph_config
 
 
 def test_in_task_steps_skip_the_first_step_and_end_at_the_answer_request() -> None:
@@ -35,7 +37,7 @@ def test_planned_steps_open_at_the_coder_and_the_planner_answers_after_the_last(
     """agent.follow_plan: the planner is asked once, the coder runs every step; the stub
     answers by the steps run (the planner's history, not planner turns nor coder requests) and
     opens a step at a coder request that follows another coder request."""
-    from bench.peers import ModelStub
+    from bench.peers_model import ModelStub
 
     planner = {"messages": [{"role": "system", "content": "You are the planner"}]}
     coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
@@ -66,7 +68,7 @@ def test_a_planner_changing_course_drops_what_was_written_ahead_and_no_step_is_m
     """--course-change K: every K-th planner turn asks for another step than its last plan had
     next; the coder's calls made ahead (speculate) and asked again open no step, and the coder
     calls they add are still scripted."""
-    from bench.peers import ModelStub
+    from bench.peers_model import ModelStub
 
     planner = {"messages": [{"role": "system", "content": "You are the planner"}]}
     coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
@@ -99,7 +101,7 @@ def test_a_planner_changing_course_drops_what_was_written_ahead_and_no_step_is_m
 def test_the_planner_is_answered_by_the_steps_its_history_shows() -> None:
     """agent.speculate: a coder request for the plan's next step comes while the planner's is
     out; the planner's reply must not count it as a step run."""
-    from bench.peers import ModelStub
+    from bench.peers_model import ModelStub
 
     system = {"role": "system", "content": "You are the planner"}
     coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
@@ -120,7 +122,7 @@ def test_the_stub_waits_its_model_latency_before_each_reply() -> None:
     latency hides is measured with it: the next step's query embedded during the calls)."""
     import time
 
-    from bench.peers import ModelStub
+    from bench.peers_model import ModelStub
 
     coder = {"messages": [{"role": "system", "content": "You are the coder"}]}
     with ModelStub(0.15) as stub:
@@ -147,7 +149,7 @@ def test_a_variants_config_sets_sections_and_top_level_settings(tmp_path) -> Non
     written config, which the agent's own loader reads."""
     from dynagraph.graphs.settings import load_settings
 
-    path = peers.write_dynagraph_config(
+    path = write_dynagraph_config(
         tmp_path,
         "http://127.0.0.1:9/v1",
         {"agent": {"follow_plan": 10}, "checkpoint_durability": "exit"},
