@@ -16,6 +16,7 @@ and must match the file's, so results with and without the library are never mix
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -114,6 +115,27 @@ def _check_run_info(
                 )
 
 
+def _check_writable(out: Path) -> None:
+    """EvalDataError (one line) when ``out`` could not be appended to or created, checked
+    without creating anything."""
+    if out.exists():
+        ok = out.is_file() and os.access(out, os.W_OK)
+    else:
+        folder = next((p for p in out.absolute().parents if p.exists()), Path("/"))
+        ok = folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    if not ok:
+        raise EvalDataError(f"cannot write the results file {out}: choose another --out")
+
+
+def _open_results(out: Path) -> TextIO:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out.open("a", encoding="utf-8")
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise EvalDataError(f"cannot write the results file {out}: {why}") from exc
+
+
 def run_eval(
     tasks: Iterable[EvalTask],
     solve: Solver,
@@ -131,6 +153,8 @@ def run_eval(
 
     An exception from ``solve`` is recorded as an ``error`` task and the run goes on, unless
     it is one of ``abort_on`` (a missing API key fails every task alike): then it propagates.
+    ``out_path`` is only ever appended to, and only created with the first record: a run
+    aborted before it leaves no empty file behind.
     Progress goes to ``progress_stream`` (none when it is None).
     """
     out = Path(out_path)
@@ -143,26 +167,30 @@ def run_eval(
     bar = ProgressBar(len(selected), stream=progress_stream)
     bar.done = len(selected) - len(todo)
     bar.correct = sum(1 for t in selected if t.id not in todo_ids and records[t.id].get("correct"))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)  # before any task: a run must not solve tasks it cannot record
+    fh: TextIO | None = None  # opened (for appending) with the first record: see below
     try:
-        with out.open("a", encoding="utf-8") as fh:
-            for task in todo:
-                started = clock()
-                try:
-                    result = solve(task.prompt)
-                except abort_on:
-                    raise
-                except Exception as exc:
-                    record = error_record(task, exc, clock() - started, info)
-                else:
-                    answer = _field(result, "answer")
-                    correct = bool(score(None if answer is None else str(answer), task))
-                    record = task_record(task, result, correct, clock() - started, info)
-                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-                fh.flush()
-                records[task.id] = record
-                note = f"{task.id}: {record['status']} {record['seconds']:.1f}s"
-                bar.advance(correct=record["correct"], note=note)
+        for task in todo:
+            started = clock()
+            try:
+                result = solve(task.prompt)
+            except abort_on:
+                raise
+            except Exception as exc:
+                record = error_record(task, exc, clock() - started, info)
+            else:
+                answer = _field(result, "answer")
+                correct = bool(score(None if answer is None else str(answer), task))
+                record = task_record(task, result, correct, clock() - started, info)
+            if fh is None:  # a run aborted before its first record leaves no empty file
+                fh = _open_results(out)
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            fh.flush()
+            records[task.id] = record
+            note = f"{task.id}: {record['status']} {record['seconds']:.1f}s"
+            bar.advance(correct=record["correct"], note=note)
     finally:
+        if fh is not None:
+            fh.close()
         bar.close()
     return [records[t.id] for t in selected if t.id in records]

@@ -29,7 +29,7 @@ from dynagraph.graphs.run import TaskResult, preflight, run_task
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings
 from dynagraph.nodes.context import Context
-from dynagraph.tools.errors import InputError
+from dynagraph.tools.errors import DynagraphError, InputError
 from dynagraph.tools.kernel import BWRAP_INSTALL_HINT, KernelError
 
 FINAL_STATUSES = ("done", "failed")
@@ -121,6 +121,14 @@ def result_row(
     }
 
 
+class BatchSetupError(DynagraphError):
+    """Every task a batch ran broke on the same kind of problem as ``run``'s exit 2 (an
+    unreachable endpoint, a refused key, a kernel that cannot start): the message is the first
+    task's one line."""
+
+    exit_code = 2
+
+
 @dataclass
 class BatchSummary:
     total: int = 0
@@ -130,10 +138,27 @@ class BatchSummary:
     error: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    #: tasks that raised a configuration or endpoint problem (exit_code 2, as ``run`` exits),
+    #: and the first one's line
+    setup_errors: int = 0
+    setup_problem: str | None = None
 
     @property
     def finished(self) -> int:
         return self.done + self.failed + self.error
+
+    @property
+    def all_setup_errors(self) -> bool:
+        """Every task run (none skipped counts) broke on a configuration or endpoint problem."""
+        return self.finished > 0 and self.setup_errors == self.finished
+
+    def note_problem(self, exc: BaseException) -> None:
+        """Count a task's exception that ``run`` would exit 2 for."""
+        if isinstance(exc, DynagraphError) and exc.exit_code == 2:
+            self.setup_errors += 1
+            if self.setup_problem is None:
+                text = str(exc).strip()
+                self.setup_problem = text.splitlines()[0] if text else type(exc).__name__
 
     def count(self, status: str) -> None:
         if status == "done":
@@ -232,7 +257,8 @@ def run_batch(
     `results` (default stdout). `pool_size` warm kernels are kept (default: the config's
     ``executor.pool_size``, else concurrency + 1). Before any task runs, raises ConfigError when
     a model key is missing and KernelError when the bwrap sandbox is asked for but missing; a
-    task that raises becomes an ``error`` line and the others go on.
+    task that raises becomes an ``error`` line and the others go on (the summary counts those
+    that raised a configuration or endpoint problem: ``all_setup_errors``).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -260,7 +286,7 @@ def run_batch(
                 # a task takes one for its cells and one for its librarian's probe replays
                 pool.limit_takes(len(todo) * (2 if context.use_library else 1))
 
-            def one(task: BatchTask) -> dict[str, Any]:
+            def one(task: BatchTask) -> tuple[dict[str, Any], Exception | None]:
                 thread_id = _thread_id(task)
                 began = time.monotonic()
                 try:
@@ -269,18 +295,23 @@ def run_batch(
                     )
                 except Exception as exc:
                     message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                    return result_row(task, None, message, time.monotonic() - began, thread_id)
-                return result_row(task, result, None, time.monotonic() - began, thread_id)
+                    row = result_row(task, None, message, time.monotonic() - began, thread_id)
+                    return row, exc
+                return result_row(task, result, None, time.monotonic() - began, thread_id), None
 
             workers = ThreadPoolExecutor(concurrency, thread_name_prefix="dynagraph-batch")
-            pending: set[Future[dict[str, Any]]] = {workers.submit(one, t) for t in todo}
+            pending: set[Future[tuple[dict[str, Any], Exception | None]]] = {
+                workers.submit(one, t) for t in todo
+            }
             try:
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        row = future.result()
+                        row, raised = future.result()
                         stream.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                         stream.flush()
+                        if raised is not None:
+                            summary.note_problem(raised)
                         bar.update(row)
             except KeyboardInterrupt:
                 summary.interrupted = True

@@ -14,7 +14,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
-    from dynagraph.graphs.batch import BatchInputError, read_tasks, run_batch
+    from dynagraph.graphs.batch import BatchInputError, BatchSetupError, read_tasks, run_batch
 
     if args.concurrency < 1:
         raise InputError("--concurrency must be at least 1")
@@ -35,6 +35,14 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         pool_size=args.pool_size,
     )
     print(summary.line(), file=sys.stderr)
+    if summary.all_setup_errors:  # as `run` would have: exit 2, the problem in one line
+        line = (
+            f"all {summary.finished} tasks stopped on a configuration or endpoint problem; "
+            f"the first: {summary.setup_problem}"
+        )
+        if args.out:  # their `error` lines are retried by a rerun (graphs/batch.py)
+            line += "; once it is fixed, run the same command again to retry them"
+        raise BatchSetupError(line)
     return EXIT_OK if summary.failed + summary.error == 0 else EXIT_FAILED
 
 

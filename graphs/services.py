@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,24 @@ from dynagraph.tools.library import FunctionLibrary, open_library
 from dynagraph.tools.models import ModelFactory
 
 log = logging.getLogger(__name__)
+
+
+def _remove_unused_folder(session: KernelSession, folder: Path) -> None:
+    """After ``session`` has shut down: remove its task's ``folder`` if the session ran none
+    of the task's cells and the folder is empty (a link to a pooled kernel's slot, under
+    bubblewrap: the link and the empty slot). A folder with anything in it stays."""
+    if session.cells_run:
+        return
+    try:
+        if folder.is_symlink():
+            slot = folder.resolve()
+            if slot.is_dir():
+                slot.rmdir()  # OSError when not empty: both stay
+            folder.unlink()
+        else:
+            folder.rmdir()  # only an empty folder
+    except OSError as exc:  # not empty, or gone already
+        log.debug("task folder %s kept: %s", folder, exc)
 
 
 class Services:
@@ -221,10 +239,20 @@ class Services:
 
     def _new_kernel(self, thread_id: str) -> KernelSession:
         """The thread's kernel: a warm one from the pool when there is one, else a new one
-        (unstarted: the registry starts it outside its lock)."""
+        (unstarted: the registry starts it outside its lock).
+
+        The kernel is made (and its task folder created) while the planner's first model call
+        is out (nodes/planner.py: start_kernels_ahead). A folder made here is removed again
+        once the kernel is shut down, if the kernel ran none of the task's cells and the folder
+        is still empty: a run stopped before its first cell (an unreachable endpoint) leaves
+        nothing behind. A folder that was there before (a resumed thread's) is never removed."""
         workdir = self.workdir_for(thread_id)
+        made_here = not (workdir.exists() or workdir.is_symlink())
         pool = self.kernel_pool
-        return pool.take(workdir) if pool is not None else self.kernel_session(workdir)
+        session = pool.take(workdir) if pool is not None else self.kernel_session(workdir)
+        if made_here:
+            session.after_shutdown.append(partial(_remove_unused_folder, session, workdir))
+        return session
 
     @property
     def kernel_pool(self) -> KernelPool | None:

@@ -31,7 +31,10 @@ from pydantic import Field, ValidationError
 __all__ = ["ConfigError", "ModelSettings", "ModelsSettings", "Settings", "load_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+#: the shipped configs: the checkout's configs/, installed as the data package dynagraph.configs
+#: (the same path from this file in both: <root>/graphs/ beside <root>/configs/)
+SHIPPED_CONFIGS = REPO_ROOT / "configs"
+DEFAULT_CONFIG = SHIPPED_CONFIGS / "default.yaml"
 
 
 class Settings(_Strict):
@@ -85,13 +88,24 @@ def expand_path(value: str) -> Path:
     return _absolute(Path(_VAR.sub(sub, value)))
 
 
+def shipped_configs() -> list[str]:
+    """The names of the configs shipped with dynagraph (``local-llm`` for local-llm.yaml)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """Which config file applies (None: the built-in defaults)."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("DYNAGRAPH_CONFIG"):
-        return Path(os.environ["DYNAGRAPH_CONFIG"])
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    """Which config file applies (None: the built-in defaults). A file path, or the name of a
+    shipped config (``local-llm``, ``openai.yaml``) when no such file is here: installed in
+    a project, the shipped configs are not under its folder."""
+    chosen = explicit or os.environ.get("DYNAGRAPH_CONFIG")
+    if not chosen:
+        return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    path = Path(chosen)
+    if not path.exists() and path.name == str(chosen):  # a bare name: a shipped config?
+        shipped = SHIPPED_CONFIGS / (path.name if path.suffix else f"{path.name}.yaml")
+        if shipped.is_file():
+            return shipped
+    return path
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -100,11 +114,21 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     data: dict[str, Any] = {}
     if chosen is not None:
         if not chosen.exists():
-            raise ConfigError(f"config file {chosen} does not exist")
+            names = ", ".join(shipped_configs())
+            raise ConfigError(
+                f"config file {chosen} does not exist (give a file, or a shipped config: {names})"
+            )
         try:
             data = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {chosen} is not valid YAML: {exc}") from exc
+            where = _yaml_problem(exc)
+            raise ConfigError(f"config file {chosen} is not valid YAML{where}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {chosen} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from exc
+        except OSError as exc:  # a folder, no permission
+            raise ConfigError(f"cannot read config file {chosen}: {exc.strerror or exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config file {chosen} must be a mapping at the top level")
     for dotted, value in overrides.items():
@@ -116,6 +140,20 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{chosen or 'settings'}: {where}: {first['msg']}") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, for a YAML error's one line: " at line L, column C: PROBLEM" (1-based,
+    from the error's problem mark, else its context mark); without a mark, ": " and the
+    error's first line."""
+    for mark, what in (
+        (getattr(exc, "problem_mark", None), getattr(exc, "problem", None)),
+        (getattr(exc, "context_mark", None), getattr(exc, "context", None)),
+    ):
+        if mark is not None and what:
+            return f" at line {mark.line + 1}, column {mark.column + 1}: {what}"
+    lines = str(exc).strip().splitlines()
+    return f": {lines[0] if lines else type(exc).__name__}"
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

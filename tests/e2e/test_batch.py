@@ -175,6 +175,121 @@ def test_batch_runs_the_readme_example_file_and_resumes(stub_env, tmp_path):
     assert "6 skipped (already finished)" in again.stderr.strip().splitlines()[-1]
 
 
+def _cli_env(stub_env: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    return env | {"OPENAI_API_KEY": stub_env["api_key"], "DYNAGRAPH_HOME": str(stub_env["home"])}
+
+
+def test_batch_whose_every_task_meets_a_dead_endpoint_exits_2_in_one_line(stub_env, tmp_path):
+    """As `run` would: exit 2 and one line naming the endpoint; the error lines are still in
+    --out (a rerun retries them) and no task leaves an empty folder."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = write_stub_config(
+        tmp_path / "dead.yaml", f"http://127.0.0.1:{port}/v1", stub_env["home"]
+    )
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(f'{{"id": "t{i}", "task": "add {i} and 1"}}\n' for i in range(3)))
+    out = tmp_path / "results.jsonl"
+    args = ["batch", str(tasks), "--config", str(config), "--out", str(out), "-q"]
+    proc = dynagraph(*args, env=_cli_env(stub_env), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr  # the summary, then the problem
+    assert lines[0].startswith("batch: 3 tasks: 0 done, 0 failed, 3 error"), lines[0]
+    assert lines[1].startswith(
+        "dynagraph: all 3 tasks stopped on a configuration or endpoint problem; the first: "
+        f"cannot reach the planner model stub-default at http://127.0.0.1:{port}/v1"
+    ), lines[1]
+    assert lines[1].endswith("run the same command again to retry them"), lines[1]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == ["t0", "t1", "t2"]
+    assert {r["status"] for r in rows} == {"error"} and finished_ids(out) == set()
+    runs = stub_env["home"] / "runs"
+    assert [p.name for p in runs.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_batch_with_a_task_done_keeps_exit_1_when_another_meets_the_endpoint(stub_env, tmp_path):
+    from tests.support.openai_stub import StubError
+
+    stub = stub_env["stub"]
+
+    def broken(request: dict[str, Any]) -> Any:
+        if "broken" in _task_of(request, "Steps so far:"):
+            return StubError(503, "overloaded")
+        return None
+
+    stub.add_rule("planner", broken)  # before task_model's rules: asked first
+    task_model(stub, EXAMPLE_CELLS)
+    config = write_stub_config(
+        tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"], librarian=LIBRARIAN
+    )
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        '{"id": "fib", "task": "What is the 20th Fibonacci number?"}\n'
+        '{"id": "broken", "task": "a broken task"}\n'
+    )
+    out = tmp_path / "results.jsonl"
+    args = ["batch", str(tasks), "--config", str(config), "--out", str(out), "-q"]
+    proc = dynagraph(*args, env=_cli_env(stub_env), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("batch: 2 tasks: 1 done, 0 failed, 1 error")
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["fib"]["status"] == "done" and rows["fib"]["answer"] == "6765"
+    assert rows["broken"]["status"] == "error" and "HTTP 503" in rows["broken"]["error"]
+
+
+def test_summary_says_every_task_broke_only_when_each_raised_a_setup_problem(tmp_path):
+    """all_setup_errors: every task run raised an error `run` exits 2 for (not a crash, not a
+    task that ran), so `batch` exits 2; skipped tasks do not count."""
+    from dynagraph.tools.errors import ConfigError
+    from dynagraph.tools.models import ModelEndpointError
+
+    settings = load_settings(None)
+    raises: dict[str, Exception] = {}
+
+    def runner(task, settings, thread_id, *, context, services):
+        if task in raises:
+            raise raises[task]
+        return TaskResult(task=task, answer="x", status="done", thread_id=thread_id)
+
+    class KeysPresent:
+        def check(self, node, override):
+            pass
+
+    class NoKernels:
+        models = KeysPresent()
+
+        def start_kernel_pool(self, size):
+            return None
+
+        def close(self):
+            pass
+
+    def batch(tasks: list[BatchTask], out: Path | None = None) -> Any:
+        kwargs = {"services": NoKernels(), "runner": runner, "out": out}
+        return run_batch(tasks, settings, concurrency=1, **kwargs)  # type: ignore[arg-type]
+
+    down = ModelEndpointError("cannot reach the planner model m at http://x/v1: refused")
+    raises |= {"a": down, "b": ConfigError("set models.coder.model"), "c": RuntimeError("bug")}
+    every = batch([BatchTask("1", "a"), BatchTask("2", "b")])
+    assert every.all_setup_errors and every.setup_errors == 2
+    assert every.setup_problem in {str(down), "set models.coder.model"}
+    assert not batch([BatchTask("1", "a"), BatchTask("3", "c")]).all_setup_errors  # a crash
+    assert not batch([BatchTask("1", "a"), BatchTask("4", "d")]).all_setup_errors  # one done
+    assert not batch([]).all_setup_errors  # nothing ran
+
+    out = tmp_path / "results.jsonl"
+    assert batch([BatchTask("4", "d")], out).done == 1
+    resumed = batch([BatchTask("4", "d"), BatchTask("1", "a")], out)
+    assert resumed.skipped == 1 and resumed.all_setup_errors  # what ran this time broke
+
+
 ADD_ALL = '''
 def add_all(values: list[float]) -> float:
     """Sum a list of numbers."""

@@ -92,6 +92,68 @@ def test_unreachable_endpoint_is_one_line_exit_2(cli_env, tmp_path):
     assert f"127.0.0.1:{port}" in lines[0] and "cannot reach" in lines[0]
 
 
+@pytest.mark.parametrize("problem", ["no-key", "dead-endpoint"])
+def test_eval_that_records_nothing_writes_no_results_file(cli_env, tmp_path, problem):
+    """An eval stopped before its first record (exit 2) neither creates --out (nor its folder,
+    nor the summary) nor changes an existing one: a rerun appends to it."""
+    env = dict(cli_env)
+    if problem == "no-key":
+        env.pop("OPENAI_API_KEY")
+    else:
+        import socket
+
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        dead = write_stub_config(
+            tmp_path / "dead.yaml", f"http://127.0.0.1:{port}/v1", Path(env["DYNAGRAPH_HOME"])
+        )
+        env["DYNAGRAPH_CONFIG"] = str(dead)
+    data = tmp_path / "m.jsonl"
+    data.write_text(
+        '{"id": "a", "problem": "1+1?", "answer": "2"}\n'
+        '{"id": "b", "problem": "2+2?", "answer": "4"}\n',
+        encoding="utf-8",
+    )
+    new = tmp_path / "sub" / "ev2.jsonl"
+    proc = dynagraph("eval", "math", "--data", str(data), "--out", str(new), "-q", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("dynagraph: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not new.exists() and not new.parent.exists()
+
+    old = tmp_path / "ev3.jsonl"  # task a recorded by an earlier run: b is left to do
+    record = {"benchmark": "math", "use_library": True, "id": "a", "status": "done"}
+    before = json.dumps({**record, "correct": True}) + "\n"
+    old.write_text(before, encoding="utf-8")
+    proc = dynagraph("eval", "math", "--data", str(data), "--out", str(old), "-q", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert old.read_text(encoding="utf-8") == before
+    assert not (tmp_path / "ev3.summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "models:\n  default:\n    model: [a, b\n",
+            "at line 4, column 1: expected ',' or ']', but got '<stream end>'",
+        ),
+        ("agent:\n  max_steps: 3\n   bad: 1\n", "at line 3, column 7: mapping values are not"),
+    ],
+    ids=["unclosed-list", "bad-indent"],
+)
+def test_yaml_syntax_error_names_line_and_column(tmp_path, text, where):
+    (tmp_path / "syntax.yaml").write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env["DYNAGRAPH_HOME"] = str(tmp_path / "home")
+    proc = dynagraph("run", "x", "--config", "syntax.yaml", env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"dynagraph: config file syntax.yaml is not valid YAML {where}")
+
+
 WORD_CELL = '''
 import re as regex
 

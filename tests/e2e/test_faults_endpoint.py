@@ -117,3 +117,64 @@ def test_a_retried_5xx_then_an_answer_still_succeeds(stub_env, tmp_path):
     proc = dynagraph("run", "add 2 and 3", "--json", "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["answer"] == "5"
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def _task_folders(runs: Path) -> list[str]:
+    """The task folders under executor.workdir (not the kernel pool's own .kernel-pool)."""
+    return (
+        sorted(p.name for p in runs.iterdir() if not p.name.startswith("."))
+        if runs.exists()
+        else []
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["refused", "hanging"])
+def test_a_run_stopped_before_its_first_cell_leaves_no_task_folder(stub_env, tmp_path, endpoint):
+    """The task's kernel starts (and makes the task's folder) while the planner's first call is
+    out; a run that then stops on the endpoint must not leave that empty folder behind."""
+    stub = stub_env["stub"]
+    if endpoint == "refused":  # the client's retries (backoff) give the kernel time to start
+        env = _env(stub_env, tmp_path, _dead_url(), retries=2)
+    else:
+        stub.script("planner", [StubFault("hang", seconds=60)])
+        env = _env(stub_env, tmp_path, stub.base_url, timeout=3.0, retries=0)
+    runs = stub_env["home"] / "runs"
+    for _ in range(2):
+        proc = dynagraph("run", "add 2 and 3", "--quiet", env=env)
+        assert proc.returncode == 2, proc.stderr
+        _one_line(proc)
+    assert _task_folders(runs) == []
+
+
+def test_a_resumed_thread_keeps_its_folder_and_still_runs(stub_env, tmp_path):
+    stub = stub_env["stub"]
+    runs = stub_env["home"] / "runs"
+    mine = runs / "has-files"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    dead = _env(stub_env, tmp_path, _dead_url(), retries=2)
+    proc = dynagraph("run", "x", "--thread", "has-files", "--quiet", env=dead)
+    assert proc.returncode == 2, proc.stderr
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine"  # a folder with files stays
+
+    proc = dynagraph("run", "add 2 and 3", "--thread", "later", "--quiet", env=dead)
+    assert proc.returncode == 2, proc.stderr
+    assert _task_folders(runs) == ["has-files"]  # "later" ran no cell: its folder is gone
+
+    from tests.support.config import coder_cell, planner_answer, planner_step
+
+    stub.script("planner", [planner_step("Print 2+3."), planner_answer("5")])
+    stub.script("coder", [coder_cell("print(2 + 3)\nopen('out.txt', 'w').write('5')")])
+    live = _env(stub_env, tmp_path, stub.base_url)
+    proc = dynagraph("run", "add 2 and 3", "--thread", "later", "--json", "--quiet", env=live)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["answer"], result["thread_id"]) == ("5", "later")
+    assert "add 2 and 3" in stub.requests_for("planner")[0]["messages"][-1]["content"]
+    assert (runs / "later" / "out.txt").read_text(encoding="utf-8") == "5"  # its cell ran there

@@ -35,6 +35,36 @@ def test_precedence_explicit_then_env_then_default(tmp_path, monkeypatch):
     assert config_path() == DEFAULT_CONFIG
 
 
+def test_a_shipped_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    """Installed in a project, configs/ is not under the user's folder: ``--config local-llm``
+    (or ``local-llm.yaml``, or ``$DYNAGRAPH_CONFIG``) names the shipped file; a file of that
+    name in the current folder comes first; a name that is neither says what there is."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DYNAGRAPH_CONFIG", raising=False)
+    shipped = DEFAULT_CONFIG.parent / "local-llm.yaml"
+    assert config_path("local-llm") == shipped
+    assert config_path("local-llm.yaml") == shipped
+    assert load_settings("local-llm").models.default.base_url.startswith("http://localhost")
+    monkeypatch.setenv("DYNAGRAPH_CONFIG", "openai")
+    assert config_path() == DEFAULT_CONFIG.parent / "openai.yaml"
+    (tmp_path / "local-llm.yaml").write_text("agent: {max_steps: 2}\n")
+    assert load_settings("local-llm.yaml").agent.max_steps == 2  # the user's own file
+    with pytest.raises(ConfigError, match=r"does not exist \(give a file, or a shipped config: "):
+        load_settings("no-such-preset")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings("sub/local-llm.yaml")  # a path is a path, never a shipped name
+
+
+def test_an_unreadable_config_is_a_config_error(tmp_path):
+    """Bytes that are not UTF-8, or a folder given as the file: one ConfigError, no traceback."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"agent: {max_steps: 3}  # caf\xe9\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_settings(latin)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path)
+
+
 def test_unknown_key_and_bad_value_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("agent: {max_stepz: 3}\n")
