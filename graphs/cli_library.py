@@ -17,6 +17,7 @@ from dynagraph.graphs.cli_share import (
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
+from dynagraph.tools.library.base import newest
 
 EXIT_OK, EXIT_REJECTED = 0, 1
 
@@ -63,12 +64,19 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
         action = args.library_command
         if action == "list":
             records = library.list(status=None if args.all else "active")
+            refused = _refused(library) if args.all else []  # tampered: shown, marked
             if args.json:
-                print(json.dumps([_record_row(r) for r in records], ensure_ascii=False))
-            for r in [] if args.json else records:
+                rows = [_record_row(r) for r in records]
+                rows += [{**_record_row(r), "problem": why} for r, why in refused]
+                print(json.dumps(rows, ensure_ascii=False))
+                return EXIT_OK
+            for r in records:
                 print(
                     f"{r.name:32} v{r.version}  uses={r.uses:<4} {r.status:11} {r.summary_line()}"
                 )
+            for r, why in refused:
+                print(f"{r.name:32} v{r.version}  uses={r.uses:<4} {'tampered':11} {why} "
+                      f"(stored as {r.status})")  # fmt: skip
             return EXIT_OK
         if action == "search":
             hits = library.search(args.query, k=args.k, alpha=settings.library.alpha)
@@ -80,12 +88,13 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{row['score']:.3f}  {hit.record.summary_line()}")
             return EXIT_OK
         if action == "show":
-            versions = library.versions(args.name)
-            record = _shown_record(library, args.name, versions)
+            record, problem, versions = _shown_record(library, args.name)
             if args.json:
-                print(json.dumps(record.to_dict(), ensure_ascii=False))
+                data = {**record.to_dict(), **({"problem": problem} if problem else {})}
+                print(json.dumps(data, ensure_ascii=False))
                 return EXIT_OK
-            _print_record(record, versions, library.decision_log(limit=5, name=record.name))
+            decisions = library.decision_log(limit=5, name=record.name)
+            _print_record(record, versions, decisions, problem)
             return EXIT_OK
         if action == "stats":
             stats = library.stats()
@@ -100,6 +109,9 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
                 return cmd_export_package(library, args)
             count = export_jsonl(library, args.file)
             print(f"exported {count} functions to {args.file}", file=sys.stderr)
+            if refused := _refused(library):  # every read refuses them: never exported
+                print(f"left out {len(refused)} tampered records (library list --all)",
+                      file=sys.stderr)  # fmt: skip
             return EXIT_OK
         if action == "import":
             _read(Path(args.file))  # one line naming the file and line if it is not text
@@ -112,6 +124,8 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
             return _restore(library, args.name, args.reason or "")
         if action in ("archive", "quarantine"):
             record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
+            refused = _refused(library, args.name) if record is None else []
+            record = record or newest(r for r, _ in refused)  # tampered: kept out all the same
             if record is None:
                 raise InputError(f"no function named {args.name!r} in the library")
             status = "archived" if action == "archive" else "quarantined"
@@ -165,7 +179,10 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
     if not functions:
         raise InputError(f"{path} defines no top-level function")
     probe_source = _read(Path(probe_file)) if probe_file else None
-    services = Services(settings, library=library)
+    # the scratch kernels, the agent proxy (its $TMPDIR/dynagraph-proxy-* socket folder) and
+    # the admission lock; closed below, whatever happens. Not given `library`: closing the
+    # services closes their own library, and this one is the caller's.
+    services = Services(settings)
     lib = settings.librarian
     verifier = ScratchVerifier(
         services.scratch_kernel,
@@ -202,7 +219,10 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
         with services.admission_lock():  # a task's librarian may be admitting at the same time
             decisions = admit(candidates, ctx, journal=journal)
     finally:
-        verifier.close()
+        try:
+            verifier.close()
+        finally:
+            services.close()
     return decisions
 
 
@@ -231,24 +251,46 @@ def _check_syntax(path: Path, source: str) -> None:
         raise InputError(f"{path}: not Python source ({exc})") from exc
 
 
-def _shown_record(library, name: str, versions: list) -> Any:
-    """The version a name resolves to (the newest active one), else its newest version, else
-    the record with that id."""
-    record = library.get_by_name(name) or (versions[-1] if versions else library.get(name))
+def _refused(library, name: str | None = None) -> list[tuple[Any, str]]:
+    """The records every read refuses (tampered), with why; with ``name``, those of that name
+    (tools/library/verified.py); none from a library that does not verify its reads."""
+    refused = getattr(library, "refused", None)
+    return refused(name) if refused is not None else []
+
+
+def _shown_record(library, name: str) -> tuple[Any, str, list[tuple[Any, str]]]:
+    """``(record, problem, versions)``: the version a name resolves to (the newest active one),
+    else its newest version, else the record with that id; only when none of those is intact,
+    its newest tampered version, with why (``problem``). ``versions``: every version of the
+    name, ``(record, problem)``, oldest first, the tampered ones included."""
+    intact = library.versions(name)
+    refused = _refused(library, name)
+    versions = sorted([*((r, "") for r in intact), *refused], key=lambda v: v[0].version)
+    record = library.get_by_name(name) or (intact[-1] if intact else library.get(name))
+    if record is not None:
+        return record, "", versions
+    record = newest(r for r, _ in refused)
     if record is None:
         raise InputError(f"no function named {name!r} in the library")
-    return record
+    return record, next(why for r, why in refused if r is record), versions
 
 
-def _print_record(record, versions: list, decisions: list[dict[str, Any]]) -> None:
-    print(f"# {record.name} v{record.version} [{record.status}] id {record.id}")
+def _print_record(
+    record, versions: list, decisions: list[dict[str, Any]], problem: str = ""
+) -> None:
+    label = f"tampered, stored as {record.status}" if problem else record.status
+    print(f"# {record.name} v{record.version} [{label}] id {record.id}")
+    if problem:
+        print(f"# refused by every read: {problem}; never retrieved, run or exported")
     if record.status_reason:
         print(f"# {record.status} because: {record.status_reason}")
     print(f"# uses {record.uses}, successes {record.successes}, retrieved {record.retrieved}")
-    print(f"# from task: {record.origin_task[:200]}")
+    if record.origin_task.strip():
+        print(f"# from task: {record.origin_task[:200]}")
+    used = f", last used in task {record.last_used_task}" if record.uses else ""
     print(
         f"# origin: thread {record.origin_thread or '-'}, model {record.origin_model or '-'}, "
-        f"created {record.created_at}, last used in task {record.last_used_task}"
+        f"created {record.created_at}{used}"
     )
     extras = {
         "capabilities": ", ".join(record.capabilities) or "none",
@@ -262,12 +304,19 @@ def _print_record(record, versions: list, decisions: list[dict[str, Any]]) -> No
             print(f"# {key}: {value}")
     print(f"# probes: {len(record.probes)} recorded calls")
     if len(versions) > 1:
-        shown = ", ".join(f"v{v.version} ({v.status})" for v in versions)
+        shown = ", ".join(
+            f"v{v.version} ({'tampered' if why else v.status})" for v, why in versions
+        )
         print(f"# versions: {shown}")
     for entry in decisions:
         print(f"# log: {entry['name']}: {entry['action']} [{entry.get('stage', '')}]"
               f" {entry.get('reason', '')[:160]}")  # fmt: skip
-    print(record.kernel_source(), end="")
+    if not problem:
+        print(record.kernel_source(), end="")
+        return
+    print("# the stored source, commented out: it is not the code that was verified")
+    lines = record.kernel_source().rstrip("\n").splitlines()
+    print("".join(f"# | {line}\n" for line in lines), end="")
 
 
 def _check(library, args: argparse.Namespace) -> int:
@@ -292,17 +341,29 @@ def _check(library, args: argparse.Namespace) -> int:
 
 
 def _restore(library, name: str, reason: str) -> int:
-    """``library restore NAME``: active again, and no quarantined version left blocking it."""
+    """``library restore NAME``: active again, and no quarantined version left blocking it.
+    Refused when NAME is only tampered records: their code is not what was verified, and
+    every read would keep refusing them (a good copy comes back with ``library add``)."""
     from dynagraph.tools.librarian.candidate import Origin
     from dynagraph.tools.librarian.journal import log_entries
     from dynagraph.tools.librarian.quarantine import restore
 
+    intact = library.get_by_name(name, include_inactive=True) or library.get(name)
+    tampered = newest(r for r, _ in _refused(library, name)) if intact is None else None
+    if tampered is not None:
+        raise InputError(
+            f"{tampered.name} v{tampered.version} cannot be restored: its code no longer "
+            "matches what was verified (tampered); add a good copy again with "
+            "`dynagraph library add FILE` or `library import` an earlier export"
+        )
     decisions = restore(library, name, reason)
     if decisions is None:
         raise InputError(f"no function named {name!r} in the library")
     library.log_decisions(log_entries(decisions, Origin(thread="cli")))
     for d in decisions:
-        print(f"{d.name}: {d.action}", file=sys.stderr)
+        restored = library.get(d.record_id) if d.record_id else None
+        version = f" v{restored.version}" if restored is not None else ""
+        print(f"{d.name}{version}: {d.action}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -328,7 +389,7 @@ def _print_decisions(decisions: list, as_json: bool) -> None:
 def _prune(library, settings: Settings, args: argparse.Namespace) -> int:
     from dynagraph.tools.librarian.journal import prune
 
-    unused = args.unused_tasks or settings.librarian.prune_unused_tasks
+    unused = args.unused_tasks or settings.librarian.prune_unused_tasks  # argparse: >= 1
     now, stale = prune(library, unused, dry_run=args.dry_run)
     verb = "would archive" if args.dry_run else "archived"
     if args.json:
@@ -406,7 +467,12 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p = lsub.add_parser("prune", help="archive functions not used in the last N tasks")
-    p.add_argument("--unused-tasks", type=int, help="N (default librarian.prune_unused_tasks)")
+    p.add_argument(
+        "--unused-tasks",
+        type=positive_int,
+        metavar="N",
+        help="at least 1 (default librarian.prune_unused_tasks)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list them, archive nothing")
     p.add_argument("--json", action="store_true")
     p = lsub.add_parser("log", help="the librarian's decisions, oldest first")

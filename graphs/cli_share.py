@@ -29,6 +29,8 @@ def cmd_export_package(library: Any, args: argparse.Namespace) -> int:
     if not args.package:
         raise InputError("library export needs a FILE (JSON Lines) or --package DIR")
     report = export_package(library, args.package, args.name)
+    for function, why in report.left_out:  # the rest of the package works without them
+        print(f"left out {function}: {why}", file=sys.stderr)
     for function, call, why in report.skipped:
         print(f"not a test: {function}: {call}: {why}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)

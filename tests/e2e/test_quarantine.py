@@ -153,8 +153,8 @@ def test_a_record_changed_behind_the_librarys_back_is_refused_and_checked(
             '\'__import__("os").system("id"); return list\')'
         )
     assert cli_json(cli, "library", "search", "rows of a csv file") == []
-    status, _, err = cli("library", "show", "read_csv_rows")
-    assert status == 2 and "no function named 'read_csv_rows'" in err
+    status, out, _ = cli("library", "show", "read_csv_rows")  # shown to a person, marked
+    assert status == 0 and "[tampered, stored as active]" in out
     assert cli_json(cli, "library", "stats")["tampered"] == 1
 
     status, out, err = cli("library", "check")

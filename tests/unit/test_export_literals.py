@@ -54,3 +54,41 @@ def test_dependency_order_puts_callees_first():
     names = [r.name for r in dependency_order(records)]
     assert names.index("a") < names.index("b") < names.index("c")
     assert sorted(names) == sorted(r.name for r in records)
+
+
+def test_complete_records_leave_out_what_lacks_a_callee():
+    """A callee found by alias counts; a cycle stays whole when all of it is there; one that
+    lacks a callee, directly or through another, is left out with the callee named."""
+    from types import SimpleNamespace
+
+    from dynagraph.tools.library.export_package import complete_records
+
+    def rec(name, deps=(), aliases=()):
+        return FunctionRecord(name=name, code=f"def {name}(): pass", ast_hash=name,
+                              depends_on=list(deps), aliases=list(aliases))  # fmt: skip
+
+    gone = rec("gone")
+    gone.status = "quarantined"
+    library = SimpleNamespace(
+        get_by_name=lambda name, include_inactive=False: gone if name == "gone" else None
+    )
+    records = [
+        rec("a", aliases=["alias_of_a"]),
+        rec("b", ["alias_of_a"]),
+        rec("loop", ["loop2"]),
+        rec("loop2", ["loop"]),
+        rec("c", ["gone"]),
+        rec("d", ["c"]),
+        rec("e", ["nowhere"]),
+        rec("bad_loop", ["bad_loop2"]),
+        rec("bad_loop2", ["bad_loop", "gone"]),
+    ]
+    kept, left = complete_records(library, records)
+    assert [r.name for r in kept] == ["a", "b", "loop", "loop2"]
+    assert dict(left) == {
+        "c": "it calls gone, which is quarantined",
+        "d": "it needs gone (through c), which is quarantined",
+        "e": "it calls nowhere, which is not in the library",
+        "bad_loop2": "it calls gone, which is quarantined",
+        "bad_loop": "it needs gone (through bad_loop2), which is quarantined",
+    }

@@ -195,3 +195,39 @@ def test_the_newest_of_equal_versions_is_the_last_stored(library) -> None:
     assert newest(library.versions("mean_of")).id == second.id
     assert newest([first, second]) is second and newest([second, first]) is first
     assert newest([]) is None
+
+
+def test_refused_records_are_listed_with_why_and_counted_apart(library, tmp_path) -> None:
+    """``refused`` is how `library list --all`, `show` and `restore` see a tampered record;
+    ``stats`` counts it as tampered only, so its counts match what `list` shows."""
+    hyp = library.add(record(HYPOT, imports=["import math as m"]))
+    library.add(record(MEAN))
+    assert library.refused() == []
+    with sqlite3.connect(tmp_path / "library.db") as conn:
+        conn.execute("UPDATE functions SET code = code || '    x = 1\n' WHERE id = ?", (hyp.id,))
+    why = "tampered: its code does not hash to its ast_hash"
+    assert [(r.id, w) for r, w in library.refused()] == [(hyp.id, why)]
+    assert [(r.id, w) for r, w in library.refused("hypotenuse")] == [(hyp.id, why)]
+    assert [r.id for r, _ in library.refused(hyp.id)] == [hyp.id]
+    assert library.refused("mean_of") == []
+    stats = library.stats()
+    assert (stats["functions"], stats["total"], stats["tampered"]) == (1, 2, 1)
+    assert stats["by_status"] == {"active": 1, "archived": 0, "quarantined": 0}
+    check_library(library)
+    assert library.stats()["by_status"] == {"active": 1, "archived": 0, "quarantined": 0}
+
+
+def test_an_export_that_cannot_finish_leaves_no_file(library, tmp_path, monkeypatch) -> None:
+    from dynagraph.tools.errors import InputError
+    from dynagraph.tools.library import export_jsonl
+
+    library.add(record(MEAN))
+    target = tmp_path / "out.jsonl"
+
+    def full_disk(self, other):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", full_disk)
+    with pytest.raises(InputError, match=r"out.jsonl: No space left on device; choose a"):
+        export_jsonl(library, target)
+    assert sorted(p.name for p in tmp_path.iterdir() if "jsonl" in p.name) == []

@@ -8,6 +8,7 @@ SQLite default and the Weaviate backend can be run through one contract test sui
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from dynagraph.tools.errors import DynagraphError
+from dynagraph.tools.errors import DynagraphError, InputError
 
 Status = Literal["active", "archived", "quarantined"]
 STATUSES: tuple[str, ...] = ("active", "archived", "quarantined")
@@ -274,13 +275,37 @@ def archive(library: FunctionLibrary, record_id: str, reason: str = "") -> None:
 
 def export_jsonl(library: FunctionLibrary, path: str | Path) -> int:
     """Write every record (any status) as JSON Lines; returns the count. Vectors are not
-    exported: they are recomputed on import, so a file moves between embedders safely."""
+    exported: they are recomputed on import, so a file moves between embedders safely.
+
+    The file appears whole or not at all: the records go to ``PATH.tmp`` first, renamed over
+    ``path`` at the end and removed on any failure. A path that cannot be written (a folder, a
+    missing folder, no permission) raises :class:`InputError` naming it."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(
+            f"cannot export to {target}: it is a folder; give a file path, "
+            f"e.g. {target / 'library.jsonl'}"
+        )
+    if not target.parent.is_dir():
+        raise InputError(
+            f"cannot export to {target}: the folder {target.parent} does not exist; "
+            "create it or choose another path"
+        )
     records = library.list(status=None)
-    tmp = Path(str(path) + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for record in sorted(records, key=lambda r: (r.created_at, r.id)):
-            fh.write(record.to_json() + "\n")
-    tmp.replace(path)
+    tmp = Path(str(target) + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for record in sorted(records, key=lambda r: (r.created_at, r.id)):
+                fh.write(record.to_json() + "\n")
+        tmp.replace(target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputError(
+                f"cannot export to {target}: {exc.strerror or exc}; choose a writable file path"
+            ) from exc
+        raise
     return len(records)
 
 

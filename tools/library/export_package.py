@@ -7,6 +7,10 @@
     out/mylib/__init__.py        imports, module-level names and functions, dependencies first
     out/tests/test_mylib.py      one pytest case per recorded call: arguments in, result out
 
+A function goes in only with every function it calls, transitively: one that calls an archived,
+quarantined, tampered or missing function is left out (its calls would fail with NameError),
+and so is whatever calls it; the report names each one with the callee it lacks.
+
 A recorded call becomes a test when its arguments and result are plain Python values (numbers,
 strings, bytes, None, and lists, tuples, sets and dicts of them) written as literals. The
 recorded pickles are read with an unpickler that refuses every class and callable, so no code
@@ -47,9 +51,12 @@ class ExportReport:
     functions: list[str] = field(default_factory=list)
     tests: int = 0
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (function, call, why)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (function, why)
 
     def summary(self) -> str:
         left = f", {len(self.skipped)} recorded calls not exported" if self.skipped else ""
+        if self.left_out:
+            left += f", {len(self.left_out)} functions left out"
         return (
             f"wrote package {self.name} to {self.folder}: {len(self.functions)} functions, "
             f"{self.tests} tests{left}"
@@ -149,6 +156,49 @@ def _active_records(library: FunctionLibrary) -> list[FunctionRecord]:
         by_name.setdefault(record.name, []).append(record)
     chosen = [newest(records) for records in by_name.values()]
     return sorted((r for r in chosen if r is not None), key=lambda r: (r.created_at, r.name))
+
+
+def _callee_status(library: FunctionLibrary, name: str) -> str:
+    """What a called function that is not in the package is: archived, quarantined, ..."""
+    record = library.get_by_name(name, include_inactive=True)
+    if record is not None:
+        return record.status if record.status != "active" else "not exported under that name"
+    refused = getattr(library, "refused", None)  # a verifying library's unreadable records
+    if refused is not None and refused(name):
+        return "tampered (see `dynagraph library check`)"
+    return "not in the library"
+
+
+def complete_records(
+    library: FunctionLibrary, records: list[FunctionRecord]
+) -> tuple[list[FunctionRecord], list[tuple[str, str]]]:
+    """``records`` less every one whose callees (``depends_on``, transitively) are not all
+    among them (by name or alias), and ``(name, why)`` for each left out, naming the missing
+    callee and its status. A cycle whose members are all there stays."""
+    kept = {r.name: r for r in records}
+    owner = {n: r.name for r in records for n in (*r.callable_aliases(), r.name)}
+    lacks: dict[str, tuple[str, str, str]] = {}  # left out -> (callee, missing callee, status)
+    changed = True
+    while changed:
+        changed = False
+        present = {n for r in kept.values() for n in (r.name, *r.callable_aliases())}
+        for record in list(kept.values()):
+            callee = next((d for d in record.depends_on if d not in present), None)
+            if callee is None:
+                continue
+            del kept[record.name]
+            changed = True
+            if owner.get(callee) in lacks:  # left out itself: the root is what it lacks
+                lacks[record.name] = (callee, *lacks[owner[callee]][1:])
+            else:
+                lacks[record.name] = (callee, callee, _callee_status(library, callee))
+    left_out = [
+        (name, f"it calls {root}, which is {status}")
+        if callee == root
+        else (name, f"it needs {root} (through {callee}), which is {status}")
+        for name, (callee, root, status) in lacks.items()
+    ]
+    return [r for r in records if r.name in kept], left_out
 
 
 def dependency_order(records: list[FunctionRecord]) -> list[FunctionRecord]:
@@ -262,6 +312,10 @@ def _readme(records: list[FunctionRecord], name: str, report: ExportReport) -> s
         if record.origin_task:
             lines.append(f"- written for the task: {record.origin_task.strip()[:200]}")
         lines.append("")
+    if report.left_out:
+        lines += ["## Functions left out", ""]
+        lines += [f"- `{fn}`: {why}" for fn, why in report.left_out]
+        lines.append("")
     if report.skipped:
         lines += ["## Recorded calls not exported as tests", ""]
         lines += [f"- `{fn}`: {label} ({why})" for fn, label, why in report.skipped]
@@ -327,13 +381,21 @@ def export_package(
     """Write the package (see the module docstring); returns what was written and skipped."""
     if not package_name_ok(name):
         raise InputError(f"package name {name!r}: use lowercase letters, digits and _")
-    records = dependency_order(_active_records(library))
-    if not records:
+    active = _active_records(library)
+    if not active:
         raise LibraryError("the library has no active function to export")
+    complete, left_out = complete_records(library, active)
+    if not complete:
+        first, why = left_out[0]
+        raise LibraryError(
+            f"no active function can be exported whole: {first}: {why}"
+            + (f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else "")
+        )
+    records = dependency_order(complete)
     dest = Path(folder)
     if dest.exists() and any(dest.iterdir()) and not (dest / "pyproject.toml").exists():
         raise InputError(f"{dest} is not empty and holds no package; choose a new folder")
-    report = ExportReport(dest, name, [r.name for r in records])
+    report = ExportReport(dest, name, [r.name for r in records], left_out=left_out)
     module = _module_source(records, name)
     try:
         parse_python(module)

@@ -4,7 +4,9 @@
 every read (get, get_by_name, versions, find_by_hash, list, search, nearest) drops the records
 that fail :func:`tools.library.integrity.record_problem` (and ``add`` refuses to store one), so such a record is never shown to the
 coder nor defined in a kernel (the executor re-reads the hits by id). ``list_unverified`` is
-the one unfiltered read, for ``library check``; ``stats`` counts the failing records.
+the one unfiltered read, for ``library check``; ``refused`` lists the failing records with why
+(``library list --all`` and ``show`` show them to a person, marked); ``stats`` counts them as
+``tampered``, apart from ``by_status``.
 
 Why a mixin over the backend instead of a filter inside it: the backends stay plain stores
 that the contract suite tests as such, and the Weaviate backend gets the same filter with one
@@ -64,6 +66,20 @@ class VerifiedReads:
         """Every record as stored, integrity unchecked (``library check`` reads this)."""
         return super().list(status=None)  # type: ignore[misc]
 
+    def refused(self, name: str | None = None) -> list[tuple[FunctionRecord, str]]:
+        """The stored records every other read drops, each with why (``record_problem``), oldest
+        first; with ``name``, those of that name or alias (or with that id). For ``library list
+        --all``, ``show``, ``restore`` and ``stats`` to tell a person about them, never to
+        define, retrieve or export them."""
+        if name is None:
+            stored = self.list_unverified()
+        else:
+            stored = list(super().versions(name))  # type: ignore[misc]
+            by_id = super().get(name)  # type: ignore[misc]
+            if by_id is not None and all(r.id != by_id.id for r in stored):
+                stored.append(by_id)
+        return [(r, why) for r in stored if (why := record_problem(r))]
+
     def search(
         self,
         query: str,
@@ -87,6 +103,17 @@ class VerifiedReads:
         return [h for h in hits if _ok(h.record) is not None][:k]
 
     def stats(self) -> dict[str, Any]:
+        """The backend's counts with the refused records moved out of ``by_status`` (and
+        ``functions``) into ``tampered``: every count then matches what ``list`` shows, and
+        ``total`` (every stored record) is ``sum(by_status) + tampered``."""
         stats = dict(super().stats())  # type: ignore[misc]
-        stats["tampered"] = sum(1 for r in self.list_unverified() if record_problem(r))
+        refused = self.refused()
+        by_status = dict(stats.get("by_status", {}))
+        for record, _ in refused:
+            if by_status.get(record.status, 0) > 0:
+                by_status[record.status] -= 1
+        stats["by_status"] = by_status
+        if "functions" in stats:
+            stats["functions"] = by_status.get("active", 0)
+        stats["tampered"] = len(refused)
         return stats
