@@ -9,9 +9,11 @@ Tests that need a working bwrap are skipped, with the reason, where it cannot ru
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -383,3 +385,40 @@ def test_the_probe_holds_when_the_interpreter_lives_under_tmp(
         assert bwrap_probe() == (BWRAP, "")
     finally:
         bwrap_probe.cache_clear()
+
+
+@needs_bwrap
+@pytest.mark.timeout(90)
+def test_a_runtime_folder_inside_a_read_only_shared_folder_stays_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TMPDIR`` inside the folder shared read-only (``library add`` of a file there): the
+    kernel's runtime folder (its sockets) is bound after the share that holds it; before, the
+    share covered it and the kernel did not start ("Read-only file system")."""
+    shared = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))  # short: the sockets live in it
+    try:
+        (shared / "tmp").mkdir()
+        (shared / "input.txt").write_text("data")
+        monkeypatch.setenv("TMPDIR", str(shared / "tmp"))
+        monkeypatch.setattr(tempfile, "tempdir", str(shared / "tmp"))  # gettempdir() caches it
+        session = KernelSession(tmp_path / "work", sandbox="bwrap", share=[(shared, False)])
+        with session:
+            assert session.execute("1 + 1").status == "ok"
+            assert _run(session, f"open({str(shared / 'input.txt')!r}).read()") == "'data'"
+            denied = session.execute(f"open({str(shared / 'new.txt')!r}, 'w')")
+            assert denied.status == "error" and "Read-only" in (denied.error_value or "")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.timeout(90)
+def test_a_kernel_starts_under_a_temp_folder_too_long_for_its_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ipc socket's path holds at most 107 bytes: under a long ``TMPDIR`` the runtime folder
+    goes to /tmp instead; before, the kernel did not start ("File name too long")."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with KernelSession(tmp_path / "work") as session:
+        assert session.execute("6 * 7").status == "ok"

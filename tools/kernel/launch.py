@@ -56,6 +56,23 @@ KERNEL_FLAGS = (
 )
 
 
+#: an AF_UNIX socket path holds at most 107 bytes; the kernel's sockets are
+#: <runtime folder>/kernel-ipc-<port> (ipc transport)
+_SOCKET_PATH_MAX = 107
+_SOCKET_NAME = len("/kernel-ipc-99999")
+_RUNTIME_PREFIX = "dynagraph-kernel-"
+
+
+def runtime_folder() -> Path:
+    """A new private folder for one kernel's connection file, log and ipc sockets: in the
+    temp folder (``TMPDIR``), or in ``/tmp`` when a socket's path there would be too long for
+    the system (zmq: "File name too long", and the kernel would not start)."""
+    longest = len(tempfile.gettempdir()) + 1 + len(_RUNTIME_PREFIX) + 8 + _SOCKET_NAME
+    if longest > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
+        return Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir="/tmp"))
+    return Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX))
+
+
 def _strictly_inside(path: Path, folders: Sequence[Path]) -> bool:
     """Whether ``path`` lies inside one of ``folders`` (not being one of them)."""
     return any(path != folder and path.is_relative_to(folder) for folder in folders)
@@ -236,7 +253,7 @@ class KernelProcess:
         """Start the kernel in `workdir` and wait until it answers. On failure, raises with
         the kernel's log appended; the caller then close()s."""
         protect_agent_process()  # once per process, before the first kernel exists
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="dynagraph-kernel-"))
+        self.runtime_dir = runtime_folder()
         self._log_file = open(self.runtime_dir / "kernel.log", "ab")  # noqa: SIM115
         km = _GivenSpecKernelManager(
             self._kernel_spec(workdir),
@@ -375,6 +392,10 @@ class KernelProcess:
                 argv += ["--tmpfs", str(path)]
         binds = [(p, p, w) for p, w in [(runtime, True), (work, True), *self.spec.share]]
         binds += [(source, at, True) for source, at in self.spec.views]
+        # a folder bound inside another bound folder is bound after it (a later mount covers an
+        # earlier one): the runtime dir under a TMPDIR inside a read-only shared folder stays
+        # writable, a read-only share inside the workdir stays read-only
+        binds.sort(key=lambda bind: len(bind[1].parts))
         for source, at, writable in binds:
             argv += ["--bind" if writable else "--ro-bind", str(source), str(at)]
         bound = [at.resolve() for _, at, _ in binds]
