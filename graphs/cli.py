@@ -26,7 +26,7 @@ from dynagraph.graphs.cli_batch import add_batch_parser
 from dynagraph.graphs.cli_demo import add_demo_parser
 from dynagraph.graphs.cli_eval import add_eval_parser
 from dynagraph.graphs.cli_library import add_library_parser
-from dynagraph.graphs.cli_overrides import add_override_args, context_from_args
+from dynagraph.graphs.cli_overrides import CONFIG_HELP, add_override_args, context_from_args
 from dynagraph.graphs.settings import Settings, load_settings
 from dynagraph.graphs.startup import resume_collector
 from dynagraph.nodes.events import render_event
@@ -85,13 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and keeps the functions it writes.",
     )
     parser.add_argument(
-        "--config", help="YAML config (default: $DYNAGRAPH_CONFIG, else configs/default.yaml)"
+        "--config",
+        metavar="F",
+        help=f"{CONFIG_HELP} (default: $DYNAGRAPH_CONFIG, else default)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="solve one task", description="Solve one task.")
     run.add_argument("task", help="the task, in plain words")
-    run.add_argument("--config", dest="sub_config", help="YAML config file")
+    run.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
     run.add_argument("--thread", help="thread id (default: a new uuid); resumes an unfinished one")
     run.add_argument("--json", action="store_true", help="print one JSON object with the result")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from dynagraph.graphs.cli_overrides import add_override_args, context_from_args
+from dynagraph.graphs.cli_overrides import CONFIG_HELP, add_override_args, context_from_args
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.errors import InputError
 
@@ -60,7 +60,7 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
         "--concurrency", "-j", type=int, default=2, help="tasks run at once (default 2)"
     )
     batch.add_argument("--out", help="append result lines here and skip ids already finished")
-    batch.add_argument("--config", dest="sub_config", help="YAML config file")
+    batch.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
     batch.add_argument(
         "--pool-size",
         type=int,

@@ -146,6 +146,8 @@ def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
     )
     demo.add_argument("--home", help="keep the demo's library and runs in this folder")
     demo.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    demo.add_argument("--config", dest="sub_config", help="YAML config (its executor section)")
+    demo.add_argument(
+        "--config", dest="sub_config", metavar="F", help="YAML config (its executor section)"
+    )
     demo.set_defaults(handler=cmd_demo, runs_tasks=True)
     return demo

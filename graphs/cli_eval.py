@@ -18,7 +18,7 @@ from dynagraph.evals.benchmarks import BENCHMARKS
 from dynagraph.evals.runner import run_eval
 from dynagraph.evals.summary import format_summary, summarize
 from dynagraph.evals.tasks import EvalDataError
-from dynagraph.graphs.cli_overrides import add_override_args, context_from_args
+from dynagraph.graphs.cli_overrides import CONFIG_HELP, add_override_args, context_from_args
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 
@@ -43,7 +43,7 @@ def add_eval_parser(subparsers: Any) -> None:
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("--data", required=True, metavar="PATH", help=f"local data ({data_help})")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N tasks")
-    parser.add_argument("--config", dest="sub_config", metavar="F", help="YAML config file")
+    parser.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
     parser.add_argument(
         "--out",
         metavar="RESULTS.jsonl",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dynagraph.graphs.cli_overrides import CONFIG_HELP
 from dynagraph.graphs.cli_share import (
     add_mcp_parser,
     add_package_export_args,
@@ -427,7 +428,7 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
         help="inspect and manage the function library",
         description="Inspect and manage the function library.",
     )
-    lib.add_argument("--config", dest="sub_config", help="YAML config file")
+    lib.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
     lsub = lib.add_subparsers(dest="library_command", required=True)
     p = lsub.add_parser("list", help="list functions")
     p.add_argument("--all", action="store_true", help="include archived and quarantined")
@@ -485,6 +486,6 @@ def add_library_parser(sub: Any) -> argparse.ArgumentParser:
     lsub.add_parser("sync", help="send the Weaviate outbox's queued changes (weaviate backend)")
     add_mcp_parser(lsub)
     for p in lsub.choices.values():
-        p.add_argument("--config", dest="leaf_config", help="YAML config file")
+        p.add_argument("--config", dest="leaf_config", metavar="F", help=CONFIG_HELP)
     lib.set_defaults(handler=cmd_library)
     return lib

@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the Context's module is imported when a command runs, not for --help
     from dynagraph.nodes.context import Context
 
+#: the help of every command's --config
+CONFIG_HELP = (
+    "a YAML config file, or a shipped config by name: default, openai, local-llm, weaviate"
+)
+
 
 def add_override_args(parser: argparse.ArgumentParser, *, no_library_help: str) -> None:
     """Add ``--max-steps``, ``--follow-plan``, ``--speculate``/``--no-speculate``, the two

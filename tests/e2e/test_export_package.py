@@ -243,3 +243,12 @@ def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tm
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed" in run.stdout, run.stdout
+
+    # a folder that cannot be made (a file stands where its parent should be): one line, exit
+    # 2, and no partial package beside it
+    (tmp_path / "afile").write_text("not a folder")
+    bad = dynagraph("library", "export", "--package", str(tmp_path / "afile" / "pkg"), env=env)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+    assert "cannot write the package at" in bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -25,8 +25,10 @@ import builtins
 import io
 import keyword
 import math
+import os
 import pickle
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,6 +377,27 @@ def _distributions(records: list[FunctionRecord]) -> set[str]:
     return found
 
 
+def _write_package(dest: Path, files: dict[Path, str]) -> None:
+    """Write ``files`` (relative path -> text) under ``dest``. A new folder appears whole or not
+    at all (written beside it, then renamed); an existing one (an earlier export) is written
+    over in place. A folder that cannot be written is an :class:`InputError` naming it."""
+    fresh = not dest.exists()
+    target = dest.with_name(f".{dest.name}.partial-{os.getpid()}") if fresh else dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for relative, text in files.items():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            (target / relative).write_text(text, encoding="utf-8")
+        if fresh:
+            target.rename(dest)
+    except OSError as exc:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise InputError(
+            f"cannot write the package at {dest}: {exc.strerror or exc}; choose a writable folder"
+        ) from exc
+
+
 def export_package(
     library: FunctionLibrary, folder: str | Path, name: str = "dynagraph_functions"
 ) -> ExportReport:
@@ -402,13 +425,11 @@ def export_package(
     except SyntaxError as exc:
         raise LibraryError(f"the functions do not form a valid module: {exc}") from exc
     tests = _tests_source(records, name, report)
-    try:
-        (dest / name).mkdir(parents=True, exist_ok=True)
-        (dest / "tests").mkdir(exist_ok=True)
-        (dest / name / "__init__.py").write_text(module, encoding="utf-8")
-        (dest / "tests" / f"test_{name}.py").write_text(tests, encoding="utf-8")
-        (dest / "README.md").write_text(_readme(records, name, report), encoding="utf-8")
-        (dest / "pyproject.toml").write_text(_pyproject(records, name), encoding="utf-8")
-    except OSError as exc:
-        raise LibraryError(f"cannot write the package at {dest}: {exc.strerror or exc}") from exc
+    files = {
+        Path(name, "__init__.py"): module,
+        Path("tests", f"test_{name}.py"): tests,
+        Path("README.md"): _readme(records, name, report),
+        Path("pyproject.toml"): _pyproject(records, name),
+    }
+    _write_package(dest, files)
     return report
