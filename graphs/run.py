@@ -111,13 +111,13 @@ def run_task(
     context = context or Context()
     thread_id = thread_id or str(uuid.uuid4())
     try:
+        preflight(services, context)  # a missing key is said before any file is written
         saver, conn = open_checkpointer(settings)
     except BaseException:
         if own_services:
             services.close()
         raise
     try:
-        preflight(services, context)
         graph = build_graph(settings, services=services, checkpointer=saver)
         max_steps = context.step_limit(settings.agent)
         configurable: dict[str, Any] = {"thread_id": thread_id}

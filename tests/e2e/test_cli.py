@@ -56,6 +56,7 @@ def test_missing_api_key_is_one_line_exit_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "OPENAI_API_KEY" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # said before anything was written
 
 
 @pytest.mark.parametrize(
