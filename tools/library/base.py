@@ -214,9 +214,10 @@ class FunctionLibrary(Protocol):
         """Hybrid search; ``alpha`` weighs vectors (1.0) against keywords (0.0)."""
         ...
 
-    def prepare_search(self, query: str) -> None:
-        """Start what a later ``search(query)`` needs (the query's vector) in the background and
-        return at once: the coder asks it for the step likely to come next. Only a hint."""
+    def prepare_search(self, *queries: str) -> None:
+        """Start what later ``search(query)`` calls need (the queries' vectors) in the background
+        and return at once, the first query first: the coder asks it for the steps likely to
+        come next. Only a hint."""
         ...
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:

@@ -275,8 +275,8 @@ class OutboxLibrary:
         self._flush_if_pending()
         return self.primary.search(query, k, status=status, tags=tags, alpha=alpha)
 
-    def prepare_search(self, query: str) -> None:
-        self.primary.prepare_search(query)
+    def prepare_search(self, *queries: str) -> None:
+        self.primary.prepare_search(*queries)
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
         # no near neighbour is known while the server is away

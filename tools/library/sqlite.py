@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dynagraph.tools.embeddings import Embedder, embed_query_soon
+from dynagraph.tools.embeddings import Embedder, embed_queries_soon, embed_query_soon
 from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
 from dynagraph.tools.library.ledger import (
     bump_task_index,
@@ -421,13 +421,15 @@ class SqliteLibrary(SqliteTransactions):
             for p, fused, vector, kw in ranked
         ]
 
-    def prepare_search(self, query: str) -> None:
-        """Embed ``query`` in the background, unless no active record could match (a search
-        would not embed it either)."""
+    def prepare_search(self, *queries: str) -> None:
+        """Embed ``queries`` in the background (the first first), unless no active record
+        could match (a search would not embed them either)."""
+        if not queries:
+            return
         with self._transaction("DEFERRED"):
             rows = len(self._vector_index().rows("active", None))
         if rows:
-            embed_query_soon(self.embedder, query)
+            embed_queries_soon(self.embedder, queries)
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
         """Docstring-view cosine only. ``text`` is embedded as a passage, like the stored

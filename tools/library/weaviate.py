@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from dynagraph.tools.embeddings import Embedder, embed_query_soon
+from dynagraph.tools.embeddings import Embedder, embed_queries_soon
 from dynagraph.tools.library.base import (
     STATUSES,
     TASK_VIEW_WEIGHT,
@@ -348,9 +348,11 @@ class WeaviateLibrary:
             {"doc": 1.0 - TASK_VIEW_WEIGHT, "task": TASK_VIEW_WEIGHT}
         )
 
-    def prepare_search(self, query: str) -> None:
-        """Embed ``query`` in the background (this side embeds; nothing is asked of the server)."""
-        embed_query_soon(self.embedder, query)
+    def prepare_search(self, *queries: str) -> None:
+        """Embed ``queries`` in the background (this side embeds; nothing is asked of the
+        server)."""
+        if queries:
+            embed_queries_soon(self.embedder, queries)
 
     def search(
         self,
