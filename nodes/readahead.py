@@ -1,15 +1,15 @@
 """How many of the plan's next steps the coder has embedded ahead, per task.
 
-Why: a step's library search needs its query's vector, and the bundled embedder takes ~20-35
-ms a short text, about twice what a text costs in a batch. The coder asks the library to embed
-the plan's next steps while this step's model call and cell run (nodes/coder.py
-``prepare_next``); how many is a read-ahead window, as file systems read ahead: a task starts
-with the whole window (:data:`MAX_STEPS_AHEAD`: the first plan, embedded in one batch), the
-window falls back to one when the step the planner asked for was not one embedded ahead (it
-changed course) and doubles again each time it was. A plan that holds is embedded a batch at a
-time (a batch of 7 short texts: about 15-20 ms a text against 30-40 alone, on 2 busy cores); a
-planner that rewrites its plan every turn costs, after its first turn, one text a step, as
-without a window.
+Why: a step's library search needs its query's vector, and the bundled embedder takes ~30-40
+ms a short text on 2 busy cores, more than a zero-latency step; a batch costs less a text
+(short texts on an idle core: ~15 ms a text in a batch of 10, ~29 alone; bench/README.md 13k).
+The coder asks the library to embed the plan's next steps while this step's model call and
+cell run (nodes/coder.py ``prepare_next``); how many is a read-ahead window, as file systems
+read ahead: a task starts with the whole window (:data:`MAX_STEPS_AHEAD`: the first plan, the
+next step alone and the rest in one batch), the window falls back to one when the step the
+planner asked for was not one embedded ahead (it changed course) and doubles again each time
+it was. A planner that rewrites its plan every turn costs, after its first turn, one text a
+step, as without a window.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 __all__ = ["MAX_STEPS_AHEAD", "Readahead"]
 
-#: the most steps embedded ahead at once (a batch of 8 short texts: ~15 ms a text, 1 alone ~30)
+#: the most steps embedded ahead at once
 MAX_STEPS_AHEAD = 8
 
 
