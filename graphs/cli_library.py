@@ -19,6 +19,7 @@ from dynagraph.graphs.settings import Settings
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
 from dynagraph.tools.library.base import newest
+from dynagraph.tools.library.verified import refused_records
 
 EXIT_OK, EXIT_REJECTED = 0, 1
 
@@ -65,19 +66,16 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
         action = args.library_command
         if action == "list":
             records = library.list(status=None if args.all else "active")
-            refused = _refused(library) if args.all else []  # tampered: shown, marked
+            refused = refused_records(library) if args.all else []  # tampered: shown, marked
             if args.json:
                 rows = [_record_row(r) for r in records]
                 rows += [{**_record_row(r), "problem": why} for r, why in refused]
                 print(json.dumps(rows, ensure_ascii=False))
                 return EXIT_OK
             for r in records:
-                print(
-                    f"{r.name:32} v{r.version}  uses={r.uses:<4} {r.status:11} {r.summary_line()}"
-                )
+                print(_list_line(r, r.status, r.summary_line()))
             for r, why in refused:
-                print(f"{r.name:32} v{r.version}  uses={r.uses:<4} {'tampered':11} {why} "
-                      f"(stored as {r.status})")  # fmt: skip
+                print(_list_line(r, "tampered", f"{why} (stored as {r.status})"))
             return EXIT_OK
         if action == "search":
             hits = library.search(args.query, k=args.k, alpha=settings.library.alpha)
@@ -110,7 +108,7 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
                 return cmd_export_package(library, args)
             count = export_jsonl(library, args.file)
             print(f"exported {count} functions to {args.file}", file=sys.stderr)
-            if refused := _refused(library):  # every read refuses them: never exported
+            if refused := refused_records(library):  # every read refuses them: never exported
                 print(f"left out {len(refused)} tampered records (library list --all)",
                       file=sys.stderr)  # fmt: skip
             return EXIT_OK
@@ -125,7 +123,7 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
             return _restore(library, args.name, args.reason or "")
         if action in ("archive", "quarantine"):
             record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
-            refused = _refused(library, args.name) if record is None else []
+            refused = refused_records(library, args.name) if record is None else []
             record = record or newest(r for r, _ in refused)  # tampered: kept out all the same
             if record is None:
                 raise InputError(f"no function named {args.name!r} in the library")
@@ -252,11 +250,9 @@ def _check_syntax(path: Path, source: str) -> None:
         raise InputError(f"{path}: not Python source ({exc})") from exc
 
 
-def _refused(library, name: str | None = None) -> list[tuple[Any, str]]:
-    """The records every read refuses (tampered), with why; with ``name``, those of that name
-    (tools/library/verified.py); none from a library that does not verify its reads."""
-    refused = getattr(library, "refused", None)
-    return refused(name) if refused is not None else []
+def _list_line(record, status: str, text: str) -> str:
+    """One row of ``library list``."""
+    return f"{record.name:32} v{record.version}  uses={record.uses:<4} {status:11} {text}"
 
 
 def _shown_record(library, name: str) -> tuple[Any, str, list[tuple[Any, str]]]:
@@ -265,7 +261,7 @@ def _shown_record(library, name: str) -> tuple[Any, str, list[tuple[Any, str]]]:
     its newest tampered version, with why (``problem``). ``versions``: every version of the
     name, ``(record, problem)``, oldest first, the tampered ones included."""
     intact = library.versions(name)
-    refused = _refused(library, name)
+    refused = refused_records(library, name)
     versions = sorted([*((r, "") for r in intact), *refused], key=lambda v: v[0].version)
     record = library.get_by_name(name) or (intact[-1] if intact else library.get(name))
     if record is not None:
@@ -350,7 +346,7 @@ def _restore(library, name: str, reason: str) -> int:
     from dynagraph.tools.librarian.quarantine import restore
 
     intact = library.get_by_name(name, include_inactive=True) or library.get(name)
-    tampered = newest(r for r, _ in _refused(library, name)) if intact is None else None
+    tampered = newest(r for r, _ in refused_records(library, name)) if intact is None else None
     if tampered is not None:
         raise InputError(
             f"{tampered.name} v{tampered.version} cannot be restored: its code no longer "

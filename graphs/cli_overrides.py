@@ -1,5 +1,5 @@
 """The per-run override flags that ``run``, ``batch`` and ``eval`` share, and the run
-``Context`` they make.
+``Context`` they make; the help of every command's ``--config``.
 
 Why one place: the three commands run tasks the same way, so a user expects the same flags on
 each; written once, a new override (``--speculate``) reaches all three and its help says the
@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from dynagraph.graphs.settings import shipped_configs
+
 if TYPE_CHECKING:  # the Context's module is imported when a command runs, not for --help
     from dynagraph.nodes.context import Context
 
-#: the help of every command's --config
-CONFIG_HELP = (
-    "a YAML config file, or a shipped config by name: default, openai, local-llm, weaviate"
-)
+#: the help of every command's --config (the names: the configs shipped with this install)
+CONFIG_HELP = f"a YAML config file, or a shipped config by name: {', '.join(shipped_configs())}"
 
 
 def add_override_args(parser: argparse.ArgumentParser, *, no_library_help: str) -> None:

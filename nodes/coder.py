@@ -98,9 +98,7 @@ class CoderNode:
             for h in hits
         ]
 
-    def prepare_next(
-        self, state: State, use_library: bool, key: str = "", instruction: str = ""
-    ) -> None:
+    def prepare_next(self, state: State, use_library: bool, key: str, instruction: str) -> None:
         """Have the library embed the search texts of the plan's next steps now, in the
         background: the next step (the planner's usual next choice, the next one for sure under
         agent.follow_plan) then finds its query vector computed, or being computed, while

@@ -22,7 +22,7 @@ from dynagraph.graphs.run import TaskResult
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import load_settings
 
-from tests.support.cli import dynagraph
+from tests.support.cli import dead_endpoint, dynagraph, user_env
 from tests.support.config import (
     after_coder_requests,
     coder_cell,
@@ -176,21 +176,14 @@ def test_batch_runs_the_readme_example_file_and_resumes(stub_env, tmp_path):
 
 
 def _cli_env(stub_env: dict[str, Any]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    return env | {"OPENAI_API_KEY": stub_env["api_key"], "DYNAGRAPH_HOME": str(stub_env["home"])}
+    return user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
 
 
 def test_batch_whose_every_task_meets_a_dead_endpoint_exits_2_in_one_line(stub_env, tmp_path):
     """As `run` would: exit 2 and one line naming the endpoint; the error lines are still in
     --out (a rerun retries them) and no task leaves an empty folder."""
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = write_stub_config(
-        tmp_path / "dead.yaml", f"http://127.0.0.1:{port}/v1", stub_env["home"]
-    )
+    dead = dead_endpoint()
+    config = write_stub_config(tmp_path / "dead.yaml", dead, stub_env["home"])
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(f'{{"id": "t{i}", "task": "add {i} and 1"}}\n' for i in range(3)))
     out = tmp_path / "results.jsonl"
@@ -203,7 +196,7 @@ def test_batch_whose_every_task_meets_a_dead_endpoint_exits_2_in_one_line(stub_e
     assert lines[0].startswith("batch: 3 tasks: 0 done, 0 failed, 3 error"), lines[0]
     assert lines[1].startswith(
         "dynagraph: all 3 tasks stopped on a configuration or endpoint problem; the first: "
-        f"cannot reach the planner model stub-default at http://127.0.0.1:{port}/v1"
+        f"cannot reach the planner model stub-default at {dead}"
     ), lines[1]
     assert lines[1].endswith("run the same command again to retry them"), lines[1]
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import dynagraph
+from tests.support.cli import dead_endpoint, dynagraph, user_env
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -78,19 +78,13 @@ def test_a_senseless_count_is_one_line_exit_2(cli_env, tmp_path, args, named):
 
 
 def test_unreachable_endpoint_is_one_line_exit_2(cli_env, tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = write_stub_config(
-        tmp_path / "dead.yaml", f"http://127.0.0.1:{port}/v1", Path(cli_env["DYNAGRAPH_HOME"])
-    )
+    dead = dead_endpoint()
+    config = write_stub_config(tmp_path / "dead.yaml", dead, Path(cli_env["DYNAGRAPH_HOME"]))
     proc = dynagraph("run", "x", "--config", str(config), "--quiet", env=cli_env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert f"127.0.0.1:{port}" in lines[0] and "cannot reach" in lines[0]
+    assert dead.removesuffix("/v1") in lines[0] and "cannot reach" in lines[0]
 
 
 @pytest.mark.parametrize("problem", ["no-key", "dead-endpoint"])
@@ -101,13 +95,8 @@ def test_eval_that_records_nothing_writes_no_results_file(cli_env, tmp_path, pro
     if problem == "no-key":
         env.pop("OPENAI_API_KEY")
     else:
-        import socket
-
-        with socket.socket() as s:  # a port nothing listens on
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         dead = write_stub_config(
-            tmp_path / "dead.yaml", f"http://127.0.0.1:{port}/v1", Path(env["DYNAGRAPH_HOME"])
+            tmp_path / "dead.yaml", dead_endpoint(), Path(env["DYNAGRAPH_HOME"])
         )
         env["DYNAGRAPH_CONFIG"] = str(dead)
     data = tmp_path / "m.jsonl"
@@ -146,8 +135,7 @@ def test_eval_that_records_nothing_writes_no_results_file(cli_env, tmp_path, pro
 )
 def test_yaml_syntax_error_names_line_and_column(tmp_path, text, where):
     (tmp_path / "syntax.yaml").write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["DYNAGRAPH_HOME"] = str(tmp_path / "home")
+    env = user_env(DYNAGRAPH_HOME=str(tmp_path / "home"))
     proc = dynagraph("run", "x", "--config", "syntax.yaml", env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.support.cli import dynagraph
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -19,13 +18,9 @@ def test_demo_runs_without_key_or_network(tmp_path):
     env["DYNAGRAPH_HOME"] = str(tmp_path / "user-home")  # the demo must not touch it
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         env[name] = "http://127.0.0.1:9"  # any request leaving the machine would fail
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
     home = tmp_path / "demo"
-    proc = subprocess.run(  # relative, as the README writes it: kernels start in other folders
-        [*cmd, "demo", "--home", "demo"],
-        capture_output=True, text=True, env=env, timeout=280, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    # relative, as the README writes it: kernels start in other folders
+    proc = dynagraph("demo", "--home", "demo", env=env, cwd=tmp_path, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "answer: 9  (done)" in out and "answer: 10  (done)" in out and "answer: 2.0" in out
@@ -50,12 +45,7 @@ def test_demo_without_a_proxy_prints_no_proxy_warning(tmp_path):
     the NO_PROXY it used to set for a proxy setting and warned at every demo."""
     drop = ("DYNAGRAPH_", "OPENAI_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
-    proc = subprocess.run(
-        [*cmd, "demo", "--home", str(tmp_path / "demo")],
-        capture_output=True, text=True, env=env, timeout=280, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    proc = dynagraph("demo", "--home", str(tmp_path / "demo"), env=env, cwd=tmp_path, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "answer: 2.0" in proc.stdout
     assert "proxy" not in proc.stderr.lower(), proc.stderr

@@ -197,11 +197,10 @@ def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tm
     """The README's promise: every exported function comes with the functions it calls. One
     that calls a quarantined or archived function (directly or through another) is left out
     with a line naming that callee; the package that is written imports and its tests pass."""
-    from tests.support.cli import dynagraph
+    from tests.support.cli import dynagraph, user_env
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env = user_env(DYNAGRAPH_HOME=str(tmp_path / "home"))
     env.pop("OPENAI_API_KEY", None)
-    env["DYNAGRAPH_HOME"] = str(tmp_path / "home")
     (tmp_path / "words.py").write_text(WORDS)
     (tmp_path / "calls.py").write_text(WORD_CALLS)
     added = dynagraph("library", "add", str(tmp_path / "words.py"), "--probe",

@@ -9,14 +9,12 @@ call, the client's retries included.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import dynagraph
+from tests.support.cli import dead_endpoint, dynagraph, user_env
 from tests.support.config import stub_config
 from tests.support.openai_stub import StubError, StubFault
 
@@ -24,9 +22,7 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _env(stub_env, tmp_path: Path, base_url: str, *, timeout: float = 30.0, retries: int = 2):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["OPENAI_API_KEY"] = stub_env["api_key"]
-    env["DYNAGRAPH_HOME"] = str(stub_env["home"])
+    env = user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
     data = stub_config(base_url, stub_env["home"])
     data["models"]["default"].update(model="stub-faulty", timeout=timeout, max_retries=retries)
     config = tmp_path / "faulty.yaml"
@@ -87,14 +83,14 @@ def test_hanging_endpoint_fails_within_one_timeout_retries_included(stub_env, tm
 
 
 def test_refused_connection_says_so_with_json(stub_env, tmp_path):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = _env(stub_env, tmp_path, f"http://127.0.0.1:{port}/v1", retries=1)
+    dead = dead_endpoint()
+    env = _env(stub_env, tmp_path, dead, retries=1)
     proc = dynagraph("run", "x", "--json", "--quiet", env=env)
     assert proc.returncode == 2, proc.stderr
     line = _one_line(proc)
-    assert f"127.0.0.1:{port}" in line and "connection refused" in line and "stub-faulty" in line
+    assert (
+        dead.removesuffix("/v1") in line and "connection refused" in line and "stub-faulty" in line
+    )
     assert json.loads(proc.stdout) == {
         "task": "x",
         "status": "error",
@@ -119,12 +115,6 @@ def test_a_retried_5xx_then_an_answer_still_succeeds(stub_env, tmp_path):
     assert json.loads(proc.stdout)["answer"] == "5"
 
 
-def _dead_url() -> str:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-
-
 def _task_folders(runs: Path) -> list[str]:
     """The task folders under executor.workdir (not the kernel pool's own .kernel-pool)."""
     return (
@@ -140,7 +130,7 @@ def test_a_run_stopped_before_its_first_cell_leaves_no_task_folder(stub_env, tmp
     out; a run that then stops on the endpoint must not leave that empty folder behind."""
     stub = stub_env["stub"]
     if endpoint == "refused":  # the client's retries (backoff) give the kernel time to start
-        env = _env(stub_env, tmp_path, _dead_url(), retries=2)
+        env = _env(stub_env, tmp_path, dead_endpoint(), retries=2)
     else:
         stub.script("planner", [StubFault("hang", seconds=60)])
         env = _env(stub_env, tmp_path, stub.base_url, timeout=3.0, retries=0)
@@ -158,7 +148,7 @@ def test_a_resumed_thread_keeps_its_folder_and_still_runs(stub_env, tmp_path):
     mine = runs / "has-files"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine", encoding="utf-8")
-    dead = _env(stub_env, tmp_path, _dead_url(), retries=2)
+    dead = _env(stub_env, tmp_path, dead_endpoint(), retries=2)
     proc = dynagraph("run", "x", "--thread", "has-files", "--quiet", env=dead)
     assert proc.returncode == 2, proc.stderr
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine"  # a folder with files stays

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This process's environment as a user's shell would have it: no ``DYNAGRAPH_*`` variable
+    of the test run's own, then ``extra`` set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    return env | extra
+
+
+def dead_endpoint() -> str:
+    """An OpenAI-style base URL on a loopback port nothing listens on (free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
 def dynagraph_argv(*args: str) -> list[str]:

@@ -52,7 +52,9 @@ def test_the_next_planned_step_is_embedded_ahead_and_its_search_reuses_it(
     library, embedder = library_with(tmp_path, 2)
     try:
         coder = coder_for(library, shape)
-        coder.prepare_next({"task": TASK, "plan": ["Average the sales", "Print it"]}, True)
+        coder.prepare_next(
+            {"task": TASK, "plan": ["Average the sales", "Print it"]}, True, "t", "Load the data"
+        )
         query = coder.query("Average the sales", TASK)
         texts = embedded_texts(query)
         assert len(texts) == (2 if shape == "parted" else 1)
@@ -68,11 +70,19 @@ def test_nothing_is_embedded_ahead_without_a_plan_a_library_or_records(tmp_path)
     empty, empty_embedder = library_with(tmp_path / "empty", 0)
     try:
         coder = coder_for(library)
-        coder.prepare_next({"task": TASK, "plan": []}, True)  # the plan ran out
-        coder.prepare_next({"task": TASK, "plan": ["Average the sales"]}, False)  # --no-library
-        coder_for(empty).prepare_next({"task": TASK, "plan": ["Average the sales"]}, True)
+        coder.prepare_next(
+            {"task": TASK, "plan": []}, True, "t", "Load the data"
+        )  # the plan ran out
+        coder.prepare_next(
+            {"task": TASK, "plan": ["Average the sales"]}, False, "t", "Load the data"
+        )  # --no-library
+        coder_for(empty).prepare_next(
+            {"task": TASK, "plan": ["Average the sales"]}, True, "t", "Load the data"
+        )
         # a prepared text would be embedded by now: the same call with a plan shows how long
-        coder.prepare_next({"task": TASK, "plan": ["Count the regions"]}, True)
+        coder.prepare_next(
+            {"task": TASK, "plan": ["Count the regions"]}, True, "t", "Load the data"
+        )
         texts = embedded_texts(coder.query("Count the regions", TASK))
         assert [embedded(embedder, text) for text in texts] == [1] * len(texts)
         assert embedder.queries == texts
@@ -88,11 +98,13 @@ def test_a_library_that_fails_to_prepare_does_not_fail_the_step(tmp_path) -> Non
     from dynagraph.tools.library import LibraryError
 
     class Broken:
-        def prepare_search(self, query: str) -> None:
+        def prepare_search(self, *queries: str) -> None:
             raise LibraryError("library lib.db is damaged")
 
     coder = coder_for(Broken())  # type: ignore[arg-type]
-    coder.prepare_next({"task": TASK, "plan": ["Average the sales"]}, True)  # no raise
+    coder.prepare_next(
+        {"task": TASK, "plan": ["Average the sales"]}, True, "t", "Load the data"
+    )  # no raise
 
 
 def test_closed_services_prepare_nothing_and_open_no_library(tmp_path, monkeypatch) -> None:

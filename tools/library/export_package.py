@@ -37,6 +37,7 @@ from typing import Any
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
 from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError, newest
+from dynagraph.tools.library.verified import refused_records
 
 __all__ = ["ExportReport", "export_package", "literal_of_pickle", "package_name_ok"]
 
@@ -165,8 +166,7 @@ def _callee_status(library: FunctionLibrary, name: str) -> str:
     record = library.get_by_name(name, include_inactive=True)
     if record is not None:
         return record.status if record.status != "active" else "not exported under that name"
-    refused = getattr(library, "refused", None)  # a verifying library's unreadable records
-    if refused is not None and refused(name):
+    if refused_records(library, name):  # stored, but every read refuses it
         return "tampered (see `dynagraph library check`)"
     return "not in the library"
 

@@ -32,6 +32,13 @@ def _ok(record: FunctionRecord | None) -> FunctionRecord | None:
     return record if record is not None and record_problem(record) is None else None
 
 
+def refused_records(library: Any, name: str | None = None) -> list[tuple[FunctionRecord, str]]:
+    """The stored records ``library``'s reads refuse (tampered), each with why; with ``name``,
+    those of that name. None from a library that does not verify its reads."""
+    refused = getattr(library, "refused", None)
+    return refused(name) if refused is not None else []
+
+
 class VerifiedReads:
     """Put first in the bases of a ``FunctionLibrary`` class: its reads skip failing records."""
 
