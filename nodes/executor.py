@@ -204,6 +204,17 @@ class ExecutorNode:
         yield from (s.get("code") or "" for s in state.get("steps") or [])
         yield from (a.get("code") or "" for a in state.get("failed_attempts") or [])
 
+    def embed_views_ahead(self, state: State, code: str) -> None:
+        """Send the texts the librarian will search and store this cell's functions by to be
+        embedded while the cell runs (on the first step, while its kernel starts): each
+        function's doc view, then the task (a stored function's origin-task view). Sent after
+        the cell, with a model that answers at once, they were still being embedded when the
+        librarian needed them (bench/README 13l). A cell that fails has cost one embedding."""
+        views = codeparse.doc_views(code)
+        task = (state.get("task") or "").strip()
+        if views:
+            self.services.embed_ahead([*views, task] if task else views)
+
     # -- the node -------------------------------------------------------------------------------
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
@@ -211,6 +222,9 @@ class ExecutorNode:
         settings = self.services.settings
         context = runtime.context or Context()
         key = kernel_key(state, config)
+        code = state.get("code") or ""
+        if context.use_library:
+            self.embed_views_ahead(state, code)
         session = self.session_for(key)
         hit_ids = [h["id"] for h in state.get("hits") or []]
         (library_names, notes), restarts_before = self.defined_for_step(session, hit_ids)
@@ -222,7 +236,6 @@ class ExecutorNode:
             notes.append(f"[note] this task was resumed in a new kernel: {NAMESPACE_LOST_NOTE}")
         elif session.restarts > restarts_before:  # while its definitions ran: before the cell
             notes.append(f"[note] the kernel had stopped and was restarted: {NAMESPACE_LOST_NOTE}")
-        code = state.get("code") or ""
         result, (recorded, calls) = probes.execute_with_probes(
             session, code, settings.executor.timeout
         )

@@ -29,7 +29,6 @@ from dynagraph.nodes.speculation import Speculations
 from dynagraph.nodes.state import State
 from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.media import image_data_url
-from dynagraph.tools.librarian.candidate import Candidate
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
@@ -75,8 +74,8 @@ class PlannerNode:
         """Work starts while the model thinks: before the first step, the task's kernel and
         the embedding of the task's part of the coder's query (library.query_embedding: parted,
         so the first search embeds only its instruction); once the task has functions to
-        verify, the librarian's scratch kernel and the embedding of the texts it will search
-        and store them by (the task, each candidate's doc view)."""
+        verify, the librarian's scratch kernel (the texts it searches and stores them by are
+        sent to be embedded by the executor, as each cell starts: ExecutorNode.embed_views_ahead)."""
         key = kernel_key(state, config)
         if not state.get("steps"):
             self.services.kernels.prestart(key)
@@ -86,9 +85,6 @@ class PlannerNode:
         candidates = state.get("candidates") or []
         if context.use_library and candidates:
             self.services.prestart_scratch(self.services.workdir_for(key))
-            latest = [Candidate.from_entry(c) for c in candidates if not c.get("probes_only")]
-            texts = [state["task"].strip(), *(c.doc_view() for c in latest)]
-            self.services.embed_ahead([t for t in texts if t])
 
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig

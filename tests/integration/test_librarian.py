@@ -210,10 +210,22 @@ def test_the_tasks_part_of_the_first_query_is_embedded_while_the_planner_thinks(
     assert queries.count(task) == 1 and "Add VAT to 100." in queries  # each part once
 
 
-def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(stub_env, services):
-    """The planner sends a task's candidates to be embedded while its model thinks; the
+def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(
+    stub_env, services, monkeypatch
+):
+    """The executor sends the functions a cell defines to be embedded before the cell runs; the
     librarian's neighbour search and write find the vectors, so no text is embedded twice. The
     scratch kernel of the first task serves the second."""
+    from dynagraph.tools.kernel import probes
+
+    events: list[str] = []
+    real_execute = probes.execute_with_probes
+
+    def executing(session, code, *args, **kwargs):
+        events.append(f"cell: {code.strip()}")
+        return real_execute(session, code, *args, **kwargs)
+
+    monkeypatch.setattr(probes, "execute_with_probes", executing)
     embedder = services.embedder
     embedded: list[str] = []
     real_embed = embedder._embed_passages
@@ -225,7 +237,13 @@ def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(stub_
     embedder._embed_passages = recording
     sent_ahead: list[str] = []
     real_ahead = services.embed_ahead
-    services.embed_ahead = lambda texts: (sent_ahead.extend(texts), real_ahead(texts))
+
+    def ahead(texts):
+        events.extend(f"ahead: {t}" for t in texts)
+        sent_ahead.extend(texts)
+        real_ahead(texts)
+
+    services.embed_ahead = ahead
     started = count_scratch_starts(services)
 
     stub = stub_env["stub"]
@@ -237,6 +255,9 @@ def test_candidates_are_embedded_ahead_once_and_the_scratch_kernel_is_kept(stub_
     assert {record.doc_view(), record.task_view()} <= set(sent_ahead)
     assert {record.doc_view(), record.task_view()} <= set(embedded)
     assert len(embedded) == len(set(embedded)), embedded  # each text once
+    # the doc view and the task were sent to be embedded before the cell ran
+    ahead = [f"ahead: {record.doc_view()}", f"ahead: {record.task_view()}"]
+    assert events[:3] == [*ahead, f"cell: {MULTIPLY_CELL.strip()}"], events
 
     stub.script("planner", [planner_step("Add VAT to 100."), planner_answer("120.0")])
     stub.script("coder", [coder_cell(VAT_CELL)])

@@ -12,6 +12,7 @@ import pytest
 from dynagraph.tools.codeparse import (
     CodeParseError,
     defined_names,
+    doc_views,
     extract_functions,
     function_names,
     is_specific,
@@ -294,6 +295,52 @@ def test_only_top_level_functions_are_extracted_with_code_signature_docstring():
 def test_a_redefined_function_keeps_its_last_definition():
     fns = extract_functions("def f():\n    return 1\n\ndef f():\n    return 2\n")
     assert [f.code for f in fns] == ["def f():\n    return 2\n"]
+
+
+DOC_VIEW_CELLS = [
+    'def f():\n    return 1\n\ndef f(x: int = 2) -> int:\n    """Second.\n\n    More."""\n    return x\n',
+    cell('''
+        %time import math
+        SCALE = 2
+
+        @decorate
+        async def fetch(url: str, *, retries=3) -> bytes:
+            """Fetch a URL."""
+            return url
+
+        class Shape:
+            def area(self):
+                return 0
+
+        def scaled(x):
+            def inner(y):
+                return y
+            return inner(x) * SCALE * math.pi
+    '''),
+    "x = 1\nprint(x)\n",
+    "def broken(:\n    pass\n",
+]
+
+
+@pytest.mark.parametrize("text", DOC_VIEW_CELLS)
+def test_doc_views_are_the_candidates_views_before_the_cell_runs(text):
+    """The executor embeds doc_views(cell) while the cell runs; the librarian later looks up the
+    views of the candidates extracted from it (with the kernel's context): the same texts."""
+    from dynagraph.tools.librarian.candidate import Candidate
+
+    context = ["import math\nSCALE = 3\n"]
+    alone = [Candidate.from_function(f).doc_view() for f in extract_functions(text)]
+    in_context = extract_functions(text, context=context, known_names=["decorate"])
+    assert doc_views(text) == alone == [Candidate.from_function(f).doc_view() for f in in_context]
+
+
+def test_doc_views_of_a_cell():
+    assert doc_views(DOC_VIEW_CELLS[0]) == ["f(x: int=2) -> int\nSecond.\n\nMore."]
+    assert doc_views(DOC_VIEW_CELLS[1]) == [
+        "fetch(url: str, *, retries=3) -> bytes\nFetch a URL.",
+        "scaled(x)",
+    ]
+    assert doc_views(DOC_VIEW_CELLS[2]) == doc_views(DOC_VIEW_CELLS[3]) == []
 
 
 def test_ipython_magics_do_not_break_parsing():

@@ -40,6 +40,8 @@ from __future__ import annotations
 from dynagraph.tools.codeparse.extract import (
     ExtractedFunction,
     defined_names,
+    doc_view,
+    doc_views,
     extract_functions,
     function_names,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "CodeParseError",
     "ExtractedFunction",
     "defined_names",
+    "doc_view",
+    "doc_views",
     "extract_functions",
     "function_names",
     "is_specific",

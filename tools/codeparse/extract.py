@@ -52,6 +52,28 @@ def defined_names(cell: str) -> set[str]:
     return names
 
 
+def doc_view(name: str, signature: str, docstring: str) -> str:
+    """The text a function is embedded and its near neighbours found by: name, signature and
+    full docstring. One definition for the library's records, the librarian's candidates and
+    the executor's read-ahead, so that a vector embedded ahead is the one later looked up."""
+    return f"{name}{signature}\n{docstring}".strip()
+
+
+def doc_views(cell: str) -> list[str]:
+    """:func:`doc_view` of each top-level function the cell defines (a name defined twice: its
+    last definition), in order, as :func:`extract_functions` would give them, without resolving
+    what each needs: the executor embeds them while the cell runs."""
+    parsed = parse_cell(cell)
+    if parsed is None:
+        return []
+    last = {node.name: node for node in parsed[0].body if isinstance(node, FUNCTION_DEFS)}
+    return [
+        doc_view(node.name, _signature(node), ast.get_docstring(node) or "")
+        for node in parsed[0].body
+        if isinstance(node, FUNCTION_DEFS) and last[node.name] is node
+    ]
+
+
 # --------------------------------------------------------------------------- extraction
 
 

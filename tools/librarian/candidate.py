@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from dynagraph.tools.codeparse import ExtractedFunction
+from dynagraph.tools.codeparse import ExtractedFunction, doc_view
 from dynagraph.tools.library import FunctionRecord
 
 __all__ = ["Candidate", "Origin", "merge_task_candidates", "to_record"]
@@ -88,8 +88,8 @@ class Candidate:
         return "\n".join(p for p in parts if p.strip()) + "\n"
 
     def doc_view(self) -> str:
-        """The text its nearest neighbours are found by (as FunctionRecord.doc_view)."""
-        return f"{self.name}{self.signature}\n{self.docstring}".strip()
+        """The text its nearest neighbours are found by (codeparse.doc_view)."""
+        return doc_view(self.name, self.signature, self.docstring)
 
     def reason(self, base: str) -> str:
         """A decision's reason: what decided, then what the checks on the way found."""

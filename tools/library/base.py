@@ -110,8 +110,10 @@ class FunctionRecord:
         return [c for c in CAPABILITIES if c in found]
 
     def doc_view(self) -> str:
-        """Text embedded for the docstring view: name, signature and full docstring."""
-        return f"{self.name}{self.signature}\n{self.docstring}".strip()
+        """Text embedded for the docstring view (codeparse.doc_view)."""
+        from dynagraph.tools.codeparse import doc_view
+
+        return doc_view(self.name, self.signature, self.docstring)
 
     def task_view(self) -> str:
         """Text embedded for the origin-task view (the task that made the function)."""
