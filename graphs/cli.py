@@ -25,7 +25,7 @@ from typing import Any
 from dynagraph.graphs.cli_batch import add_batch_parser
 from dynagraph.graphs.cli_demo import add_demo_parser
 from dynagraph.graphs.cli_eval import add_eval_parser
-from dynagraph.graphs.cli_library import add_library_parser
+from dynagraph.graphs.cli_library_args import add_library_parser
 from dynagraph.graphs.cli_overrides import CONFIG_HELP, add_override_args, context_from_args
 from dynagraph.graphs.settings import Settings, load_settings
 from dynagraph.graphs.startup import resume_collector

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dynagraph.graphs.cli_overrides import CONFIG_HELP
-from dynagraph.graphs.cli_share import (
-    add_mcp_parser,
-    add_package_export_args,
-    cmd_export_package,
-    cmd_mcp,
-)
+from dynagraph.graphs.cli_share import cmd_export_package, cmd_mcp
 from dynagraph.graphs.settings import Settings
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
@@ -24,21 +21,32 @@ from dynagraph.tools.library.verified import refused_records
 EXIT_OK, EXIT_REJECTED = 0, 1
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (``-k -1`` is an error, not an empty answer)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+#: Commands that only read the library: on a SQLite library not made yet, they read an empty
+#: one in a temporary folder and leave no file behind (a later task makes the real one).
+READ_ONLY = frozenset({"list", "search", "show", "stats", "export", "log", "check"})
 
 
-def _open_library(settings: Settings):
+@contextlib.contextmanager
+def _opened_library(settings: Settings, action: str) -> Iterator[Any]:
+    """The library the command acts on, closed afterwards."""
     from dynagraph.graphs.services import Services
 
-    return Services(settings).library
+    path = settings.path(settings.library.path)
+    if settings.library.backend != "sqlite" or action not in READ_ONLY or path.exists():
+        library = Services(settings).library
+        try:
+            yield library
+        finally:
+            library.close()
+        return
+    print(f"no library at {path} yet: a task or `dynagraph library add` makes it", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="dynagraph-no-library-") as folder:
+        empty = settings.library.model_copy(update={"path": str(Path(folder, "library.db"))})
+        library = Services(settings.model_copy(update={"library": empty})).library
+        try:
+            yield library
+        finally:
+            library.close()
 
 
 def cmd_sync(settings: Settings) -> int:
@@ -55,107 +63,110 @@ def cmd_sync(settings: Settings) -> int:
 
 
 def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
-    from dynagraph.tools.library import export_jsonl, import_jsonl
-
     if args.library_command == "sync":
         return cmd_sync(settings)
     if args.library_command == "mcp":
         return cmd_mcp(args, settings)
-    library = _open_library(settings)
-    try:
-        action = args.library_command
-        if action == "list":
-            records = library.list(status=None if args.all else "active")
-            refused = refused_records(library) if args.all else []  # tampered: shown, marked
-            if args.json:
-                rows = [_record_row(r) for r in records]
-                rows += [{**_record_row(r), "problem": why} for r, why in refused]
-                print(json.dumps(rows, ensure_ascii=False))
-                return EXIT_OK
-            for r in records:
-                print(_list_line(r, r.status, r.summary_line()))
-            for r, why in refused:
-                print(_list_line(r, "tampered", f"{why} (stored as {r.status})"))
+    with _opened_library(settings, args.library_command) as library:
+        return _library_command(library, args, settings)
+
+
+def _library_command(library: Any, args: argparse.Namespace, settings: Settings) -> int:
+    from dynagraph.tools.library import export_jsonl, import_jsonl
+
+    action = args.library_command
+    if action == "list":
+        records = library.list(status=None if args.all else "active")
+        refused = refused_records(library) if args.all else []  # tampered: shown, marked
+        if args.json:
+            rows = [_record_row(r) for r in records]
+            rows += [{**_record_row(r), "problem": why} for r, why in refused]
+            print(json.dumps(rows, ensure_ascii=False))
             return EXIT_OK
-        if action == "search":
-            hits = library.search(args.query, k=args.k, alpha=settings.library.alpha)
-            rows = [{**_record_row(h.record), "score": round(h.score, 4)} for h in hits]
-            if args.json:
-                print(json.dumps(rows, ensure_ascii=False))
-            else:
-                for row, hit in zip(rows, hits, strict=True):
-                    print(f"{row['score']:.3f}  {hit.record.summary_line()}")
+        for r in records:
+            print(_list_line(r, r.status, r.summary_line()))
+        for r, why in refused:
+            print(_list_line(r, "tampered", f"{why} (stored as {r.status})"))
+        return EXIT_OK
+    if action == "search":
+        hits = library.search(args.query, k=args.k, alpha=settings.library.alpha)
+        rows = [{**_record_row(h.record), "score": round(h.score, 4)} for h in hits]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        else:
+            for row, hit in zip(rows, hits, strict=True):
+                print(f"{row['score']:.3f}  {hit.record.summary_line()}")
+        return EXIT_OK
+    if action == "show":
+        record, problem, versions = _shown_record(library, args.name)
+        if args.json:
+            data = {**record.to_dict(), **({"problem": problem} if problem else {})}
+            print(json.dumps(data, ensure_ascii=False))
             return EXIT_OK
-        if action == "show":
-            record, problem, versions = _shown_record(library, args.name)
-            if args.json:
-                data = {**record.to_dict(), **({"problem": problem} if problem else {})}
-                print(json.dumps(data, ensure_ascii=False))
-                return EXIT_OK
-            decisions = library.decision_log(limit=5, name=record.name)
-            _print_record(record, versions, decisions, problem)
-            return EXIT_OK
-        if action == "stats":
-            stats = library.stats()
-            if args.json:
-                print(json.dumps(stats, ensure_ascii=False, default=str))
-            else:
-                for key, value in stats.items():
-                    print(f"{key}: {value}")
-            return EXIT_OK
-        if action == "export":
-            if args.package or not args.file:  # --package DIR: an installable package
-                return cmd_export_package(library, args)
-            count = export_jsonl(library, args.file)
-            print(f"exported {count} functions to {args.file}", file=sys.stderr)
-            if refused := refused_records(library):  # every read refuses them: never exported
-                print(f"left out {len(refused)} tampered records (library list --all)",
-                      file=sys.stderr)  # fmt: skip
-            return EXIT_OK
-        if action == "import":
-            _read(Path(args.file))  # one line naming the file and line if it is not text
-            count = import_jsonl(library, args.file)
-            print(f"imported {count} functions from {args.file}", file=sys.stderr)
-            return EXIT_OK
-        if action == "check":
-            return _check(library, args)
-        if action == "restore":
-            return _restore(library, args.name, args.reason or "")
-        if action in ("archive", "quarantine"):
-            record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
-            refused = refused_records(library, args.name) if record is None else []
-            record = record or newest(r for r, _ in refused)  # tampered: kept out all the same
-            if record is None:
-                raise InputError(f"no function named {args.name!r} in the library")
-            status = "archived" if action == "archive" else "quarantined"
-            library.set_status(record.id, status, args.reason or "")
-            _log_manual(library, record, status, args.reason or "")
-            print(f"{record.name} v{record.version}: {status}", file=sys.stderr)
-            return EXIT_OK
-        if action == "add":
-            decisions = add_file(library, settings, args.file, args.probe)
-            _print_decisions(decisions, args.json)
-            rejected = [d.name for d in decisions if d.action in ("rejected", "quarantined")]
-            if rejected:
-                print(f"rejected or quarantined: {', '.join(rejected)}", file=sys.stderr)
-                return EXIT_REJECTED
-            return EXIT_OK
-        if action == "prune":
-            return _prune(library, settings, args)
-        if action == "log":
-            entries = library.decision_log(limit=args.n, name=args.name)
-            if args.json:
-                print(json.dumps(entries, ensure_ascii=False, default=str))
-            for e in [] if args.json else entries:
-                where = f"task {e['task_index']}" if e.get("task_index") else e.get("thread", "")
-                print(
-                    f"{e.get('at', '')}  {where:14} {e['name']}: {e['action']} "
-                    f"[{e.get('stage', '')}] {e.get('reason', '')}"
-                )
-            return EXIT_OK
-        raise InputError(f"unknown library command {action!r}")
-    finally:
-        library.close()
+        decisions = library.decision_log(limit=5, name=record.name)
+        _print_record(record, versions, decisions, problem)
+        return EXIT_OK
+    if action == "stats":
+        stats = library.stats()
+        if "path" in stats and settings.library.backend == "sqlite":  # not the stand-in's
+            stats["path"] = str(settings.path(settings.library.path))
+        if args.json:
+            print(json.dumps(stats, ensure_ascii=False, default=str))
+        else:
+            for key, value in stats.items():
+                print(f"{key}: {value}")
+        return EXIT_OK
+    if action == "export":
+        if args.package or not args.file:  # --package DIR: an installable package
+            return cmd_export_package(library, args)
+        count = export_jsonl(library, args.file)
+        print(f"exported {count} functions to {args.file}", file=sys.stderr)
+        if refused := refused_records(library):  # every read refuses them: never exported
+            print(f"left out {len(refused)} tampered records (library list --all)",
+                  file=sys.stderr)  # fmt: skip
+        return EXIT_OK
+    if action == "import":
+        _read(Path(args.file))  # one line naming the file and line if it is not text
+        count = import_jsonl(library, args.file)
+        print(f"imported {count} functions from {args.file}", file=sys.stderr)
+        return EXIT_OK
+    if action == "check":
+        return _check(library, args)
+    if action == "restore":
+        return _restore(library, args.name, args.reason or "")
+    if action in ("archive", "quarantine"):
+        record = library.get_by_name(args.name, include_inactive=True) or library.get(args.name)
+        refused = refused_records(library, args.name) if record is None else []
+        record = record or newest(r for r, _ in refused)  # tampered: kept out all the same
+        if record is None:
+            raise InputError(f"no function named {args.name!r} in the library")
+        status = "archived" if action == "archive" else "quarantined"
+        library.set_status(record.id, status, args.reason or "")
+        _log_manual(library, record, status, args.reason or "")
+        print(f"{record.name} v{record.version}: {status}", file=sys.stderr)
+        return EXIT_OK
+    if action == "add":
+        decisions = add_file(library, settings, args.file, args.probe)
+        _print_decisions(decisions, args.json)
+        rejected = [d.name for d in decisions if d.action in ("rejected", "quarantined")]
+        if rejected:
+            print(f"rejected or quarantined: {', '.join(rejected)}", file=sys.stderr)
+            return EXIT_REJECTED
+        return EXIT_OK
+    if action == "prune":
+        return _prune(library, settings, args)
+    if action == "log":
+        entries = library.decision_log(limit=args.n, name=args.name)
+        if args.json:
+            print(json.dumps(entries, ensure_ascii=False, default=str))
+        for e in [] if args.json else entries:
+            where = f"task {e['task_index']}" if e.get("task_index") else e.get("thread", "")
+            print(
+                f"{e.get('at', '')}  {where:14} {e['name']}: {e['action']} "
+                f"[{e.get('stage', '')}] {e.get('reason', '')}"
+            )
+        return EXIT_OK
+    raise InputError(f"unknown library command {action!r}")
 
 
 def add_file(library, settings: Settings, file: str, probe_file: str | None = None) -> list:
@@ -415,73 +426,3 @@ def _record_row(record) -> dict[str, Any]:
         "capabilities": record.capabilities,
         "tags": record.tags,
     }
-
-
-def add_library_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``library`` and its subcommands to the top-level subparsers."""
-    lib = sub.add_parser(
-        "library",
-        help="inspect and manage the function library",
-        description="Inspect and manage the function library.",
-    )
-    lib.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
-    lsub = lib.add_subparsers(dest="library_command", required=True)
-    p = lsub.add_parser("list", help="list functions")
-    p.add_argument("--all", action="store_true", help="include archived and quarantined")
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("search", help="hybrid search")
-    p.add_argument("query")
-    p.add_argument("-k", type=positive_int, default=5, help="how many hits (at least 1)")
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("show", help="show a function's source and record")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("stats", help="counts")
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("export", help="write every record to a JSON Lines file")
-    p.add_argument("file", nargs="?", help="the JSON Lines file (or --package DIR)")
-    add_package_export_args(p)
-    p = lsub.add_parser("import", help="upsert records from a JSON Lines file")
-    p.add_argument("file")
-    for name, text in (
-        ("archive", "hide a function from retrieval"),
-        ("restore", "make it active again (un-archive, lift a quarantine)"),
-    ):
-        p = lsub.add_parser(name, help=text)
-        p.add_argument("name")
-        p.add_argument("--reason", default="")
-    p = lsub.add_parser(
-        "quarantine", help="remove a function from retrieval at once (poisoned or harmful)"
-    )
-    p.add_argument("name")
-    p.add_argument("--reason", required=True, help="why (shown by `library show`)")
-    p = lsub.add_parser(
-        "add", help="admit functions written by a person through the librarian's pipeline"
-    )
-    p.add_argument("file", help="a Python file; its top-level functions are the candidates")
-    p.add_argument(
-        "--probe", help="a Python file that calls them: the calls are recorded and verified"
-    )
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("prune", help="archive functions not used in the last N tasks")
-    p.add_argument(
-        "--unused-tasks",
-        type=positive_int,
-        metavar="N",
-        help="at least 1 (default librarian.prune_unused_tasks)",
-    )
-    p.add_argument("--dry-run", action="store_true", help="list them, archive nothing")
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("log", help="the librarian's decisions, oldest first")
-    p.add_argument("-n", type=positive_int, default=50, help="how many (the last n)")
-    p.add_argument("--name", help="only decisions about this function")
-    p.add_argument("--json", action="store_true")
-    p = lsub.add_parser("check", help="find and quarantine records whose code was changed")
-    p.add_argument("--dry-run", action="store_true", help="list them, quarantine nothing")
-    p.add_argument("--json", action="store_true")
-    lsub.add_parser("sync", help="send the Weaviate outbox's queued changes (weaviate backend)")
-    add_mcp_parser(lsub)
-    for p in lsub.choices.values():
-        p.add_argument("--config", dest="leaf_config", metavar="F", help=CONFIG_HELP)
-    lib.set_defaults(handler=cmd_library)
-    return lib

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,30 @@ def test_a_tampered_record_is_seen_counted_and_never_restored_or_exported(tmp_pa
     assert ("hypotenuse", "added") in [(d["name"], d["action"]) for d in again]
     assert run_json("library", "stats", env=env)["tampered"] == 0
     assert run_json("library", "show", "hypotenuse", env=env)["status"] == "active"
+
+
+def test_reading_a_library_not_made_yet_makes_no_file(tmp_path, env, cli, monkeypatch):
+    """list, stats, show, search, log, check and export on a new home read an empty library,
+    say there is none yet, and leave no file in the home or the temporary folder; the first
+    write (add) makes the real one."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    home = Path(env["DYNAGRAPH_HOME"])
+    assert cli("library", "list") == (0, "", f"no library at {home / 'library.db'} yet: "
+                                      "a task or `dynagraph library add` makes it\n")  # fmt: skip
+    stats = cli_json(cli, "library", "stats")
+    assert stats["functions"] == 0 and stats["path"] == str(home / "library.db")
+    assert cli_json(cli, "library", "search", "percent") == []
+    assert cli_json(cli, "library", "log") == []
+    assert cli("library", "show", "percent_of")[0] == 2
+    assert cli("library", "check")[0] == 0
+    assert cli("library", "export", str(tmp_path / "out.jsonl"))[0] == 0
+    assert (tmp_path / "out.jsonl").read_text() == ""
+    assert not home.exists() and list(scratch.iterdir()) == []
+
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS)
+    assert cli("library", "add", str(tools))[0] == 0
+    assert (home / "library.db").is_file()
+    assert len(cli_json(cli, "library", "list")) == 3

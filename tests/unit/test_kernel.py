@@ -467,6 +467,31 @@ def test_restart_reruns_startup_then_hooks(restartable: KernelSession) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_kernel_that_did_not_start_is_shut_down_before_a_retry(tmp_path: Path) -> None:
+    """Its owner's after_shutdown hooks run (the agent's: remove the task folder it made), so a
+    retry in the same run starts from nothing and no empty folder is left."""
+    made: list[KernelSession] = []
+
+    def make(thread_id: str) -> KernelSession:
+        failing = "raise RuntimeError('no start this time')" if not made else ""
+        session = KernelSession(tmp_path / thread_id, bootstrap=failing)
+        session.after_shutdown.append(lambda: (tmp_path / thread_id).rmdir())
+        made.append(session)
+        return session
+
+    registry = KernelRegistry(make)
+    try:
+        with pytest.raises(KernelError, match="no start this time"):
+            registry.get("thread-a")
+        assert not (tmp_path / "thread-a").exists() and registry.peek("thread-a") is None
+        second = registry.get("thread-a")
+        assert second is made[1] and second.execute("6 * 7").result == "42"
+    finally:
+        registry.shutdown_all()
+    assert not (tmp_path / "thread-a").exists()
+
+
+@pytest.mark.timeout(120)
 def test_registry_one_kernel_per_thread_and_release_stops_it(tmp_path: Path) -> None:
     registry = KernelRegistry(lambda thread_id: KernelSession(tmp_path / thread_id))
     try:

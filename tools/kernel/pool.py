@@ -103,7 +103,8 @@ class KernelPool:
             self._thread.start()
 
     def close(self, timeout: float = 90.0) -> None:
-        """Shut down every waiting kernel and the one being warmed; stop refilling."""
+        """Shut down every waiting kernel and the one being warmed; stop refilling; remove the
+        slots' folder if nothing is left in it."""
         with self._cond:
             self._closed = True
             waiting = list(self._ready)
@@ -115,6 +116,8 @@ class KernelPool:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         reaper.drain(timeout)
+        with contextlib.suppress(OSError):  # kept while a sandboxed task's files are in a slot
+            self.slot_root.rmdir()
 
     def __enter__(self) -> KernelPool:
         return self

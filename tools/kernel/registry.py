@@ -57,6 +57,7 @@ class KernelRegistry:
             with self._lock:
                 if self._sessions.get(thread_id) is session:
                     del self._sessions[thread_id]
+            session.shutdown()  # no process to stop: its owner's hooks run before any retry
             raise
         return session
 
