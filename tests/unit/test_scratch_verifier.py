@@ -145,3 +145,20 @@ def test_replays_run_in_the_given_working_directory(tmp_path):
         assert v.check("read_number", [source], calls).status == "pass"
     [session] = factory.sessions  # one kernel for every check, shut down on leaving
     assert not session.is_alive()
+
+
+def test_a_kernel_without_the_bootstrap_gets_the_compare_helpers_once(verifier):
+    """Replays leave the compare helpers out of their cells (replay_code(installed=True)): the
+    verifier installs them before its baseline, so a plain kernel works too, and the reset
+    before each check, which deletes every name a check added, keeps them."""
+    calls = recorded(verifier, SCALE, "scale(3.5)", "scale")
+    plain = ScratchVerifier(lambda folder, cwd=None: KernelSession(folder), probe_timeout=3.0)
+    try:
+        for _ in range(2):  # the second check runs after a reset
+            report = plain.check("scale", [SCALE], calls)
+            assert report.status == "pass", report.outcomes
+        session = plain.session()
+        shown = session.execute("print('__dynagraph_replay__' in __dynagraph_baseline__)")
+        assert shown.stdout.strip() == "True"
+    finally:
+        plain.close()

