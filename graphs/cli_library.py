@@ -7,7 +7,6 @@ import contextlib
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,13 @@ EXIT_OK, EXIT_REJECTED = 0, 1
 READ_ONLY = frozenset({"list", "search", "show", "stats", "export", "log", "check"})
 
 
-@contextlib.contextmanager
-def _opened_library(settings: Settings, action: str) -> Iterator[Any]:
-    """The library the command acts on, closed afterwards."""
-    from dynagraph.graphs.services import Services
-
+def _stand_in_folder(settings: Settings, action: str) -> contextlib.AbstractContextManager:
+    """A temporary folder for an empty stand-in library when ``action`` only reads a SQLite
+    library not made yet (READ_ONLY); else a context of None (the library itself)."""
     path = settings.path(settings.library.path)
     if settings.library.backend != "sqlite" or action not in READ_ONLY or path.exists():
-        library = Services(settings).library
-        try:
-            yield library
-        finally:
-            library.close()
-        return
-    print(f"no library at {path} yet: a task or `dynagraph library add` makes it", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="dynagraph-no-library-") as folder:
-        empty = settings.library.model_copy(update={"path": str(Path(folder, "library.db"))})
-        library = Services(settings.model_copy(update={"library": empty})).library
-        try:
-            yield library
-        finally:
-            library.close()
+        return contextlib.nullcontext()
+    return tempfile.TemporaryDirectory(prefix="dynagraph-no-library-")
 
 
 def cmd_sync(settings: Settings) -> int:
@@ -67,8 +52,23 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_sync(settings)
     if args.library_command == "mcp":
         return cmd_mcp(args, settings)
-    with _opened_library(settings, args.library_command) as library:
-        return _library_command(library, args, settings)
+    from dynagraph.graphs.services import Services
+
+    with _stand_in_folder(settings, args.library_command) as folder:
+        opened = settings
+        if folder is not None:
+            empty = settings.library.model_copy(update={"path": str(Path(folder, "library.db"))})
+            opened = settings.model_copy(update={"library": empty})
+        library = Services(opened).library
+        try:
+            status = _library_command(library, args, settings)
+        finally:
+            library.close()
+    if folder is not None and status == EXIT_OK:  # after the answer: an error stays one line
+        path = settings.path(settings.library.path)
+        print(f"no library at {path} yet: a task or `dynagraph library add` makes it",
+              file=sys.stderr)  # fmt: skip
+    return status
 
 
 def _library_command(library: Any, args: argparse.Namespace, settings: Settings) -> int:

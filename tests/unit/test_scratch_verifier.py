@@ -162,3 +162,40 @@ def test_a_kernel_without_the_bootstrap_gets_the_compare_helpers_once(verifier):
         assert shown.stdout.strip() == "True"
     finally:
         plain.close()
+
+
+def test_definitions_run_as_few_cells_as_may_be():
+    from dynagraph.tools.librarian.scratch import RESET_CODE, _joined_cells
+
+    future = "from __future__ import annotations\ndef f(x: X) -> X:\n    return x\n"
+    assert _joined_cells([RESET_CODE], ["A = 1", "", "def g():\n    return A\n"]) == [
+        (RESET_CODE + "A = 1\ndef g():\n    return A\n", 3)
+    ]
+    assert _joined_cells([RESET_CODE], ["A = 1", future, "B = 2\n"]) == [
+        (RESET_CODE + "A = 1\n", 2),
+        (future + "B = 2\n", 2),
+    ]
+    assert _joined_cells([], ["%%capture\nimport math", "C = 3"]) == [
+        ("%%capture\nimport math\n", 1),
+        ("C = 3\n", 1),
+    ]
+
+
+def test_a_check_resets_and_defines_in_one_round_trip_and_still_isolates(verifier, monkeypatch):
+    """One cell for the reset and the definitions, one per probe; a name an earlier check
+    defined is gone all the same, and a failing definition stops the check with its error."""
+    calls = recorded(verifier, SCALE, "scale(3.5)", "scale")
+    session = verifier.session()
+    cells: list[str] = []
+    real_execute = session.execute
+    monkeypatch.setattr(
+        session, "execute", lambda code, **kw: (cells.append(code), real_execute(code, **kw))[1]
+    )
+    assert verifier.check("scale", ["HELPER = 1\n", SCALE], calls).status == "pass"
+    assert len(cells) == 2  # the reset and both definitions, then the one probe
+    helper = "def scale(x, k=2):\n    return HELPER + __import__('math').floor(x * k) - 1\n"
+    report = verifier.check("scale", [helper], calls)
+    assert report.define_error is None and report.status == "fail"  # HELPER was reset away
+    assert "HELPER" in (report.outcomes[0].error or ""), report.outcomes
+    failing = verifier.check("scale", ["raise ValueError('broken helper')\n", SCALE], calls)
+    assert failing.define_error == "ValueError: broken helper" and not failing.outcomes

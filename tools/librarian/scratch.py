@@ -190,10 +190,6 @@ class ScratchVerifier:
         if not result.ok():
             raise RuntimeError(f"the scratch kernel could not be prepared: {result.error_value}")
 
-    def _reset(self) -> None:
-        """Back to the names the bootstrap left (see the module docstring)."""
-        self.session().execute(RESET_CODE, timeout=30, silent=True)
-
     def close(self) -> None:
         """Refuse further checks now; the kernel is shut down (then its folder removed) in the
         background (tools/kernel/reaper.py: reaper.drain() waits), so a task's answer never
@@ -217,13 +213,14 @@ class ScratchVerifier:
         self.close()
 
     # -- work -----------------------------------------------------------------------------------
-    def define(self, sources: Sequence[str]) -> str | None:
-        """Run each source in order; the first error as one line, or None if all ran."""
+    def define(self, sources: Sequence[str], *, reset: bool = False) -> str | None:
+        """Run the sources in order, after the reset to the baseline when ``reset``; the first
+        error as one line, or None if all ran. They run as one cell (a round trip each was
+        most of a check's time), except a source that must begin a cell of its own."""
         session = self.session()
-        for source in sources:
-            if not source.strip():
-                continue
-            result = session.execute(source, timeout=DEFINE_TIMEOUT, silent=True)
+        cells = _joined_cells([RESET_CODE] if reset else [], sources)
+        for cell, count in cells:
+            result = session.execute(cell, timeout=DEFINE_TIMEOUT * count, silent=True)
             if not result.ok():
                 what = result.error_name or result.status
                 return f"{what}: {result.error_value or result.to_observation(300)}"
@@ -283,8 +280,7 @@ class ScratchVerifier:
         """Define ``sources`` (dependencies first, the function last), then replay ``probes``
         on ``name``, or through ``shim`` (see ``replay.shim_source``) when one is given."""
         report = ReplayReport(function=name)
-        self._reset()
-        report.define_error = self.define([*sources, shim or ""])
+        report.define_error = self.define([*sources, shim or ""], reset=True)
         if report.define_error is None and probes:
             report.outcomes = self.replay(SHIM_NAME if shim else name, probes)
             if shim:
@@ -300,3 +296,20 @@ class ScratchVerifier:
             return {}
         recorded, _calls = probe_codec.fetch_probes(self._session)
         return recorded
+
+
+def _joined_cells(start: list[str], sources: Sequence[str]) -> list[tuple[str, int]]:
+    """``start`` and the non-blank ``sources`` as few cells as may be, each with the number of
+    sources in it. A ``__future__`` import must begin its cell, so its source begins a new
+    one; a cell magic (``%%``) takes the whole cell, so its source is a cell alone."""
+    cells: list[list[str]] = [list(start)]
+    for source in sources:
+        if not source.strip():
+            continue
+        magic = source.lstrip().startswith("%%")
+        if cells[-1] and (magic or "__future__" in source):
+            cells.append([])
+        cells[-1].append(source if source.endswith("\n") else source + "\n")
+        if magic:
+            cells.append([])
+    return [("".join(cell), len(cell)) for cell in cells if cell]
