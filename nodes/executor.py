@@ -39,6 +39,9 @@ from langgraph.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+#: The most functions of one cell whose texts are sent to be embedded before it runs.
+MAX_VIEWS_AHEAD = 16
+
 #: Library functions now defined in a kernel ({name: record id}) and notes on failures.
 Defined = tuple[dict[str, str], list[str]]
 
@@ -209,8 +212,9 @@ class ExecutorNode:
         embedded while the cell runs (on the first step, while its kernel starts): each
         function's doc view, then the task (a stored function's origin-task view). Sent after
         the cell, with a model that answers at once, they were still being embedded when the
-        librarian needed them (bench/README 13l). A cell that fails has cost one embedding."""
-        views = codeparse.doc_views(code)
+        librarian needed them (bench/README 13l). A cell that fails has cost their embedding:
+        at most MAX_VIEWS_AHEAD functions a cell are sent (the librarian embeds any others)."""
+        views = codeparse.doc_views(code)[:MAX_VIEWS_AHEAD]
         task = (state.get("task") or "").strip()
         if views:
             self.services.embed_ahead([*views, task] if task else views)

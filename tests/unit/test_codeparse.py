@@ -614,3 +614,19 @@ def test_is_specific_separates_craft_solutions_from_their_generalized_tools():
             flagged[column] += is_specific(fn, task)[0]
     assert flagged["code"] >= 0.6 * len(rows)
     assert flagged["tool"] <= 0.25 * len(rows)
+
+
+def test_the_executor_sends_a_cells_views_then_the_task_and_at_most_its_limit():
+    """ExecutorNode.embed_views_ahead: what the librarian will look up, before the cell runs."""
+    from types import SimpleNamespace
+
+    from dynagraph.nodes.executor import MAX_VIEWS_AHEAD, ExecutorNode
+
+    sent: list[list[str]] = []
+    node = ExecutorNode(SimpleNamespace(embed_ahead=sent.append))  # type: ignore[arg-type]
+    many = "".join(f"def f{i}(x):\n    '''Doc {i}.'''\n    return x\n" for i in range(40))
+    node.embed_views_ahead({"task": " Sum it. "}, many)  # type: ignore[typeddict-item]
+    assert sent == [[*doc_views(many)[:MAX_VIEWS_AHEAD], "Sum it."]]
+    node.embed_views_ahead({"task": "Sum it."}, "x = 1\n")  # type: ignore[typeddict-item]
+    node.embed_views_ahead({"task": ""}, DOC_VIEW_CELLS[0])  # type: ignore[typeddict-item]
+    assert sent[1:] == [doc_views(DOC_VIEW_CELLS[0])]  # no function: nothing sent
