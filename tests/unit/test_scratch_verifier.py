@@ -199,3 +199,23 @@ def test_a_check_resets_and_defines_in_one_round_trip_and_still_isolates(verifie
     assert "HELPER" in (report.outcomes[0].error or ""), report.outcomes
     failing = verifier.check("scale", ["raise ValueError('broken helper')\n", SCALE], calls)
     assert failing.define_error == "ValueError: broken helper" and not failing.outcomes
+
+
+def test_a_definition_that_breaks_the_reset_gets_a_new_kernel_not_a_shared_namespace(verifier):
+    """A checked function's code that deletes the reset, or replaces it with one that clears
+    nothing, is seen at the next check (the check's mark is still there): the kernel restarts,
+    the check runs in it, and what that code left is gone."""
+    calls = recorded(verifier, SCALE, "scale(3.5)", "scale")
+    reads_leak = "def scale(x, k=2):\n    return LEAK + __import__('math').floor(x * k) - 1\n"
+    own = ScratchVerifier(bootstrapped, probe_timeout=3.0)
+    try:
+        for sabotage in ("del __dynagraph_reset__\n", "__dynagraph_reset__ = lambda: None\n"):
+            pid = own.session().pid
+            assert own.check("scale", [sabotage + "LEAK = 1\n" + SCALE], calls).status == "pass"
+            report = own.check("scale", [reads_leak], calls)
+            assert report.define_error is None and report.status == "fail", sabotage
+            assert "LEAK" in (report.outcomes[0].error or "")  # gone with the old kernel
+            assert own.session().pid != pid  # restarted
+            assert own.check("scale", [SCALE], calls).status == "pass"  # and it goes on
+    finally:
+        own.close()

@@ -15,7 +15,9 @@ to ``librarian.scratch_reuse`` tasks of the process). Isolation between checks:
 before each check the kernel's names are reset to what the bootstrap left (names added are
 deleted, names replaced are restored), then the definitions the check needs are run, so a
 function that relies on a name an earlier check defined (an import alias, a helper) fails as
-it would in a fresh kernel. What a reset cannot undo (modules already imported and their
+it would in a fresh kernel. The reset and the definitions are one cell; each check leaves a
+mark the next reset must clear, so a reset that a checked function's code deleted or replaced
+is seen, and the kernel is restarted instead of trusted. What a reset cannot undo (modules already imported and their
 state, the working directory, environment variables) is shared, as it would be by successive
 cells of one task, and by the next tasks of a kept kernel (one whose modules a replay patched
 is not kept: :func:`modules_changed`). A replay that runs past ``probe_timeout`` is interrupted (the kernel
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -51,6 +54,8 @@ from dynagraph.tools.librarian.replay import (
 from dynagraph.tools.librarian.settings import LibrarianSettings
 
 __all__ = ["ScratchVerifier", "modules_changed"]
+
+log = logging.getLogger(__name__)
 
 _REPLAY_OUTPUT_LIMIT = 4 * 1024 * 1024
 
@@ -96,8 +101,18 @@ __dynagraph_reset__()
 #: are not compared (importing pandas resets ``time.tzname``), nor names added (importing a
 #: submodule adds one to its package), nor what ipykernel swaps around every request.
 MODULES_CHANGED_CODE = "print(__dynagraph_modules_changed__(__dynagraph_modules__))\n"
-#: Run before each check: back to the names the bootstrap left.
-RESET_CODE = "__dynagraph_reset__()\n"
+#: Printed by RESET_CODE when the reset did not work: the kernel is replaced (see define).
+RESET_FAILED_MARKER = "__DYNAGRAPH_RESET_FAILED__"
+#: Run before each check: back to the names the bootstrap left. The check's mark must be gone
+#: after it: a reset a definition deleted, replaced or broke is seen, not trusted.
+RESET_CODE = f"""try:
+    __dynagraph_reset__()
+    assert '__dynagraph_checked__' not in globals()
+except BaseException:
+    print({RESET_FAILED_MARKER!r})
+    raise
+__dynagraph_checked__ = True
+"""
 #: Seconds the definitions of one check may take (imports of heavy modules included).
 DEFINE_TIMEOUT = 60.0
 _DEFAULT_PROBE_TIMEOUT: float = LibrarianSettings.model_fields["probe_timeout"].default
@@ -222,9 +237,19 @@ class ScratchVerifier:
         for cell, count in cells:
             result = session.execute(cell, timeout=DEFINE_TIMEOUT * count, silent=True)
             if not result.ok():
+                if reset and RESET_FAILED_MARKER in (result.stdout or ""):
+                    return self._define_in_new_kernel(sources)
                 what = result.error_name or result.status
                 return f"{what}: {result.error_value or result.to_observation(300)}"
         return None
+
+    def _define_in_new_kernel(self, sources: Sequence[str]) -> str | None:
+        """An earlier check's code broke the reset (deleted or replaced it): the names it left
+        cannot be cleared, so the kernel is restarted (bootstrap and baseline again, by the
+        restart hooks) and the sources run in it. The checks go on isolated."""
+        log.warning("the scratch kernel's reset was broken by a checked function: restarting it")
+        self.session().restart()
+        return self.define(sources)
 
     def replay(self, name: str, probes: Sequence[dict[str, Any]]) -> list[ProbeOutcome]:
         """Call ``name`` (defined in the kernel) with each probe's arguments and compare."""
