@@ -10,11 +10,12 @@ these figures say what each of those costs on this machine, measured in one run.
    ``BlockingKernelClient.execute_interactive``, each against its own kernel started in this run
    (both over ipc, as KernelSession uses), ``--round-trips`` each (median; the ratio); the bare
    one again with ``--Kernel._execute_sleep=0``, as KernelSession's kernels run.
-1b. The kernel launcher's patch (tools/kernel/kernel_side/launcher.py: no shell-channel
-   thread), A/B in interleaved rounds: ``KernelSession.execute`` of bench/peers.py's cell
-   (``x = sum(range(1000)); print(x)``) with the launcher as shipped and with the stock
-   ipykernel start. ``--launcher-rounds`` rounds of a fresh kernel per variant, median
-   of ``--round-trips`` cells each.
+1b. The withdrawn launcher patch (ipykernel 7 without its shell-channel thread: it broke cells
+   with a top-level ``await``, tools/kernel/kernel_side/launcher.py), A/B in interleaved
+   rounds: ``KernelSession.execute`` of bench/peers.py's cell (``x = sum(range(1000));
+   print(x)``) with the launcher as shipped (stock ipykernel start) and with the patch.
+   ``--launcher-rounds`` rounds of a fresh kernel per variant, median of ``--round-trips``
+   cells each.
 2. Task start: the time from a task needing a kernel to that kernel being ready for its first
    cell: cold (``Services.kernel_session(...).start()``: ipykernel start + bootstrap) vs pooled
    (``KernelPool.take``: a warm kernel moves into the task's directory; its session ran the
@@ -133,10 +134,20 @@ def bare_round_trips(count: int, workdir: Path, flags: list[str]) -> list[float]
     return times
 
 
-# -- 1b. the launcher's patches ----------------------------------------------------------------
+# -- 1b. the withdrawn launcher patch ----------------------------------------------------------
 PEERS_CELL = "x = sum(range(1000)); print(x)"
-#: the launcher's line that drops the shell-channel thread, cut out of the text for the A/B
-SHELL_THREAD_PATCH = "kernelapp.IPKernelApp.init_control = _init_control_without_shell_thread"
+LAUNCH = "kernelapp.launch_new_instance()"
+#: ipykernel 7 without its shell-channel thread (withdrawn: breaks top-level ``await``)
+WITHOUT_SHELL_THREAD = """_stock_init_control = kernelapp.IPKernelApp.init_control
+
+
+def _init_control_without_shell_thread(self, context):
+    _stock_init_control(self, context)
+    self.shell_channel_thread = None
+
+
+kernelapp.IPKernelApp.init_control = _init_control_without_shell_thread
+"""
 
 
 class _LauncherText:
@@ -151,10 +162,12 @@ class _LauncherText:
 
 def launcher_variants() -> dict[str, str]:
     shipped = kernel_side.source("launcher")
-    assert shipped.count(SHELL_THREAD_PATCH) == 1, "the launcher no longer drops the thread"
+    assert shipped.count(LAUNCH) == 1, "the launcher no longer ends with ipykernel's start"
     return {
-        "as shipped (no shell-channel thread)": shipped,
-        "stock ipykernel start": shipped.replace(SHELL_THREAD_PATCH, "pass"),
+        "as shipped (stock ipykernel start)": shipped,
+        "without the shell-channel thread (withdrawn)": shipped.replace(
+            LAUNCH, WITHOUT_SHELL_THREAD + LAUNCH
+        ),
     }
 
 
@@ -397,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         if "launcher" in run:
             lab = figures["launcher"] = launcher_ab(args.launcher_rounds, args.round_trips, work)
             print_table(
-                f"The launcher's patch, {lab['cell']!r} through KernelSession.execute "
+                f"The withdrawn launcher patch, {lab['cell']!r} through KernelSession.execute "
                 f"(median of {lab['rounds']} rounds x {lab['cells_per_round']} cells)",
                 ["launcher", "ms", "each round's median, ms"],
                 [

@@ -7,15 +7,13 @@ threads, and under bwrap it would act on bwrap rather than the kernel):
   process is SIGKILLed and even while the kernel is stuck in C code (ipykernel's own parent
   poller is a Python thread that a C loop starves). If that parent is already gone (PARENT is
   its pid, 0 under bwrap where the parent is the sandbox's init), exit at once;
-- RLIMIT_AS (LIMIT bytes, 0 for none), then start ipykernel as ``-m ipykernel_launcher`` does,
-  without its shell-channel thread. ipykernel 7 reads the shell socket in a thread of its own
-  and passes each request, and its reply, through a pair of inproc sockets to the main thread,
-  so that "subshells" can run requests side by side. The agent never opens a subshell; without
-  that thread (ipykernel's own ``shell_channel_thread = None`` path, its 6.x layout) the main
-  thread's loop reads the shell socket itself: 2.02 -> 1.67 ms a round trip (bench/README.md
-  13g). Interrupts and shutdowns are unchanged: SIGINT and the control thread. (Letting an
-  empty stream's flush skip its wait for the IOPub thread saved 0.4 ms more but let a
-  subprocess's last output miss its cell under load: withdrawn, 13g.)
+- RLIMIT_AS (LIMIT bytes, 0 for none), then start ipykernel as ``-m ipykernel_launcher`` does.
+
+ipykernel 7 is started as it ships. Running it without its shell-channel thread (its 6.x
+layout: the main thread reads the shell socket) saved 0.35 ms a round trip (bench/README.md
+13g), but ipykernel 7.4's execute path reads that thread's ``parent_thread`` for a cell with a
+top-level ``await``: the cell ran, its reply was never sent, and the session timed out and
+restarted the kernel (bench/README.md 13l; tests/unit/test_kernel.py).
 """
 
 import os
@@ -41,14 +39,4 @@ del limit, parent
 
 from ipykernel import kernelapp  # noqa: E402
 
-_stock_init_control = kernelapp.IPKernelApp.init_control
-
-
-def _init_control_without_shell_thread(self, context):  # type: ignore[no-untyped-def]
-    _stock_init_control(self, context)
-    self.shell_channel_thread = None
-
-
-if hasattr(kernelapp.IPKernelApp, "shell_channel_thread"):  # ipykernel 7
-    kernelapp.IPKernelApp.init_control = _init_control_without_shell_thread
 kernelapp.launch_new_instance()
