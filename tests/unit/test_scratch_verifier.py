@@ -165,20 +165,32 @@ def test_a_kernel_without_the_bootstrap_gets_the_compare_helpers_once(verifier):
 
 
 def test_definitions_run_as_few_cells_as_may_be():
-    from dynagraph.tools.librarian.scratch import RESET_CODE, _joined_cells
+    from dynagraph.tools.librarian.scratch import _joined_cells
 
+    reset = "RESET()\n"
     future = "from __future__ import annotations\ndef f(x: X) -> X:\n    return x\n"
-    assert _joined_cells([RESET_CODE], ["A = 1", "", "def g():\n    return A\n"]) == [
-        (RESET_CODE + "A = 1\ndef g():\n    return A\n", 3)
+    indented = "    import math\n    def h():\n        return math.pi\n"
+    assert _joined_cells([reset], ["A = 1", "", "def g():\n    return A\n", indented]) == [
+        reset + "A = 1\ndef g():\n    return A\nimport math\ndef h():\n    return math.pi\n"
     ]
-    assert _joined_cells([RESET_CODE], ["A = 1", future, "B = 2\n"]) == [
-        (RESET_CODE + "A = 1\n", 2),
-        (future + "B = 2\n", 2),
+    assert _joined_cells([reset], ["A = 1", future, "B = 2\n"]) == [
+        reset + "A = 1\n",
+        future + "B = 2\n",
     ]
     assert _joined_cells([], ["%%capture\nimport math", "C = 3"]) == [
-        ("%%capture\nimport math\n", 1),
-        ("C = 3\n", 1),
+        "%%capture\nimport math\n",
+        "C = 3\n",
     ]
+
+
+def test_a_checked_future_import_does_not_change_later_checks(verifier):
+    """A ``__future__`` import sets the kernel's compiler flags, which outlive the names the
+    reset clears: the reset restores them, so a later check compiles as a fresh kernel would."""
+    future = "from __future__ import annotations\ndef f(x: int) -> int:\n    return x\n"
+    assert verifier.check("f", [future], []).define_error is None
+    assert verifier.check("g", ["def g(x: int) -> int:\n    return x\n"], []).define_error is None
+    shown = verifier.session().execute("print(g.__annotations__['x'] is int)")
+    assert shown.stdout == "True\n"
 
 
 def test_a_check_resets_and_defines_in_one_round_trip_and_still_isolates(verifier, monkeypatch):
@@ -211,7 +223,8 @@ def test_a_definition_that_breaks_the_reset_gets_a_new_kernel_not_a_shared_names
     try:
         for sabotage in ("del __dynagraph_reset__\n", "__dynagraph_reset__ = lambda: None\n"):
             pid = own.session().pid
-            assert own.check("scale", [sabotage + "LEAK = 1\n" + SCALE], calls).status == "pass"
+            for _ in range(2):  # the second runs in a new kernel, and leaves its mark there
+                assert own.check("scale", [sabotage + "LEAK = 1\n" + SCALE], calls).status == "pass"
             report = own.check("scale", [reads_leak], calls)
             assert report.define_error is None and report.status == "fail", sabotage
             assert "LEAK" in (report.outcomes[0].error or "")  # gone with the old kernel
@@ -219,3 +232,24 @@ def test_a_definition_that_breaks_the_reset_gets_a_new_kernel_not_a_shared_names
             assert own.check("scale", [SCALE], calls).status == "pass"  # and it goes on
     finally:
         own.close()
+
+
+def test_an_async_function_is_recorded_and_replayed_with_top_level_await(verifier):
+    """Its calls are recorded from a cell that awaits it, and its replay awaits it too: both
+    need a kernel that answers a cell with a top-level ``await`` (they timed out before)."""
+    source = "import asyncio\nasync def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x\n"
+    calls = recorded(verifier, source, "print(await twice(21))", "twice")
+    assert len(calls) == 1 and calls[0].get("is_async")
+    report = verifier.check("twice", [source], calls)
+    assert report.status == "pass", report.outcomes
+    changed = source.replace("2 * x", "3 * x")
+    assert verifier.check("twice", [changed], calls).status == "fail"
+
+
+def test_output_that_looks_like_the_reset_marker_restarts_nothing(verifier):
+    calls = recorded(verifier, SCALE, "scale(3.5)", "scale")
+    pid = verifier.session().pid
+    noisy = "print('__DYNAGRAPH_RESET_FAILED__')\nraise ValueError('after printing')\n"
+    report = verifier.check("scale", [noisy, SCALE], calls)
+    assert report.define_error == "ValueError: after printing"
+    assert verifier.session().pid == pid

@@ -34,8 +34,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import secrets
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,16 +62,17 @@ log = logging.getLogger(__name__)
 _REPLAY_OUTPUT_LIMIT = 4 * 1024 * 1024
 
 #: Run once after the bootstrap (a kernel kept from an earlier verifier has it already):
-#: remembers the kernel's names and defines the reset.
+#: remembers the kernel's names and compiler flags and defines the reset.
 BASELINE_CODE = """
 if '__dynagraph_baseline__' not in globals():
-  def __dynagraph_reset__(ns=globals()):
+  def __dynagraph_reset__(ns=globals(), compiler=get_ipython().compile):
     base = ns['__dynagraph_baseline__']
     for key in [k for k in ns if k not in base]:
         del ns[key]
     for key, value in base.items():
         if ns.get(key) is not value:
             ns[key] = value
+    compiler.flags = base['__dynagraph_compile_flags__']  # a checked __future__ import's
   def __dynagraph_modules_changed__(base=None, _missing=object()):
     import sys
     if base is None:  # the first call takes the snapshot: {module: {name: id(function)}}
@@ -92,6 +95,7 @@ if '__dynagraph_baseline__' not in globals():
                 return True
     return False
   __dynagraph_modules__ = __dynagraph_modules_changed__()
+  __dynagraph_compile_flags__ = get_ipython().compile.flags
   __dynagraph_baseline__ = dict(globals())
   __dynagraph_baseline__['__dynagraph_baseline__'] = __dynagraph_baseline__
 __dynagraph_reset__()
@@ -101,18 +105,23 @@ __dynagraph_reset__()
 #: are not compared (importing pandas resets ``time.tzname``), nor names added (importing a
 #: submodule adds one to its package), nor what ipykernel swaps around every request.
 MODULES_CHANGED_CODE = "print(__dynagraph_modules_changed__(__dynagraph_modules__))\n"
-#: Printed by RESET_CODE when the reset did not work: the kernel is replaced (see define).
-RESET_FAILED_MARKER = "__DYNAGRAPH_RESET_FAILED__"
-#: Run before each check: back to the names the bootstrap left. The check's mark must be gone
-#: after it: a reset a definition deleted, replaced or broke is seen, not trusted.
-RESET_CODE = f"""try:
+
+
+def reset_code(failed_marker: str) -> str:
+    """Run before each check: back to the names (and compiler flags: a ``__future__`` import)
+    the bootstrap left. The check's mark must be gone after it, so a reset that a checked
+    function's code deleted, replaced or broke is seen, not trusted: then ``failed_marker``
+    (the verifier's own, not guessable by the code checked) is printed first."""
+    return f"""try:
     __dynagraph_reset__()
     assert '__dynagraph_checked__' not in globals()
 except BaseException:
-    print({RESET_FAILED_MARKER!r})
+    print({failed_marker!r})
     raise
 __dynagraph_checked__ = True
 """
+
+
 #: Seconds the definitions of one check may take (imports of heavy modules included).
 DEFINE_TIMEOUT = 60.0
 _DEFAULT_PROBE_TIMEOUT: float = LibrarianSettings.model_fields["probe_timeout"].default
@@ -181,6 +190,7 @@ class ScratchVerifier:
         self.cwd = Path(cwd) if cwd else None
         self._session: KernelSession | None = None
         self._folder: Path | None = None
+        self._reset_failed = f"__DYNAGRAPH_RESET_FAILED_{secrets.token_hex(8)}__"
 
     # -- lifecycle ------------------------------------------------------------------------------
     def session(self) -> KernelSession:
@@ -231,25 +241,30 @@ class ScratchVerifier:
     def define(self, sources: Sequence[str], *, reset: bool = False) -> str | None:
         """Run the sources in order, after the reset to the baseline when ``reset``; the first
         error as one line, or None if all ran. They run as one cell (a round trip each was
-        most of a check's time), except a source that must begin a cell of its own."""
+        most of a check's time), except a source that must begin a cell of its own. A reset
+        that an earlier check's code broke restarts the kernel (bootstrap and baseline again,
+        by the restart hooks), once, and the sources run in the new one."""
+        for attempt in (1, 2):
+            failed = self._define_cells(sources, reset=reset)
+            if failed != self._reset_failed or attempt == 2:
+                return failed
+            log.warning("the scratch kernel's reset was broken by a checked function: restarting")
+            self.session().restart()
+        return None  # not reached
+
+    def _define_cells(self, sources: Sequence[str], *, reset: bool) -> str | None:
+        """One attempt of :meth:`define`: the first error as one line, the verifier's marker
+        when the reset itself failed, or None."""
         session = self.session()
-        cells = _joined_cells([RESET_CODE] if reset else [], sources)
-        for cell, count in cells:
-            result = session.execute(cell, timeout=DEFINE_TIMEOUT * count, silent=True)
+        start = [reset_code(self._reset_failed)] if reset else []
+        for cell in _joined_cells(start, sources):
+            result = session.execute(cell, timeout=DEFINE_TIMEOUT, silent=True)
             if not result.ok():
-                if reset and RESET_FAILED_MARKER in (result.stdout or ""):
-                    return self._define_in_new_kernel(sources)
+                if reset and (result.stdout or "").startswith(self._reset_failed):
+                    return self._reset_failed
                 what = result.error_name or result.status
                 return f"{what}: {result.error_value or result.to_observation(300)}"
         return None
-
-    def _define_in_new_kernel(self, sources: Sequence[str]) -> str | None:
-        """An earlier check's code broke the reset (deleted or replaced it): the names it left
-        cannot be cleared, so the kernel is restarted (bootstrap and baseline again, by the
-        restart hooks) and the sources run in it. The checks go on isolated."""
-        log.warning("the scratch kernel's reset was broken by a checked function: restarting it")
-        self.session().restart()
-        return self.define(sources)
 
     def replay(self, name: str, probes: Sequence[dict[str, Any]]) -> list[ProbeOutcome]:
         """Call ``name`` (defined in the kernel) with each probe's arguments and compare."""
@@ -323,18 +338,20 @@ class ScratchVerifier:
         return recorded
 
 
-def _joined_cells(start: list[str], sources: Sequence[str]) -> list[tuple[str, int]]:
-    """``start`` and the non-blank ``sources`` as few cells as may be, each with the number of
-    sources in it. A ``__future__`` import must begin its cell, so its source begins a new
-    one; a cell magic (``%%``) takes the whole cell, so its source is a cell alone."""
+def _joined_cells(start: list[str], sources: Sequence[str]) -> list[str]:
+    """``start`` and the non-blank ``sources`` (each dedented, as IPython runs a cell that
+    begins indented) as few cells as may be. A ``__future__`` import must begin its cell, so
+    its source begins a new one; a cell magic (``%%``) takes the whole cell, so its source is
+    a cell alone."""
     cells: list[list[str]] = [list(start)]
     for source in sources:
         if not source.strip():
             continue
+        source = textwrap.dedent(source)
         magic = source.lstrip().startswith("%%")
         if cells[-1] and (magic or "__future__" in source):
             cells.append([])
         cells[-1].append(source if source.endswith("\n") else source + "\n")
         if magic:
             cells.append([])
-    return [("".join(cell), len(cell)) for cell in cells if cell]
+    return ["".join(cell) for cell in cells if cell]
