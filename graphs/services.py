@@ -137,7 +137,15 @@ class Services:
             lib = self.settings.library
             if lib.backend == "sqlite":
                 path = self.settings.path(lib.path)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # a file where a folder should be, no permission
+                    in_the_way = isinstance(exc, FileExistsError | NotADirectoryError)
+                    why = "a file is in the way" if in_the_way else exc.strerror
+                    raise ConfigError(
+                        f"cannot make the library's folder {path.parent} ({why or exc}); "
+                        "set library.path"
+                    ) from exc
                 self._library = open_library("sqlite", path=path, embedder=self.embedder)
             else:
                 self._library = self._open_weaviate(flush_on_open=True)

@@ -214,7 +214,11 @@ class ExecutorNode:
         the cell, with a model that answers at once, they were still being embedded when the
         librarian needed them (bench/README 13l). A cell that fails has cost their embedding:
         at most MAX_VIEWS_AHEAD functions a cell are sent (the librarian embeds any others)."""
-        views = codeparse.doc_views(code)[:MAX_VIEWS_AHEAD]
+        try:  # a hint: code that ast cannot unparse (too deep) or encode must not stop the cell
+            views = codeparse.doc_views(code)[:MAX_VIEWS_AHEAD]
+        except Exception as exc:  # noqa: BLE001 - RecursionError, UnicodeEncodeError, ...
+            log.debug("no texts embedded ahead for this cell: %r", exc)
+            return
         task = (state.get("task") or "").strip()
         if views:
             self.services.embed_ahead([*views, task] if task else views)

@@ -327,3 +327,17 @@ def test_reading_a_library_not_made_yet_makes_no_file(tmp_path, env, cli, monkey
     assert status == 0 and "no library" not in err
     assert (home / "library.db").is_file()
     assert len(cli_json(cli, "library", "list")) == 3
+
+
+def test_a_library_path_under_a_file_is_one_line(tmp_path, env):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"library:\n  path: {tmp_path / 'notes.txt' / 'sub' / 'library.db'}\n")
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS)
+    proc = dynagraph("library", "add", str(tools), "--config", str(config), env=env)
+    assert proc.returncode == 2
+    assert one_error_line(proc) == (
+        f"dynagraph: cannot make the library's folder {tmp_path / 'notes.txt' / 'sub'} "
+        "(a file is in the way); set library.path"
+    )

@@ -630,3 +630,8 @@ def test_the_executor_sends_a_cells_views_then_the_task_and_at_most_its_limit():
     node.embed_views_ahead({"task": "Sum it."}, "x = 1\n")  # type: ignore[typeddict-item]
     node.embed_views_ahead({"task": ""}, DOC_VIEW_CELLS[0])  # type: ignore[typeddict-item]
     assert sent[1:] == [doc_views(DOC_VIEW_CELLS[0])]  # no function: nothing sent
+    too_deep = "def f(x=" + "1+" * 2000 + "1):\n    return x\n"  # ast.unparse: RecursionError
+    surrogate = 'def f():\n    """\ud800"""\n'  # cannot be encoded
+    for cell in (too_deep, surrogate):
+        node.embed_views_ahead({"task": "t"}, cell)  # type: ignore[typeddict-item]
+    assert len(sent) == 2  # a hint that cannot be made is left out; the cell still runs
