@@ -253,3 +253,17 @@ def test_output_that_looks_like_the_reset_marker_restarts_nothing(verifier):
     report = verifier.check("scale", [noisy, SCALE], calls)
     assert report.define_error == "ValueError: after printing"
     assert verifier.session().pid == pid
+
+
+def test_a_reset_that_fails_in_a_new_kernel_too_is_one_error_and_one_restart(monkeypatch):
+    own = ScratchVerifier(bootstrapped, probe_timeout=3.0)
+    try:
+        session = own.session()
+        restarts: list[int] = []
+        monkeypatch.setattr(session, "restart", lambda: restarts.append(1))
+        monkeypatch.setattr(own, "_define_cells", lambda sources, reset: own._reset_failed)
+        error = own.define(["x = 1\n"], reset=True)
+        assert error == "KernelError: the scratch kernel's reset failed in a new kernel"
+        assert restarts == [1]  # never a loop
+    finally:
+        own.close()

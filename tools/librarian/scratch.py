@@ -17,12 +17,12 @@ deleted, names replaced are restored), then the definitions the check needs are 
 function that relies on a name an earlier check defined (an import alias, a helper) fails as
 it would in a fresh kernel. The reset and the definitions are one cell; each check leaves a
 mark the next reset must clear, so a reset that a checked function's code deleted or replaced
-is seen, and the kernel is restarted instead of trusted. What a reset cannot undo (modules already imported and their
-state, the working directory, environment variables) is shared, as it would be by successive
-cells of one task, and by the next tasks of a kept kernel (one whose modules a replay patched
-is not kept: :func:`modules_changed`). A replay that runs past ``probe_timeout`` is interrupted (the kernel
-restarts if it must and is bootstrapped again by the kernel factory's hook), and counts as a
-failed probe.
+is seen, and the kernel is restarted instead of trusted. What a reset cannot undo (modules
+already imported and their state, the working directory, environment variables) is shared,
+as it would be by successive cells of one task, and by the next tasks of a kept kernel (one
+whose modules a replay patched is not kept: :func:`modules_changed`). A replay that runs past
+``probe_timeout`` is interrupted (the kernel restarts if it must and is bootstrapped again by
+the kernel factory's hook), and counts as a failed probe.
 
 Replays compare kernel-side (``tools/kernel/probes.py: replay_code``): the recorded pickles
 are only ever loaded inside kernels, never in this process. What a replay found is described by
@@ -244,13 +244,15 @@ class ScratchVerifier:
         most of a check's time), except a source that must begin a cell of its own. A reset
         that an earlier check's code broke restarts the kernel (bootstrap and baseline again,
         by the restart hooks), once, and the sources run in the new one."""
-        for attempt in (1, 2):
-            failed = self._define_cells(sources, reset=reset)
-            if failed != self._reset_failed or attempt == 2:
-                return failed
-            log.warning("the scratch kernel's reset was broken by a checked function: restarting")
-            self.session().restart()
-        return None  # not reached
+        failed = self._define_cells(sources, reset=reset)
+        if failed != self._reset_failed:
+            return failed
+        log.warning("the scratch kernel's reset was broken by a checked function: restarting")
+        self.session().restart()
+        failed = self._define_cells(sources, reset=reset)
+        if failed == self._reset_failed:  # a new kernel's own reset: its bootstrap is broken
+            return "KernelError: the scratch kernel's reset failed in a new kernel"
+        return failed
 
     def _define_cells(self, sources: Sequence[str], *, reset: bool) -> str | None:
         """One attempt of :meth:`define`: the first error as one line, the verifier's marker
