@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.cli import user_env
 from tests.support.openai_stub import StubLLM
 from tests.support.weaviate_server import weaviate_server  # noqa: F401  (a live server or a skip)
 
@@ -78,9 +78,7 @@ def cli_env(stub_env: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     config pointing every model at the stub (DYNAGRAPH_CONFIG)."""
     from tests.support.config import write_stub_config
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["OPENAI_API_KEY"] = stub_env["api_key"]
-    env["DYNAGRAPH_HOME"] = str(stub_env["home"])
+    env = user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
     config = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
     env["DYNAGRAPH_CONFIG"] = str(config)
     return env

@@ -8,7 +8,6 @@ for every task it is given and reads the answer back from the observation.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import threading
@@ -146,8 +145,7 @@ def test_batch_runs_the_readme_example_file_and_resumes(stub_env, tmp_path):
     config = write_stub_config(
         tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"], librarian=LIBRARIAN
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env |= {"OPENAI_API_KEY": stub_env["api_key"], "DYNAGRAPH_HOME": str(stub_env["home"])}
+    env = user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
     out = tmp_path / "results.jsonl"
     args = ["batch", "examples/tasks.jsonl", "--concurrency", "2", "--out", str(out)]
 
@@ -421,8 +419,7 @@ def test_sandbox_asked_without_bwrap_stops_with_one_line(command, stub_env, tmp_
         stub_env["home"],
         executor={"sandbox": "bwrap"},
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env |= {"OPENAI_API_KEY": stub_env["api_key"], "DYNAGRAPH_HOME": str(stub_env["home"])}
+    env = user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
     env["PATH"] = str(Path(sys.executable).parent)  # no bwrap on this PATH
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text('{"task": "print one"}\n')

@@ -7,7 +7,6 @@ found, defined and called in a later process, and the library counts the use.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,16 +40,15 @@ def test_help_and_the_settings_load_no_heavy_package():
         "heavy = ('langchain_core', 'langgraph', 'openai', 'numpy', 'jupyter_client', 'zmq')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env = user_env()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
 
 def test_missing_api_key_is_one_line_exit_2(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    env = user_env(DYNAGRAPH_HOME=str(tmp_path))
     env.pop("OPENAI_API_KEY", None)
-    env["DYNAGRAPH_HOME"] = str(tmp_path)
     proc = dynagraph("run", "x", env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -257,8 +255,7 @@ def test_weaviate_commands_without_a_server_are_one_line(tmp_path):
         "library:\n  backend: weaviate\n  weaviate: {mode: local, host: 127.0.0.1, "
         f"http_port: {port}, grpc_port: {grpc_port}, timeout: 5}}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["DYNAGRAPH_HOME"] = str(tmp_path)
+    env = user_env(DYNAGRAPH_HOME=str(tmp_path))
     for args in (["library", "stats", "--json"], ["library", "sync"]):
         proc = dynagraph(*args, "--config", str(config), env=env, timeout=120)
         assert proc.returncode == 2, proc.stderr

@@ -14,6 +14,7 @@ import pytest
 from dynagraph.graphs.run import run_task
 from dynagraph.graphs.settings import load_settings
 
+from tests.support.cli import dynagraph, user_env
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -89,14 +90,11 @@ def test_exported_package_installs_and_its_tests_pass(stub_env, tmp_path):
     assert second.status == "done", second.error
     assert set(second.functions_reused) >= {"hypotenuse", "to_meters"}
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env.update(DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
-    exe = Path(sys.executable).with_name("dynagraph")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynagraph.graphs.cli"]
+    env = user_env(DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
     package = tmp_path / "pkg"
-    proc = subprocess.run(
-        [*cmd, "library", "export", "--package", str(package), "--name", "geometry_tools"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+    proc = dynagraph(
+        "library", "export", "--package", str(package), "--name", "geometry_tools", env=env,
+        timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "4 functions" in proc.stderr and "as_fraction" in proc.stderr
@@ -197,8 +195,6 @@ def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tm
     """The README's promise: every exported function comes with the functions it calls. One
     that calls a quarantined or archived function (directly or through another) is left out
     with a line naming that callee; the package that is written imports and its tests pass."""
-    from tests.support.cli import dynagraph, user_env
-
     env = user_env(DYNAGRAPH_HOME=str(tmp_path / "home"))
     env.pop("OPENAI_API_KEY", None)
     (tmp_path / "words.py").write_text(WORDS)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import user_env
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -66,9 +67,7 @@ def _cmd() -> list[str]:
 def test_sigkill_during_admission_then_resume(stub_env, tmp_path):
     stub = stub_env["stub"]
     home = Path(stub_env["home"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["OPENAI_API_KEY"] = stub_env["api_key"]
-    env["DYNAGRAPH_HOME"] = str(home)
+    env = user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(home))
     config = write_stub_config(
         tmp_path / "config.yaml",
         stub_env["base_url"],

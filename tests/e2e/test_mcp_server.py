@@ -5,7 +5,6 @@ errors for an unknown, a quarantined or a failing function."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from tests.support.cli import user_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -60,8 +61,7 @@ def library_env(tmp_path):
     )
     (tmp_path / "functions.py").write_text(FUNCTIONS)
     (tmp_path / "calls.py").write_text(CALLS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env.update(DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
+    env = user_env(DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
     added = _cli("library", "add", str(tmp_path / "functions.py"), "--probe",
                  str(tmp_path / "calls.py"), env=env)  # fmt: skip
     assert added.returncode == 0, added.stdout + added.stderr
@@ -148,8 +148,7 @@ def test_mcp_call_is_bounded_by_the_executor_timeout(library_env, tmp_path):
         '    """Sleep for the given seconds and return them."""\n'
         "    time.sleep(seconds)\n    return seconds\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env.update(library_env)
+    env = user_env(**library_env)
     added = _cli("library", "add", str(funcs), env=env)
     assert added.returncode == 0, added.stdout + added.stderr
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import dynagraph
+from tests.support.cli import dynagraph, user_env
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.sandbox import needs_bwrap
 
@@ -51,10 +51,7 @@ final_answer("looked")
 
 
 def _env(home: Path, config: Path, *, path: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env["OPENAI_API_KEY"] = SECRET
-    env["DYNAGRAPH_HOME"] = str(home)
-    env["DYNAGRAPH_CONFIG"] = str(config)
+    env = user_env(OPENAI_API_KEY=SECRET, DYNAGRAPH_HOME=str(home), DYNAGRAPH_CONFIG=str(config))
     if path is not None:
         env["PATH"] = path
     return env

@@ -6,13 +6,13 @@ graphs.py and evals.py (most LangChain projects have a tools.py): the installed 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import user_env
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -42,8 +42,7 @@ def test_script_beside_user_modules_runs_a_task(stub_env, tmp_path: Path) -> Non
     stub.script("planner", [planner_step("Multiply."), planner_answer("42")])
     stub.script("coder", [coder_cell("print(6 * 7)")])
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env.update(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
+    env = user_env(OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(stub_env["home"]))
     proc = subprocess.run(
         [sys.executable, "script.py", str(config)],
         cwd=project,

@@ -14,7 +14,6 @@ every test uses a collection of its own, deleted afterwards.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.e2e.test_batch import (
     task_model,
 )
 from tests.e2e.test_cli import REUSE_CELL, WORD_CELL
+from tests.support.cli import user_env
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
 from tests.support.weaviate_server import WeaviateEndpoint, settled_versions
 
@@ -59,14 +59,10 @@ def weaviate_config(
 
 
 def machine_env(stub_env: dict, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
     home.mkdir(parents=True, exist_ok=True)
-    env |= {
-        "OPENAI_API_KEY": stub_env["api_key"],
-        "DYNAGRAPH_HOME": str(home),
-        "DYNAGRAPH_MACHINE": home.name,
-    }
-    return env
+    return user_env(
+        OPENAI_API_KEY=stub_env["api_key"], DYNAGRAPH_HOME=str(home), DYNAGRAPH_MACHINE=home.name
+    )
 
 
 def test_function_accumulates_across_processes_on_weaviate(

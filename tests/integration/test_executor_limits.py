@@ -6,12 +6,13 @@ before and after. A single print reaches ipykernel as one write, so without the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import user_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,8 +42,7 @@ print(json.dumps(rows))
 
 
 def test_a_50_mb_print_leaves_the_executor_memory_bounded(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAGRAPH_")}
-    env |= {"OPENAI_API_KEY": "sk-stub", "DYNAGRAPH_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env = user_env(OPENAI_API_KEY="sk-stub", DYNAGRAPH_HOME=str(tmp_path), PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(tmp_path), str(PRINT_SIZE)],
         capture_output=True,

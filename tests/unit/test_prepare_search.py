@@ -40,6 +40,11 @@ def coder_for(library: SqliteLibrary, query_embedding: str = "parted") -> CoderN
     return CoderNode(SimpleNamespace(settings=settings, library=library))
 
 
+def prepare(coder: CoderNode, plan: list[str], use_library: bool = True) -> None:
+    """The coder's read-ahead after a first step "Load the data" of task "t"."""
+    coder.prepare_next({"task": TASK, "plan": plan}, use_library, "t", "Load the data")
+
+
 def embedded_texts(query: str) -> list[str]:
     """What the model embeds for a search text: each part of a PartedQuery, or the text."""
     return list(query.parts) if isinstance(query, PartedQuery) else [query]
@@ -52,9 +57,7 @@ def test_the_next_planned_step_is_embedded_ahead_and_its_search_reuses_it(
     library, embedder = library_with(tmp_path, 2)
     try:
         coder = coder_for(library, shape)
-        coder.prepare_next(
-            {"task": TASK, "plan": ["Average the sales", "Print it"]}, True, "t", "Load the data"
-        )
+        prepare(coder, ["Average the sales", "Print it"])
         query = coder.query("Average the sales", TASK)
         texts = embedded_texts(query)
         assert len(texts) == (2 if shape == "parted" else 1)
@@ -70,19 +73,11 @@ def test_nothing_is_embedded_ahead_without_a_plan_a_library_or_records(tmp_path)
     empty, empty_embedder = library_with(tmp_path / "empty", 0)
     try:
         coder = coder_for(library)
-        coder.prepare_next(
-            {"task": TASK, "plan": []}, True, "t", "Load the data"
-        )  # the plan ran out
-        coder.prepare_next(
-            {"task": TASK, "plan": ["Average the sales"]}, False, "t", "Load the data"
-        )  # --no-library
-        coder_for(empty).prepare_next(
-            {"task": TASK, "plan": ["Average the sales"]}, True, "t", "Load the data"
-        )
+        prepare(coder, [])  # the plan ran out
+        prepare(coder, ["Average the sales"], use_library=False)  # --no-library
+        prepare(coder_for(empty), ["Average the sales"])  # no record a search could find
         # a prepared text would be embedded by now: the same call with a plan shows how long
-        coder.prepare_next(
-            {"task": TASK, "plan": ["Count the regions"]}, True, "t", "Load the data"
-        )
+        prepare(coder, ["Count the regions"])
         texts = embedded_texts(coder.query("Count the regions", TASK))
         assert [embedded(embedder, text) for text in texts] == [1] * len(texts)
         assert embedder.queries == texts
@@ -102,9 +97,7 @@ def test_a_library_that_fails_to_prepare_does_not_fail_the_step(tmp_path) -> Non
             raise LibraryError("library lib.db is damaged")
 
     coder = coder_for(Broken())  # type: ignore[arg-type]
-    coder.prepare_next(
-        {"task": TASK, "plan": ["Average the sales"]}, True, "t", "Load the data"
-    )  # no raise
+    prepare(coder, ["Average the sales"])  # no raise
 
 
 def test_closed_services_prepare_nothing_and_open_no_library(tmp_path, monkeypatch) -> None:

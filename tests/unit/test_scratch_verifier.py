@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dynagraph.tools.kernel import KernelSession
+from dynagraph.tools.kernel import KernelSession, probes
 from dynagraph.tools.librarian.replay import shim_source
 from dynagraph.tools.librarian.scratch import ScratchVerifier
 from dynagraph.tools.librarian.signature import parameters
@@ -255,15 +255,25 @@ def test_output_that_looks_like_the_reset_marker_restarts_nothing(verifier):
     assert verifier.session().pid == pid
 
 
-def test_a_reset_that_fails_in_a_new_kernel_too_is_one_error_and_one_restart(monkeypatch):
-    own = ScratchVerifier(bootstrapped, probe_timeout=3.0)
+def test_a_reset_that_fails_in_a_new_kernel_too_is_one_error_and_one_restart():
+    """A kernel whose own bootstrap defeats the reset (a hook that puts the check's mark back
+    before every cell): the check restarts the kernel once, then says why, and never loops."""
+    sticky_mark = (
+        "get_ipython().events.register('pre_execute', "
+        "lambda: get_ipython().user_ns.__setitem__('__dynagraph_checked__', True))"
+    )
+    sessions: list[KernelSession] = []
+
+    def factory(folder: Path, cwd: Path | None = None) -> KernelSession:
+        session = KernelSession(folder, bootstrap=probes.BOOTSTRAP + "\n" + sticky_mark)
+        session.start()
+        sessions.append(session)
+        return session
+
+    own = ScratchVerifier(factory, probe_timeout=3.0)
     try:
-        session = own.session()
-        restarts: list[int] = []
-        monkeypatch.setattr(session, "restart", lambda: restarts.append(1))
-        monkeypatch.setattr(own, "_define_cells", lambda sources, reset: own._reset_failed)
         error = own.define(["x = 1\n"], reset=True)
         assert error == "KernelError: the scratch kernel's reset failed in a new kernel"
-        assert restarts == [1]  # never a loop
+        assert len(sessions) == 1 and sessions[0].restarts == 1  # one restart, no loop
     finally:
         own.close()

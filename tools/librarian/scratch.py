@@ -191,6 +191,7 @@ class ScratchVerifier:
         self._session: KernelSession | None = None
         self._folder: Path | None = None
         self._reset_failed = f"__DYNAGRAPH_RESET_FAILED_{secrets.token_hex(8)}__"
+        self._reset_cell = reset_code(self._reset_failed)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def session(self) -> KernelSession:
@@ -258,7 +259,7 @@ class ScratchVerifier:
         """One attempt of :meth:`define`: the first error as one line, the verifier's marker
         when the reset itself failed, or None."""
         session = self.session()
-        start = [reset_code(self._reset_failed)] if reset else []
+        start = [self._reset_cell] if reset else []
         for cell in _joined_cells(start, sources):
             result = session.execute(cell, timeout=DEFINE_TIMEOUT, silent=True)
             if not result.ok():

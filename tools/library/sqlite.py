@@ -424,11 +424,7 @@ class SqliteLibrary(SqliteTransactions):
     def prepare_search(self, *queries: str) -> None:
         """Embed ``queries`` in the background (the first first), unless no active record
         could match (a search would not embed them either)."""
-        if not queries:
-            return
-        with self._transaction("DEFERRED"):
-            rows = len(self._vector_index().rows("active", None))
-        if rows:
+        if queries and self._any_with_status("active"):
             embed_queries_soon(self.embedder, queries)
 
     def nearest(self, text: str, k: int = 5, *, status: str | None = "active") -> list[SearchHit]:
