@@ -27,9 +27,11 @@ READ_ONLY = frozenset({"list", "search", "show", "stats", "export", "log", "chec
 
 def _stand_in_folder(settings: Settings, action: str) -> contextlib.AbstractContextManager:
     """A temporary folder for an empty stand-in library when ``action`` only reads a SQLite
-    library not made yet (READ_ONLY); else a context of None (the library itself)."""
+    library not made yet (READ_ONLY; an empty file, as ``touch`` leaves, is not made yet
+    either: reading it would write the schema); else a context of None (the library)."""
     path = settings.path(settings.library.path)
-    if settings.library.backend != "sqlite" or action not in READ_ONLY or path.exists():
+    made = path.exists() and not (path.is_file() and path.stat().st_size == 0)
+    if settings.library.backend != "sqlite" or action not in READ_ONLY or made:
         return contextlib.nullcontext()
     return tempfile.TemporaryDirectory(prefix="dynagraph-no-library-")
 

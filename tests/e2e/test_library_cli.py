@@ -328,6 +328,22 @@ def test_reading_a_library_not_made_yet_makes_no_file(tmp_path, env, cli, monkey
     assert len(cli_json(cli, "library", "list")) == 3
 
 
+def test_reading_an_empty_library_file_leaves_it_empty(tmp_path, env, cli):
+    """A 0-byte library.db (``touch``, an interrupted copy) is not a library yet: reading it
+    writes no schema into it; the first write makes it."""
+    home = Path(env["DYNAGRAPH_HOME"])
+    home.mkdir()
+    (home / "library.db").touch()
+    status, out, err = cli("library", "list")
+    assert (status, out) == (0, "") and "no library at" in err
+    assert cli_json(cli, "library", "stats")["functions"] == 0
+    assert (home / "library.db").stat().st_size == 0
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS)
+    assert cli("library", "add", str(tools))[0] == 0
+    assert len(cli_json(cli, "library", "list")) == 3
+
+
 def test_a_library_path_under_a_file_is_one_line(tmp_path, env):
     (tmp_path / "notes.txt").write_text("a file, not a folder")
     config = tmp_path / "config.yaml"
