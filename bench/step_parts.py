@@ -61,7 +61,7 @@ def per_record(session: KernelSession, recs: list[FunctionRecord]) -> None:
 
 
 def one_cell(session: KernelSession, recs: list[FunctionRecord]) -> None:
-    cell = definitions.define_code([(r.name, r.kernel_source()) for r in recs])
+    cell = definitions.define_code([(r.name, r.kernel_source(), r.depends_on) for r in recs])
     result = session.execute(cell, timeout=30, silent=True, output_limit=1024 * 1024)
     assert definitions.failures(result, [r.name for r in recs]) == {}
 

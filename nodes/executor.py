@@ -167,19 +167,14 @@ class ExecutorNode:
             if not todo:
                 break
             restarts = session.restarts
-            if len(todo) == 1:  # its own cell: the cheapest round trip, and its error is its own
-                result = session.execute(todo[0].kernel_source(), timeout=30, silent=True)
-                failed = (
-                    {}
-                    if result.ok()
-                    else {todo[0].name: f"{result.error_name}: {result.error_value}"}
-                )
-            else:  # one cell for all, each source run on its own (tools/kernel/definitions.py)
-                cell = definitions.define_code([(r.name, r.kernel_source()) for r in todo])
-                result = session.execute(
-                    cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
-                )
-                failed = definitions.failures(result, [r.name for r in todo])
+            # one cell for all, each source run in a namespace of its own (definitions.py)
+            cell = definitions.define_code(
+                [(r.name, r.kernel_source(), r.depends_on) for r in todo]
+            )
+            result = session.execute(
+                cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
+            )
+            failed = definitions.failures(result, [r.name for r in todo])
             if session.restarts != restarts:
                 if result.status in ("died", "timeout"):
                     continue  # the kernel restarted after the cell: define into the new one
@@ -197,13 +192,14 @@ class ExecutorNode:
 
     def context_sources(self, state: State, library_names: dict[str, str]) -> Iterator[str]:
         """What the kernel ran before this cell, for resolving the names the cell's functions
-        use (docs/architecture.md, "Names a cell's function uses"): the imports and globals of
-        the library functions defined in it, then the task's earlier cells and attempts.
-        Lazy: a cell that defines no function never reads them."""
+        use (docs/architecture.md, "Names a cell's function uses"): the imports of the library
+        functions defined in it (bound where the name was free), then the task's earlier cells
+        and attempts. A library function's module-level names are its own, not the cell's
+        (kernel_side/define.py). Lazy: a cell that defines no function never reads them."""
         for record_id in library_names.values():
             record = self.services.library.get(record_id)
             if record is not None:
-                yield from (*record.imports, *record.globals)
+                yield from record.imports
         yield from (s.get("code") or "" for s in state.get("steps") or [])
         yield from (a.get("code") or "" for a in state.get("failed_attempts") or [])
 

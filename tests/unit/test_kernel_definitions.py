@@ -64,9 +64,10 @@ def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session,
     # already defined: no cell at all
     again, notes = node.define_library_functions(counted, [top.id, root.id])
     assert len(cells) == 1 and again == defined and notes == []
-    # the broken one is tried again, alone: its own source is the cell
+    # the broken one is tried again, alone: one cell, for it only
     again, notes = node.define_library_functions(counted, [top.id, broken.id])
-    assert cells[1:] == [broken.kernel_source()] and again == defined
+    assert len(cells) == 2 and "nope_not_installed_anywhere" in cells[1] and again == defined
+    assert "def top" not in cells[1]
     assert notes == [
         "library function broken could not be defined: ModuleNotFoundError: "
         "No module named 'nope_not_installed_anywhere'"
@@ -86,7 +87,7 @@ def test_one_cell_defines_every_record_and_a_failing_one_stops_no_other(session,
 
 def test_a_syntax_error_or_a_lost_kernel_is_reported_per_name(session) -> None:
     cell = definitions.define_code(
-        [("bad", "def bad(:\n"), ("good", "def good():\n    return 1\n")]
+        [("bad", "def bad(:\n", []), ("good", "def good():\n    return 1\n", [])]
     )
     result = session.execute(cell, timeout=30, silent=True)
     failed = definitions.failures(result, ["bad", "good"])
@@ -99,3 +100,43 @@ def test_a_syntax_error_or_a_lost_kernel_is_reported_per_name(session) -> None:
     }  # type: ignore[arg-type]
     silent = SimpleNamespace(ok=lambda: True, stdout="")
     assert set(definitions.failures(silent, ["a"])) == {"a"}  # type: ignore[arg-type]
+
+
+VAT = 'def add_vat(amount):\n    """Amount with VAT."""\n    return amount * (1 + RATE)\n'
+DISCOUNT = (
+    'def apply_discount(amount):\n    """Amount after the discount."""\n'
+    "    return amount * (1 - RATE)\n"
+)
+
+
+def test_each_library_function_keeps_its_own_module_level_names(tmp_path, library) -> None:
+    """Two library functions that each set ``RATE``, or import ``sqrt`` from another module,
+    keep their own, in one cell or in two, and a cell that sets ``RATE`` later changes
+    neither (the attack: ``add_vat(100)`` answered 105). Their imports are the cell's where
+    the name was free, never in place of the cell's own."""
+    vat, discount, real, cplx = (
+        library.add(r)
+        for r in (
+            rec(VAT, globals=["RATE = 0.2"]),
+            rec(DISCOUNT, globals=["RATE = 0.05"]),
+            rec("def real_root(x):\n    return sqrt(x)\n", imports=["from math import sqrt"]),
+            rec("def complex_root(z):\n    return sqrt(z)\n", imports=["from cmath import sqrt"]),
+        )
+    )
+    node = ExecutorNode(SimpleNamespace(library=library))  # type: ignore[arg-type]
+    with KernelSession(tmp_path / "k", bootstrap=probes.BOOTSTRAP) as session:
+        session.execute("sqrt = 'the cell s own'")
+        node.define_library_functions(session, [vat.id, discount.id, real.id])
+        node.define_library_functions(session, [cplx.id])  # a later step, its own cell
+        shown = session.execute(
+            "print(add_vat(100), apply_discount(100), real_root(4), complex_root(-4), sqrt)"
+        )
+        assert shown.stdout == "120.0 95.0 2.0 2j the cell s own\n", shown.to_observation()
+        session.execute("RATE = 0.5")
+        assert session.execute("print(add_vat(100), apply_discount(100))").stdout == "120.0 95.0\n"
+        assert session.execute("print(math)").error_name == "NameError"  # nothing else leaks
+        session.execute("del sqrt")
+        node.define_library_functions(session, [real.id])  # already defined: nothing runs
+        helper = library.add(rec("def area(w, h):\n    return w * h\n", imports=["import math"]))
+        node.define_library_functions(session, [helper.id])
+        assert session.execute("print(math.pi > 3)").stdout == "True\n"  # free: bound

@@ -1,7 +1,8 @@
 """Library functions defined in a kernel in one cell, agent side (kernel_side/define.py runs it).
 
 :func:`define_code` builds the cell for records' sources in dependency order;
-:func:`failures` reads what it reports. Each source runs on its own: one that fails is named
+:func:`failures` reads what it reports. Each source runs on its own, in a namespace of its own
+(two functions that set ``RATE`` to other values each keep theirs): one that fails is named
 with its error and the others are still defined.
 """
 
@@ -23,9 +24,10 @@ DEFINED_MARKER = "__DYNAGRAPH_DEFINED__"
 _INSTALL = kernel_side.cell("define", exports={"__dynagraph_define_all__": "define_all"})
 
 
-def define_code(sources: list[tuple[str, str]]) -> str:
-    """One cell that defines each ``(name, source)``, in order, each isolated from the others."""
-    pairs = [[str(name), str(source)] for name, source in sources]
+def define_code(sources: list[tuple[str, str, list[str]]]) -> str:
+    """One cell that defines each ``(name, source, depends_on)``, in order, each in a namespace
+    of its own (kernel_side/define.py): its imports and module-level names are its own."""
+    pairs = [[str(name), str(source), [str(d) for d in deps]] for name, source, deps in sources]
     install = "".join(f"    {line}\n" for line in _INSTALL.splitlines())
     return (
         "if '__dynagraph_define_all__' not in globals():\n"

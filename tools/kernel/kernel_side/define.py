@@ -4,9 +4,18 @@ Shipped by tools/kernel/definitions.py (``define_code``), which calls :func:`def
 records' sources in dependency order. Each source runs as if it were a cell of its own: parsed,
 passed through the shell's AST transformers (so the probe recorder wraps its ``def`` exactly as
 it wraps a cell's), compiled under a file name registered in ``linecache`` (tracebacks and
-``inspect.getsource`` show its lines) and executed in the user namespace. A source that fails
-(syntax, an import that is missing, anything it raises) is reported and the next one still runs.
-One line is printed: the marker, then JSON ``{"failed": {name: "ErrorName: message"}}``.
+``inspect.getsource`` show its lines). A source that fails (syntax, an import that is missing,
+anything it raises) is reported and the next one still runs. One line is printed: the marker,
+then JSON ``{"failed": {name: "ErrorName: message"}}``.
+
+Each source runs in a namespace of its own, as an imported module's functions do: its imports
+and module-level names (``RATE = 0.2``) are its own, so two library functions that each set
+``RATE`` to another value, or import ``sqrt`` from ``math`` and from ``cmath``, each keep
+theirs, and a cell that later sets ``RATE`` changes neither. The namespace starts with the
+user namespace's ``__`` names (builtins, ``__name__``, the probe recorder) and the library
+functions the source calls (``depends_on``, defined before it). Only the function and its
+aliases are bound in the user namespace; its imports too where the name is free, so that a
+cell may use ``np`` as before, but never in place of a name the cell already has.
 """
 
 from __future__ import annotations
@@ -15,19 +24,53 @@ from typing import Any
 
 
 def define_all(shell: Any, sources: list, marker: str) -> None:
-    """Run each ``(name, source)`` of ``sources`` in ``shell.user_ns``; print what failed."""
+    """Run each ``(name, source[, depends_on])`` of ``sources`` in a namespace of its own and
+    bind its function in ``shell.user_ns``; print what failed."""
     import ast
     import json
     import linecache
 
     failed: dict = {}
-    for index, (name, source) in enumerate(sources):
+    user_ns = shell.user_ns
+    for index, item in enumerate(sources):
+        name, source = item[0], item[1]
+        depends_on = item[2] if len(item) > 2 else []
         filename = f"<dynagraph library {index}: {name}>"
         try:
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             tree = ast.parse(source, filename)
+            exported, imported = bound_names(tree, name)
             tree = shell.transform_ast(tree)
-            exec(compile(tree, filename, "exec"), shell.user_ns)
+            namespace = {k: v for k, v in user_ns.items() if k.startswith("__")}
+            namespace.update({d: user_ns[d] for d in depends_on if d in user_ns})
+            exec(compile(tree, filename, "exec"), namespace)
+            if name in namespace and name not in exported:  # bound another way than a def
+                exported.insert(0, name)
+            for key in exported:
+                user_ns[key] = namespace[key]
+            for key in imported:
+                if key in namespace:
+                    user_ns.setdefault(key, namespace[key])
         except Exception as exc:  # one record must not stop the others
             failed[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
     print(marker + json.dumps({"failed": failed}))
+
+
+def bound_names(tree: Any, name: str) -> tuple[list, list]:
+    """What a record's source binds at its top level: (the function ``name`` and each
+    ``alias = name``, the names its imports bind)."""
+    import ast
+
+    exported, imported = [], []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if stmt.name == name:
+                exported.append(name)
+        elif isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Name):
+            if stmt.value.id == name:
+                exported += [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            for alias in stmt.names:
+                if alias.name != "*":
+                    imported.append(alias.asname or alias.name.split(".")[0])
+    return list(dict.fromkeys(exported)), imported
