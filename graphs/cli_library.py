@@ -204,18 +204,7 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
     )
     origin = Origin(thread=f"library add {path.name}", model="human", tags=["user"])
     try:
-        recorded: dict[str, list[dict[str, Any]]] = {}
-        if probe_source is not None:
-            session = verifier.session()
-            for what, code in ((str(path), source), (str(probe_file), probe_source)):
-                result = session.execute(code, timeout=settings.executor.timeout)
-                if not result.ok():
-                    raise InputError(
-                        f"{what} failed in a fresh kernel: {result.error_name or result.status}: "
-                        f"{result.error_value or ''}".rstrip(": ")
-                    )
-            recorded = verifier.recorded_probes()
-        candidates = [Candidate.from_function(fn, recorded.get(fn.name, [])) for fn in functions]
+        candidates = [Candidate.from_function(fn, []) for fn in functions]
         ctx = AdmissionContext(
             library,
             origin,
@@ -224,6 +213,22 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
             count_uses=False,
             task_index=library.task_index(),
         )
+        if probe_source is not None:
+            # the library functions the file calls first, defined as a task's kernel has them
+            own = {c.name for c in candidates}
+            needed = ctx.dependency_sources([n for c in candidates for n in c.calls], own)
+            session = verifier.session()
+            runs = [("the library functions it calls", code) for code in needed]
+            for what, code in [*runs, (str(path), source), (str(probe_file), probe_source)]:
+                result = session.execute(code, timeout=settings.executor.timeout)
+                if not result.ok():
+                    raise InputError(
+                        f"{what} failed in a fresh kernel: {result.error_name or result.status}: "
+                        f"{result.error_value or ''}".rstrip(": ")
+                    )
+            recorded = verifier.recorded_probes()
+            for cand in candidates:
+                cand.probes = recorded.get(cand.name, [])
 
         def journal(found: list) -> None:  # committed with the candidate's writes
             library.log_decisions(log_entries(found, origin))

@@ -26,12 +26,15 @@ from typing import Any
 
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings
+from dynagraph.tools.kernel import definitions
 from dynagraph.tools.library import FunctionRecord
 
 RESULT_MARKER = "__DYNAGRAPH_MCP_RESULT__"
 URI_PREFIX = "dynagraph://functions/"
 MAX_RESULT_CHARS = 20_000
 MAX_OUTPUT_CHARS = 4_000
+#: Output kept of a call cell: its head and tail, the tail holding the answer's whole line.
+_CALL_OUTPUT = 8 * (MAX_RESULT_CHARS + MAX_OUTPUT_CHARS)
 
 # Runs in the kernel after the definitions: call, then print one marker line with the outcome.
 _CALL_TEMPLATE = """\
@@ -103,8 +106,8 @@ class LibraryTools:
             )
         raise ToolFailure(f"no function named {name!r} in the library; use search_functions")
 
-    def sources_for(self, record: FunctionRecord) -> list[str]:
-        """Definitions for ``record``: the library functions it calls first (depth first)."""
+    def records_for(self, record: FunctionRecord) -> list[FunctionRecord]:
+        """``record`` after the library functions it calls (depth first)."""
         ordered: list[FunctionRecord] = []
         seen: set[str] = set()
 
@@ -117,7 +120,7 @@ class LibraryTools:
             ordered.append(rec)
 
         visit(record)
-        return [r.kernel_source() for r in ordered]
+        return ordered
 
     def source(self, name: str) -> str:
         return self.active_record(name).kernel_source()
@@ -136,20 +139,18 @@ class LibraryTools:
         is_async = record.code.lstrip().startswith("async def") or f"async def {name}(" in (
             record.code
         )
-        cell = (
-            "\n".join(self.sources_for(record))
-            + "\n"
-            + _CALL_TEMPLATE.format(
-                arguments=json.dumps({"args": args, "kwargs": kwargs}),
-                name=record.name,
-                await_line="__dg_value = await __dg_value" if is_async else "",
-                limit=MAX_RESULT_CHARS,
-                marker=RESULT_MARKER,
-            )
+        cell = _CALL_TEMPLATE.format(
+            arguments=json.dumps({"args": args, "kwargs": kwargs}),
+            name=record.name,
+            await_line="__dg_value = await __dg_value" if is_async else "",
+            limit=MAX_RESULT_CHARS,
+            marker=RESULT_MARKER,
         )
         timeout = self.settings.executor.timeout
         with self._lock:
-            result = self._session().execute(cell, timeout=timeout)
+            self._define(self.records_for(record))
+            # the answer's line is the output's last: a cap large enough that it stays whole
+            result = self._session().execute(cell, timeout=timeout, output_limit=_CALL_OUTPUT)
         if not result.ok():
             if result.status == "error":
                 raise ToolFailure(
@@ -169,6 +170,18 @@ class LibraryTools:
         if printed.strip():
             answer["output"] = printed[-MAX_OUTPUT_CHARS:]
         return answer
+
+    def _define(self, records: list[FunctionRecord]) -> None:
+        """Define ``records`` in the kernel as a task's kernel does: each in a namespace of its
+        own (tools/kernel/definitions.py), so that two functions' module-level names never
+        meet."""
+        names = [r.name for r in records]
+        cell = definitions.define_code([(r.name, r.kernel_source(), r.depends_on) for r in records])
+        result = self._session().execute(cell, timeout=60, silent=True)
+        failed = definitions.failures(result, names)
+        if failed:
+            first = next(iter(failed))
+            raise ToolFailure(f"{first} could not be defined: {failed[first]}")
 
     def _session(self):
         if self._kernel is None:

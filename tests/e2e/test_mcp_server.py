@@ -159,3 +159,53 @@ def test_mcp_call_is_bounded_by_the_executor_timeout(library_env, tmp_path):
         assert not quick.is_error and quick.structured_content["result"] == 0, _text(quick)
 
     anyio.run(_session_run, library_env, body)
+
+
+def test_mcp_call_keeps_each_function_s_own_names_and_a_long_answer(library_env, tmp_path):
+    """A function and the library function it calls each keep their module-level ``RATE`` (a
+    call defines them as a task's kernel does: each in a namespace of its own), and a call
+    that prints a lot and returns a long text still gives its answer (the output cap once cut
+    the answer's line)."""
+    vat, discount, report = tmp_path / "vat.py", tmp_path / "discount.py", tmp_path / "report.py"
+    vat.write_text(
+        "RATE = 0.2\n\n"
+        "def add_vat(amount: float) -> float:\n"
+        '    """The amount with 20% VAT."""\n'
+        "    return amount * (1 + RATE)\n"
+    )
+    discount.write_text(
+        "RATE = 0.05\n\n"
+        "def discounted_with_vat(amount: float) -> float:\n"
+        '    """The amount with VAT, then 5% off."""\n'
+        "    return add_vat(amount) * (1 - RATE)\n"
+    )
+    report.write_text(
+        "def report_text(size: int) -> str:\n"
+        '    """A report of the given length, also printed."""\n'
+        '    print("x" * size)\n'
+        '    return "y" * size\n'
+    )
+    env = user_env(**library_env)
+    for path, calls in ((vat, "add_vat(100)"), (discount, "discounted_with_vat(100)"),
+                        (report, "report_text(3)")):  # fmt: skip
+        (tmp_path / "calls.py").write_text(calls + "\n")
+        added = _cli("library", "add", str(path), "--probe", str(tmp_path / "calls.py"), env=env)
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert "added" in added.stdout + added.stderr, added.stdout + added.stderr
+
+    async def body(session: ClientSession) -> None:
+        both = await session.call_tool(
+            "call_function", {"name": "discounted_with_vat", "arguments": [100]}
+        )
+        assert not both.is_error, _text(both)
+        assert round(both.structured_content["result"], 6) == 114.0  # 100 * 1.2 * 0.95
+        alone = await session.call_tool("call_function", {"name": "add_vat", "arguments": [100]})
+        assert round(alone.structured_content["result"], 6) == 120.0, _text(alone)
+        long = await session.call_tool(
+            "call_function", {"name": "report_text", "arguments": [15_000]}
+        )
+        assert not long.is_error, _text(long)
+        assert long.structured_content["result"] == "y" * 15_000
+        assert long.structured_content["output"].strip("x\n") == ""
+
+    anyio.run(_session_run, library_env, body)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from dynagraph.tools.kernel.definitions import define_code
 from dynagraph.tools.librarian.candidate import Candidate, Origin, to_record
 from dynagraph.tools.librarian.model import LibrarianModel
 from dynagraph.tools.librarian.scratch import ScratchVerifier
@@ -97,7 +98,7 @@ class AdmissionContext:
                 out.append(dep.source())
             elif (record := self.library.get_by_name(name)) is not None:
                 out += self.dependency_sources(record.depends_on, seen)
-                out.append(record.kernel_source())
+                out.append(isolated_source(record))
         return out
 
     def sources_of(self, function: Candidate | FunctionRecord) -> list[str]:
@@ -154,6 +155,13 @@ class AdmissionContext:
         reason = f"superseded by {cand.name} ({record.id}): {why}"
         self.library.set_status(old.id, "archived", reason)
         return record
+
+
+def isolated_source(record: FunctionRecord) -> str:
+    """A cell that defines a library function as a task's kernel does: in a namespace of its
+    own (tools/kernel/definitions.py), so that a check sees the function its recorded calls
+    used, whatever module-level names the function checked sets."""
+    return define_code([(record.name, record.kernel_source(), record.depends_on)])
 
 
 class Stage(Protocol):
