@@ -129,8 +129,13 @@ def _library_command(library: Any, args: argparse.Namespace, settings: Settings)
         return EXIT_OK
     if action == "import":
         _read(Path(args.file))  # one line naming the file and line if it is not text
-        count = import_jsonl(library, args.file)
+        deny = settings.librarian.deny_capabilities
+        count, quarantined = import_jsonl(library, args.file, deny_capabilities=deny)
         print(f"imported {count} functions from {args.file}", file=sys.stderr)
+        if quarantined:
+            print(f"quarantined {len(quarantined)} with denied capabilities "
+                  f"(librarian.deny_capabilities): {', '.join(quarantined)}",
+                  file=sys.stderr)  # fmt: skip
         return EXIT_OK
     if action == "check":
         return _check(library, args)

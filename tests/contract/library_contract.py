@@ -23,9 +23,9 @@ from dynagraph.tools.library.base import (
     SearchHit,
     archive,
     export_jsonl,
-    import_jsonl,
     record_id_for,
 )
+from dynagraph.tools.library.jsonl import import_jsonl
 
 # (name, signature, docstring, origin task, tags)
 CORPUS: list[tuple[str, str, str, str, list[str]]] = [
@@ -463,8 +463,8 @@ class LibraryContract:
         assert export_jsonl(library, path) == len(corpus)
 
         fresh = library_factory()
-        assert import_jsonl(fresh, path) == len(corpus)
-        assert import_jsonl(fresh, path) == len(corpus)  # idempotent
+        assert import_jsonl(fresh, path) == (len(corpus), [])
+        assert import_jsonl(fresh, path) == (len(corpus), [])  # idempotent
         before = sorted((r.to_dict() for r in library.list()), key=lambda d: d["id"])
         after = sorted((r.to_dict() for r in fresh.list()), key=lambda d: d["id"])
         assert after == before

@@ -356,3 +356,58 @@ def test_a_library_path_under_a_file_is_one_line(tmp_path, env):
         f"dynagraph: cannot make the library's folder {tmp_path / 'notes.txt' / 'sub'} "
         "(a file is in the way); set library.path"
     )
+
+
+def test_import_checks_every_line_before_it_writes_any(tmp_path, cli, monkeypatch):
+    """A record with a field of the wrong type, a line that is no object, or code that does not
+    match its hash: one line naming the file and line, exit 2, nothing imported (an attack
+    stored ``"tags": 5`` and every later read of the library failed; a tampered second line
+    left the first imported). An active record with a denied capability comes in
+    quarantined, as the librarian would have stored it."""
+    tools = tmp_path / "tools.py"
+    tools.write_text(TOOLS)
+    assert cli("library", "add", str(tools))[0] == 0
+    good = tmp_path / "good.jsonl"
+    assert cli("library", "export", str(good))[0] == 0
+    lines = good.read_text().splitlines()
+    assert len(lines) == 3
+
+    monkeypatch.setenv("DYNAGRAPH_HOME", str(tmp_path / "other-home"))
+    first, second = json.loads(lines[0]), json.loads(lines[1])
+    shell = json.loads(lines[2])
+    shell.update(
+        name="run_shell", code="def run_shell(cmd):\n    return subprocess.run(cmd).returncode\n",
+        imports=["import subprocess"], status="active", tags=[],
+    )  # fmt: skip
+    from dynagraph.tools.codeparse import normalized_hash
+    from dynagraph.tools.library.base import record_id_for
+
+    shell["ast_hash"] = normalized_hash(shell["code"])
+    shell["id"] = record_id_for(shell["ast_hash"])
+    cases = {
+        "tags.jsonl": ([{**first, "tags": 5}, second], "1: not a function record: tags is not a "
+                       "list of strings"),
+        "uses.jsonl": ([first, {**second, "uses": None}], "2: not a function record: uses is not "
+                       "a count (a whole number, 0 or more)"),
+        "list.jsonl": ([[1, 2]], "1: not a function record: a JSON list, not an object"),
+        "null.jsonl": ([first, None], "2: not a function record: a JSON NoneType, not an object"),
+        "tampered.jsonl": ([first, {**second, "code": second["code"].replace("*", "+")}],
+                           f"2: function {second['name']} refused: tampered: its code does not "
+                           "hash to its ast_hash"),
+    }  # fmt: skip
+    for file, (rows, said) in cases.items():
+        path = tmp_path / file
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        status, out, err = cli("library", "import", str(path))
+        assert (status, out) == (2, ""), err
+        assert err == f"dynagraph: {path}:{said}\n"
+        assert cli_json(cli, "library", "stats")["total"] == 0  # nothing written
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(first) + "\n" + json.dumps(shell) + "\n")
+    status, _, err = cli("library", "import", str(mixed))
+    assert status == 0, err
+    assert "quarantined 1 with denied capabilities (librarian.deny_capabilities): run_shell" in err
+    assert [r["name"] for r in cli_json(cli, "library", "list")] == [first["name"]]
+    shown = cli_json(cli, "library", "show", "run_shell")
+    assert shown["status"] == "quarantined" and "subprocess" in shown["status_reason"]

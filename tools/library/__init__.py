@@ -22,11 +22,10 @@ from dynagraph.tools.library.base import (
     Status,
     archive,
     export_jsonl,
-    import_jsonl,
-    iter_jsonl,
     record_id_for,
     utc_now,
 )
+from dynagraph.tools.library.jsonl import import_jsonl, iter_jsonl
 from dynagraph.tools.library.verified import VerifiedReads
 
 if TYPE_CHECKING:  # loaded on first use (PEP 562): sqlite.py imports numpy (~0.1 s)

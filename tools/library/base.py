@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -309,23 +309,4 @@ def export_jsonl(library: FunctionLibrary, path: str | Path) -> int:
                 f"cannot export to {target}: {exc.strerror or exc}; choose a writable file path"
             ) from exc
         raise
-    return len(records)
-
-
-def iter_jsonl(path: str | Path) -> Iterator[FunctionRecord]:
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield FunctionRecord.from_dict(json.loads(line))
-            except (ValueError, TypeError) as exc:
-                raise LibraryError(f"{path}:{lineno}: not a function record ({exc})") from exc
-
-
-def import_jsonl(library: FunctionLibrary, path: str | Path) -> int:
-    """Upsert every record of a JSON Lines file (validated in full before the first write)."""
-    records = list(iter_jsonl(path))
-    for record in records:
-        library.add(record)
     return len(records)
