@@ -109,6 +109,7 @@ class LibrarianNode:
             verifier=verifier,
             model=model,
             task_index=task_index,
+            action_names=action_names(services.action_lines()),
         )
 
         def journal(found: list[Decision]) -> None:
@@ -120,6 +121,11 @@ class LibrarianNode:
         finally:
             verifier.close()
         return [*earlier, *decisions], model.usage
+
+
+def action_names(lines: list[str]) -> frozenset[str]:
+    """The initial actions' names from their summary lines (``name(signature): doc``)."""
+    return frozenset(line.split("(", 1)[0].strip() for line in lines)
 
 
 def _decision(entry: dict[str, Any]) -> Decision:

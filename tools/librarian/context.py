@@ -82,6 +82,9 @@ class AdmissionContext:
     ambiguous: dict[str, list[tuple[FunctionRecord, str]]] = field(default_factory=dict)
     #: decisions made on the way (generalized / kept_specific), reported before the final one
     notes: list[Decision] = field(default_factory=list)
+    #: the initial actions' names (final_answer, read_file, ...): no function may take one, or
+    #: defining it as a library hit would replace the action in later tasks
+    action_names: frozenset[str] = frozenset()
 
     # -- definitions for the scratch kernel -----------------------------------------------------
     def dependency_sources(self, calls: Iterable[str], seen: set[str]) -> list[str]:

@@ -1,6 +1,9 @@
 """Stage ``policy``: what a candidate may do, before it runs anywhere (after ``exact_hash``,
 before ``verify`` starts the scratch kernel).
 
+0. Its name must not be a keyword's, a builtin's or an initial action's (``final_answer``):
+   reused, the function is defined under its name in a task's kernel and would replace
+   ``len`` or the action there. Otherwise it is **rejected**.
 1. Its definition must run nothing but its imports and its ``def``
    (tools/library/integrity.py: ``definition_problem``): otherwise it is **rejected**.
 2. It is tagged with its capabilities (tools/capabilities.py on its code and imports, plus the
@@ -14,10 +17,12 @@ before ``verify`` starts the scratch kernel).
 
 from __future__ import annotations
 
+import keyword
+
 from dynagraph.tools.capabilities import CAPABILITIES, capabilities_of
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
-from dynagraph.tools.library.integrity import definition_problem
+from dynagraph.tools.library.integrity import definition_problem, reserved_name
 
 __all__ = ["PolicyStage", "candidate_capabilities"]
 
@@ -44,6 +49,9 @@ class PolicyStage:
     name = "policy"
 
     def decide(self, candidate: Candidate, ctx: AdmissionContext) -> Decision | None:
+        taken = self.taken_name(candidate.name, ctx)
+        if taken:
+            return Decision(candidate.name, "rejected", None, taken, self.name)
         problem = definition_problem(
             candidate.code, candidate.imports, candidate.globals, name=candidate.name
         )
@@ -58,6 +66,17 @@ class PolicyStage:
             return self.quarantine(candidate, ctx, why)
         why = self.blocked_by(candidate, ctx)
         return self.quarantine(candidate, ctx, why) if why else None
+
+    @staticmethod
+    def taken_name(name: str, ctx: AdmissionContext) -> str | None:
+        """Why ``name`` is not a library function's to take: reused, the function is defined
+        in a task's kernel under its name, and would replace the builtin or action there."""
+        if name in ctx.action_names:
+            return f"its name is the action {name}'s: reused, it would replace that action"
+        if reserved_name(name):
+            what = "keyword" if keyword.iskeyword(name) else "builtin"
+            return f"its name is the {what} {name}'s: reused, it would replace {name}"
+        return None
 
     @staticmethod
     def blocked_by(candidate: Candidate, ctx: AdmissionContext) -> str | None:
