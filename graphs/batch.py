@@ -48,10 +48,7 @@ class BatchTask:
 def read_tasks(path: str | Path) -> list[BatchTask]:
     """The tasks of a JSON Lines file; blank lines are skipped, ids must be unique."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BatchInputError(f"cannot read tasks file {path}: {exc.strerror or exc}") from exc
+    lines = _jsonl_lines(path, "tasks file")
     tasks: list[BatchTask] = []
     seen: set[str] = set()
     for number, line in enumerate(lines, 1):
@@ -73,12 +70,35 @@ def read_tasks(path: str | Path) -> list[BatchTask]:
     return tasks
 
 
+def _jsonl_lines(path: Path, what: str) -> list[str]:
+    """The lines of a JSON Lines file, split at newlines only: ``str.splitlines`` also splits
+    at U+2028, U+0085 and the like, which JSON leaves raw inside strings (text pasted from a
+    web page), so a task holding one was refused and its result never counted as done."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise BatchInputError(f"{path}:{line}: not UTF-8 text; save the {what} as UTF-8") from exc
+    except OSError as exc:
+        raise BatchInputError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def check_results_path(path: str | Path) -> None:
+    """One line for an ``--out`` that cannot be appended to, before any task runs."""
+    path = Path(path)
+    if path.is_dir():
+        raise BatchInputError(f"--out {path} is a folder; give a file path")
+    if not path.parent.is_dir():
+        raise BatchInputError(f"--out {path}: its folder {path.parent} does not exist")
+
+
 def finished_ids(path: str | Path | None) -> set[str]:
     """Ids with a final result in a results file (a torn last line, from a crash, is ignored)."""
     if path is None or not Path(path).exists():
         return set()
     latest: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in _jsonl_lines(Path(path), "results file"):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

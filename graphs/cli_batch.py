@@ -14,7 +14,14 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
-    from dynagraph.graphs.batch import BatchInputError, BatchSetupError, read_tasks, run_batch
+    from dynagraph.graphs.batch import (
+        BatchInputError,
+        BatchSetupError,
+        check_results_path,
+        finished_ids,
+        read_tasks,
+        run_batch,
+    )
 
     if args.concurrency < 1:
         raise InputError("--concurrency must be at least 1")
@@ -23,6 +30,9 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     context = context_from_args(args)  # the flags first: a bad one is refused before the file
     try:
         tasks = read_tasks(args.tasks)
+        if args.out:
+            check_results_path(args.out)
+            finished_ids(args.out)  # a results file that cannot be read: before any task runs
     except BatchInputError as exc:
         raise InputError(str(exc)) from exc
     summary = run_batch(

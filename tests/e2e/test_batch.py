@@ -363,6 +363,44 @@ def test_read_tasks_numbers_missing_ids_and_names_the_bad_line(tmp_path):
         read_tasks(twice)
 
 
+def test_tasks_and_results_hold_line_separators_that_json_leaves_raw(tmp_path):
+    """U+2028, U+2029 and U+0085 stay raw inside JSON strings (text pasted from a web page);
+    the files are split at newlines only, so such a task is read and its result counts as
+    done on a resume (an attack saw it run again at every resume)."""
+    pasted = "Sum the column:\u2028 1\u2029 2\u0085 3\r"
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        json.dumps({"id": "pasted", "task": pasted}, ensure_ascii=False) + "\r\n"
+        + json.dumps({"id": "plain", "task": "b"}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    assert read_tasks(tasks) == [BatchTask("pasted", pasted), BatchTask("plain", "b")]
+    out = tmp_path / "results.jsonl"
+    row = {"id": "pasted", "task": pasted, "answer": "6\u2028", "status": "done"}
+    out.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert finished_ids(out) == {"pasted"}
+
+
+def test_unreadable_tasks_or_results_are_one_line_before_any_task(tmp_path, cli_env):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_bytes(b'{"task": "a"}\n{"task": "\xff"}\n')
+    proc = dynagraph("batch", str(tasks), env=cli_env)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"dynagraph: {tasks}:2: not UTF-8 text; save the tasks file as UTF-8\n"
+    tasks.write_text('{"task": "a"}\n')
+    for out, said in (
+        (tmp_path, f"--out {tmp_path} is a folder; give a file path"),
+        (tmp_path / "no" / "r.jsonl", f"--out {tmp_path / 'no' / 'r.jsonl'}: its folder "
+         f"{tmp_path / 'no'} does not exist"),
+    ):  # fmt: skip
+        proc = dynagraph("batch", str(tasks), "--out", str(out), env=cli_env)
+        assert (proc.returncode, proc.stderr) == (2, f"dynagraph: {said}\n")
+    binary = tmp_path / "results.jsonl"
+    binary.write_bytes(b"\xfe\xff")
+    proc = dynagraph("batch", str(tasks), "--out", str(binary), env=cli_env)
+    assert proc.returncode == 2 and "results.jsonl:1: not UTF-8 text" in proc.stderr
+
+
 def test_resume_skips_finished_tasks_and_reruns_errors(tmp_path):
     settings = load_settings(None)
     calls: list[str] = []
