@@ -251,13 +251,14 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
 
 
 def _read(path: Path) -> str:
-    """The file's text; one line naming the file (and the line) when it cannot be read."""
+    """The file's text (a UTF-8 byte-order mark dropped, as Python drops it when it runs the
+    file); one line naming the file (and the line) when it cannot be read."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(

@@ -126,6 +126,15 @@ def test_add_of_a_binary_file_is_one_line(env, tmp_path):
     assert f"{blob}:3:" in one_line(proc)
 
 
+def test_add_of_a_file_saved_with_a_byte_order_mark(env, tmp_path):
+    """Editors on Windows save UTF-8 with a BOM; Python runs such a file, so add takes it."""
+    marked = tmp_path / "marked.py"
+    marked.write_bytes(b"\xef\xbb\xbf" + FUNCS.encode())
+    proc = dynagraph("library", "add", str(marked), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "celsius_to_fahrenheit" in proc.stdout + proc.stderr
+
+
 def test_a_rejected_function_exits_non_zero(env, tmp_path):
     funcs = tmp_path / "undefinable.py"
     funcs.write_text(

@@ -635,3 +635,22 @@ def test_the_executor_sends_a_cells_views_then_the_task_and_at_most_its_limit():
     for cell in (too_deep, surrogate):
         node.embed_views_ahead({"task": "t"}, cell)  # type: ignore[typeddict-item]
     assert len(sent) == 2  # a hint that cannot be made is left out; the cell still runs
+
+
+def test_a_one_line_global_is_cut_by_ast_columns_in_any_line_ending_and_script():
+    """One-line statements are cut from the source's lines split once (a cell with a long
+    literal was quadratic: ast.get_source_segment splits the whole source at every call); the
+    columns are UTF-8 byte offsets, and lines end at \\n, \\r\\n or \\r as ast counts them."""
+    for newline in ("\n", "\r\n", "\r"):
+        src = newline.join([
+            'NAMES = ["é", "ü", "日本"]; LIMIT = 2',
+            "def first_names(count):",
+            '    """The first names, at most LIMIT."""',
+            "    return NAMES[: min(count, LIMIT)]",
+            "",
+        ])  # fmt: skip
+        [fn] = extract_functions(src)
+        assert fn.globals == ['NAMES = ["é", "ü", "日本"]', "LIMIT = 2"], repr(newline)
+    table = "TABLE = [" + ", ".join(str(i) for i in range(50_000)) + "]"
+    [fn] = extract_functions(table + "\n\ndef lookup(i):\n    return TABLE[i]\n")
+    assert fn.globals == [table]
