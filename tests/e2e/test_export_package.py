@@ -99,11 +99,17 @@ def test_exported_package_installs_and_its_tests_pass(stub_env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "4 functions" in proc.stderr and "as_fraction" in proc.stderr
 
-    module = (package / "geometry_tools" / "__init__.py").read_text()
-    assert module.index("UNITS = ") < module.index("def to_meters")
-    assert module.index("def hypotenuse") < module.index("def diagonal_in_meters")
-    assert module.index("def to_meters") < module.index("def diagonal_in_meters")
-    assert "import math" in module and "from fractions import Fraction" in module
+    folder = package / "geometry_tools"
+    init = (folder / "__init__.py").read_text()
+    assert init.index("import hypotenuse") < init.index("import diagonal_in_meters")
+    assert init.index("import to_meters") < init.index("import diagonal_in_meters")
+    meters = (folder / "_fn_to_meters.py").read_text()  # one module a function, its names
+    assert meters.index("UNITS = ") < meters.index("def to_meters")
+    diagonal = (folder / "_fn_diagonal_in_meters.py").read_text()
+    assert "from ._fn_hypotenuse import hypotenuse" in diagonal
+    assert "from ._fn_to_meters import to_meters" in diagonal and "UNITS" not in diagonal
+    assert "import math" in (folder / "_fn_hypotenuse.py").read_text()
+    assert "from fractions import Fraction" in (folder / "_fn_as_fraction.py").read_text()
     tests = (package / "tests" / "test_geometry_tools.py").read_text()
     assert "pytest.raises(ValueError)" in tests  # the recorded refusal
     assert "holds a fractions.Fraction object" in tests  # listed, not dropped
@@ -220,10 +226,8 @@ def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tm
         "left out shout_first: it calls shout, which is archived",
     ]
     assert "2 functions, 2 tests, 3 functions left out" in proc.stderr
-    module = (package / "wordtools" / "__init__.py").read_text()
-    assert "def split_sentences" in module and "def first_sentence" in module
-    for gone in ("count_words", "average_words_per_sentence", "describe_text", "shout"):
-        assert f"def {gone}(" not in module
+    modules = sorted(p.name for p in (package / "wordtools").glob("*.py"))
+    assert modules == ["__init__.py", "_fn_first_sentence.py", "_fn_split_sentences.py"]
     assert "## Functions left out" in (package / "README.md").read_text()
 
     run_env = {**os.environ, "PYTHONPATH": str(package)}
@@ -247,3 +251,47 @@ def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tm
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
     assert "cannot write the package at" in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+SHOP = {
+    "vat.py": ('RATE = 0.2\n\ndef add_vat(amount: float) -> float:\n    """With 20% VAT."""\n'
+               "    return amount * (1 + RATE)\n", "add_vat(100)"),
+    "discount.py": ('RATE = 0.05\n\ndef apply_discount(amount: float) -> float:\n'
+                    '    """After a 5% discount."""\n    return amount * (1 - RATE)\n',
+                    "apply_discount(100)"),
+    "pretty.py": ('import json\n\ndef dumps_pretty(value: dict) -> str:\n'
+                  '    """The value as indented JSON."""\n    return json.dumps(value, indent=1)\n',
+                  'dumps_pretty({"a": 1})'),
+    "jsonfn.py": ('def json(text: str) -> str:\n    """The text wrapped as a JSON string."""\n'
+                  "    return '\"' + text + '\"'\n", 'json("x")'),
+}  # fmt: skip
+
+
+def test_functions_that_share_a_module_level_name_each_keep_theirs_in_the_package(tmp_path):
+    """Two functions set RATE to other values, and one is named json beside another's
+    ``import json``: each function is its own module in the package, so the package's tests
+    (their recorded calls) pass; once they shared one __init__.py and failed (105.0 == 120.0,
+    'function' object has no attribute 'dumps'). A package name that would hide a standard
+    module (json) or the tests folder is refused."""
+    env = user_env(DYNAGRAPH_HOME=str(tmp_path / "home"))
+    env.pop("OPENAI_API_KEY", None)
+    for file, (source, calls) in SHOP.items():
+        (tmp_path / file).write_text(source)
+        (tmp_path / "calls.py").write_text(calls + "\n")
+        added = dynagraph("library", "add", str(tmp_path / file), "--probe",
+                          str(tmp_path / "calls.py"), env=env)  # fmt: skip
+        assert added.returncode == 0 and ": added [add]" in added.stdout, added.stderr
+    for bad in ("json", "tests"):
+        refused = dynagraph("library", "export", "--package", str(tmp_path / bad), "--name", bad,
+                            env=env)  # fmt: skip
+        assert refused.returncode == 2 and "standard-library module" in refused.stderr
+    package = tmp_path / "pkg"
+    proc = dynagraph("library", "export", "--package", str(package), "--name", "shop", env=env)
+    assert proc.returncode == 0, proc.stderr
+    run_env = {**os.environ, "PYTHONPATH": str(package)}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        capture_output=True, text=True, timeout=240, check=False, cwd=package, env=run_env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "4 passed" in run.stdout, run.stdout

@@ -4,7 +4,9 @@
 
     out/pyproject.toml
     out/README.md                one entry per function: signature, docstring, tags, uses
-    out/mylib/__init__.py        imports, module-level names and functions, dependencies first
+    out/mylib/__init__.py        each function imported from its module, dependencies first
+    out/mylib/_fn_<name>.py      one module a function: its imports, the library functions it
+                                 calls, its module-level names, its code (its names its own)
     out/tests/test_mylib.py      one pytest case per recorded call: arguments in, result out
 
 A function goes in only with every function it calls, transitively: one that calls an archived,
@@ -67,7 +69,15 @@ class ExportReport:
 
 
 def package_name_ok(name: str) -> bool:
-    return bool(_NAME_RE.match(name)) and not keyword.iskeyword(name)
+    """A name the package can be imported by: an identifier in lowercase, not a keyword, not
+    a standard-library module's (``json`` would hide the real one from the functions) and not
+    ``tests`` (the package's own tests folder)."""
+    return (
+        bool(_NAME_RE.match(name))
+        and not keyword.iskeyword(name)
+        and name not in sys.stdlib_module_names
+        and name != "tests"
+    )
 
 
 # -- values: recorded pickles to literals, no code run ---------------------------------------
@@ -224,20 +234,47 @@ def dependency_order(records: list[FunctionRecord]) -> list[FunctionRecord]:
     return ordered
 
 
-def _module_source(records: list[FunctionRecord], name: str) -> str:
-    imports: list[str] = []
-    body: list[str] = []
-    seen_globals: set[str] = set()
-    for record in records:
-        imports += [i.strip() for i in record.imports if i.strip() not in imports]
-        fresh = [g for g in record.globals if g.strip() and g.strip() not in seen_globals]
-        seen_globals.update(g.strip() for g in fresh)
-        aliases = [f"{a} = {record.name}" for a in record.callable_aliases()]
-        body.append("\n".join([*fresh, record.code.strip(), *aliases]))
+def module_file(record: FunctionRecord) -> str:
+    """The module that holds ``record`` in the package: ``_fn_<name>.py``."""
+    return f"_fn_{record.name}"
+
+
+def _function_module(record: FunctionRecord, owners: dict[str, FunctionRecord]) -> str:
+    """One function's own module: its imports, the library functions it calls (from their
+    modules), its module-level names, its code, its aliases. A module each, as a task's
+    kernel defines each in a namespace of its own: two functions that set ``RATE`` to other
+    values, or one named ``json`` beside another's ``import json``, never meet."""
+    calls = []
+    for dep in dict.fromkeys(record.depends_on):
+        owner = owners.get(dep)
+        if owner is not None and owner.name != record.name:
+            calls.append(f"from .{module_file(owner)} import {dep}")
+    aliases = [f"{a} = {record.name}" for a in record.callable_aliases()]
+    parts = [
+        f'"""{record.name}: written and tested by a dynagraph agent."""',
+        "\n".join(dict.fromkeys(i.strip() for i in record.imports if i.strip())),
+        "\n".join(calls),
+        "\n".join(g.strip() for g in record.globals if g.strip()),
+        "\n".join([record.code.strip(), *aliases]),
+    ]
+    return "\n\n\n".join(p for p in parts if p.strip()) + "\n"
+
+
+def _module_sources(records: list[FunctionRecord], name: str) -> dict[str, str]:
+    """``{module name: source}``: ``__init__`` (each function imported from its own module,
+    dependencies first) and one module a function."""
+    owners = {r.name: r for r in records}
+    owners.update({a: r for r in records for a in r.callable_aliases() if a not in owners})
+    lines = [
+        f"from .{module_file(r)} import {', '.join([r.name, *r.callable_aliases()])}"
+        for r in records
+    ]
     exported = [r.name for r in records] + [a for r in records for a in r.callable_aliases()]
     header = f'"""{name}: functions written and tested by dynagraph agents."""'
-    parts = [header, "\n".join(dict.fromkeys(imports)), f"__all__ = {exported!r}", *body]
-    return "\n\n\n".join(p for p in parts if p.strip()) + "\n"
+    init = "\n\n".join([header, "\n".join(lines), f"__all__ = {exported!r}"]) + "\n"
+    modules = {"__init__": init}
+    modules.update({module_file(r): _function_module(r, owners) for r in records})
+    return modules
 
 
 def _tests_source(records: list[FunctionRecord], name: str, report: ExportReport) -> str:
@@ -403,7 +440,10 @@ def export_package(
 ) -> ExportReport:
     """Write the package (see the module docstring); returns what was written and skipped."""
     if not package_name_ok(name):
-        raise InputError(f"package name {name!r}: use lowercase letters, digits and _")
+        raise InputError(
+            f"package name {name!r}: use lowercase letters, digits and _, not a keyword, a "
+            "standard-library module's name or tests"
+        )
     active = _active_records(library)
     if not active:
         raise LibraryError("the library has no active function to export")
@@ -419,17 +459,21 @@ def export_package(
     if dest.exists() and any(dest.iterdir()) and not (dest / "pyproject.toml").exists():
         raise InputError(f"{dest} is not empty and holds no package; choose a new folder")
     report = ExportReport(dest, name, [r.name for r in records], left_out=left_out)
-    module = _module_source(records, name)
-    try:
-        parse_python(module)
-    except SyntaxError as exc:
-        raise LibraryError(f"the functions do not form a valid module: {exc}") from exc
+    modules = _module_sources(records, name)
+    for module, source in modules.items():
+        try:
+            parse_python(source)
+        except SyntaxError as exc:
+            raise LibraryError(f"the module {module} would not be valid Python: {exc}") from exc
     tests = _tests_source(records, name, report)
     files = {
-        Path(name, "__init__.py"): module,
+        **{Path(name, f"{module}.py"): source for module, source in modules.items()},
         Path("tests", f"test_{name}.py"): tests,
         Path("README.md"): _readme(records, name, report),
         Path("pyproject.toml"): _pyproject(records, name),
     }
     _write_package(dest, files)
+    for stale in (dest / name).glob("_fn_*.py"):  # an earlier export's function left out now
+        if Path(name, stale.name) not in files:
+            stale.unlink(missing_ok=True)
     return report
