@@ -72,6 +72,17 @@ def _fresh_venv(folder: Path) -> Path:
     return python
 
 
+def assert_package_tests_pass(package: Path, count: int) -> None:
+    """The package's own tests, run from its folder with the package on the path."""
+    run_env = {**os.environ, "PYTHONPATH": str(package)}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        capture_output=True, text=True, timeout=240, check=False, cwd=package, env=run_env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{count} passed" in run.stdout, run.stdout
+
+
 def test_exported_package_installs_and_its_tests_pass(stub_env, tmp_path):
     stub, home = stub_env["stub"], stub_env["home"]
     config = write_stub_config(
@@ -236,12 +247,7 @@ def test_a_function_whose_callee_is_not_active_is_left_out_and_the_rest_works(tm
         capture_output=True, text=True, check=False, cwd=tmp_path, env=run_env,
     )  # fmt: skip
     assert imported.stdout.strip() == "['first_sentence', 'split_sentences']", imported.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
-        capture_output=True, text=True, timeout=240, check=False, cwd=package, env=run_env,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "2 passed" in run.stdout, run.stdout
+    assert_package_tests_pass(package, 2)
 
     # a folder that cannot be made (a file stands where its parent should be): one line, exit
     # 2, and no partial package beside it
@@ -288,10 +294,4 @@ def test_functions_that_share_a_module_level_name_each_keep_theirs_in_the_packag
     package = tmp_path / "pkg"
     proc = dynagraph("library", "export", "--package", str(package), "--name", "shop", env=env)
     assert proc.returncode == 0, proc.stderr
-    run_env = {**os.environ, "PYTHONPATH": str(package)}
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
-        capture_output=True, text=True, timeout=240, check=False, cwd=package, env=run_env,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "4 passed" in run.stdout, run.stdout
+    assert_package_tests_pass(package, 4)
