@@ -35,6 +35,15 @@ from dynagraph.tools.kernel import BWRAP_INSTALL_HINT, KernelError
 FINAL_STATUSES = ("done", "failed")
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a batch: still a KeyboardInterrupt (the command exits 130 or
+    143), carrying the summary of what finished, for the command's last line."""
+
+    def __init__(self, summary: BatchSummary) -> None:
+        super().__init__("the batch was stopped")
+        self.summary = summary
+
+
 class BatchInputError(InputError, ValueError):
     """The tasks file cannot be used; the message names the line."""
 
@@ -333,10 +342,11 @@ def run_batch(
                         if raised is not None:
                             summary.note_problem(raised)
                         bar.update(row)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 summary.interrupted = True
                 workers.shutdown(wait=False, cancel_futures=True)
-                raise
+                summary.seconds = time.monotonic() - started
+                raise BatchInterrupted(summary) from exc
             workers.shutdown()
     finally:
         bar.close()

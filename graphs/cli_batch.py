@@ -16,6 +16,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     from dynagraph.graphs.batch import (
         BatchInputError,
+        BatchInterrupted,
         BatchSetupError,
         check_results_path,
         finished_ids,
@@ -35,15 +36,19 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
             finished_ids(args.out)  # a results file that cannot be read: before any task runs
     except BatchInputError as exc:
         raise InputError(str(exc)) from exc
-    summary = run_batch(
-        tasks,
-        settings,
-        concurrency=args.concurrency,
-        out=args.out,
-        progress=None if args.quiet else sys.stderr,
-        context=context,
-        pool_size=args.pool_size,
-    )
+    try:
+        summary = run_batch(
+            tasks,
+            settings,
+            concurrency=args.concurrency,
+            out=args.out,
+            progress=None if args.quiet else sys.stderr,
+            context=context,
+            pool_size=args.pool_size,
+        )
+    except BatchInterrupted as stopped:  # the summary line all the same, then exit 130 / 143
+        print(stopped.summary.line(), file=sys.stderr)
+        raise
     print(summary.line(), file=sys.stderr)
     if summary.all_setup_errors:  # as `run` would have: exit 2, the problem in one line
         line = (

@@ -193,3 +193,40 @@ def test_cancel_running_stops_a_cell_in_a_worker_thread(tmp_path):
         finally:
             resume_cells()
         assert session.execute("print('again')", timeout=30).stdout == "again\n"
+
+
+def test_ctrl_c_during_a_batch_ends_with_its_summary_and_no_thread_traceback(
+    cli_env, stub_env, tmp_path
+):
+    """Ctrl-C while a batch's task runs and its kernel pool refills: exit 130, the summary line
+    (what finished, "(interrupted)") before the command's own last line, and no traceback from the pool's thread (an attack
+    saw "Exception in thread dynagraph-kernel-pool ... CellCancelled" and no summary)."""
+    stub = stub_env["stub"]
+    stub.script("planner", [planner_step("Sleep a minute."), planner_answer("done")] * 2)
+    stub.script("coder", [coder_cell(SLOW_CELL)] * 2)
+    home = Path(cli_env["DYNAGRAPH_HOME"])
+    config = write_stub_config(
+        tmp_path / "slow.yaml", stub_env["base_url"], home, executor={"timeout": 120.0}
+    )
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"id": "a", "task": "sleep"}\n{"id": "b", "task": "sleep"}\n')
+    argv = dynagraph_argv("batch", str(tasks), "--out", str(tmp_path / "r.jsonl"),
+                          "--concurrency", "1", "--pool-size", "2", "-q")  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env={**cli_env, "DYNAGRAPH_CONFIG": str(config)}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((home / "runs").glob("*/cell-started")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the cell never started: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    returncode, took, err = _finish(proc, sent)
+    assert returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "Exception in thread" not in err, err[-2000:]
+    summary, last = err.strip().splitlines()[-2:]
+    assert summary.startswith("batch: 2 tasks: 0 done") and summary.endswith("(interrupted)")
+    assert last == "interrupted (SIGINT)", err[-2000:]

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynagraph.tools.kernel import reaper
+from dynagraph.tools.kernel.cell import CellCancelled
 from dynagraph.tools.kernel.session import KernelSession
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,10 @@ class KernelPool:
             try:
                 session = self._make_session(self._new_slot())
                 session.start()
+            except CellCancelled:  # the process is stopping (Ctrl-C): no traceback, no retry
+                if session is not None:
+                    self._discard(session)
+                return
             except Exception as exc:  # never let the refill thread die: back off and retry
                 self.stats.failed += 1
                 log.warning(
