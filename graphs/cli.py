@@ -48,18 +48,19 @@ def _progress_printer(stream) -> Callable[[dict[str, Any]], None]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import uuid
+
     from dynagraph.graphs.run import run_task
 
     context = context_from_args(args)
     on_event = None if args.quiet else _progress_printer(sys.stderr)
+    thread = args.thread or str(uuid.uuid4())  # named here: an error still says which to resume
     try:
-        result = run_task(
-            args.task, settings, thread_id=args.thread, context=context, on_event=on_event
-        )
+        result = run_task(args.task, settings, thread_id=thread, context=context, on_event=on_event)
     except DynagraphError as exc:
         if args.json:  # a caller reading stdout still gets one object
             error = {"task": args.task, "status": "error", "error": one_line(exc)}
-            print(json.dumps({**error, "thread_id": args.thread}, ensure_ascii=False))
+            print(json.dumps({**error, "thread_id": thread}, ensure_ascii=False))
         raise
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))

@@ -62,6 +62,7 @@ def test_bad_answers_are_one_line_exit_2_and_json(stub_env, tmp_path, fault, say
     assert says in line, line
     out = json.loads(proc.stdout)
     assert out["status"] == "error" and out["error"] == line.removeprefix("dynagraph: ")
+    assert len(out["thread_id"]) == 36  # a new thread's id: the same --thread resumes it
 
 
 def test_hanging_endpoint_fails_within_one_timeout_retries_included(stub_env, tmp_path):
@@ -91,12 +92,14 @@ def test_refused_connection_says_so_with_json(stub_env, tmp_path):
     assert (
         dead.removesuffix("/v1") in line and "connection refused" in line and "stub-faulty" in line
     )
-    assert json.loads(proc.stdout) == {
+    out = json.loads(proc.stdout)
+    assert out == {
         "task": "x",
         "status": "error",
         "error": line.removeprefix("dynagraph: "),
-        "thread_id": None,
+        "thread_id": out["thread_id"],
     }
+    assert len(out["thread_id"]) == 36  # the new thread's id: `--thread` it once fixed
 
 
 def test_a_retried_5xx_then_an_answer_still_succeeds(stub_env, tmp_path):
