@@ -84,6 +84,27 @@ def test_new_then_exact_duplicate_then_new_version(library, verifier):
     assert [h.record.version for h in library.search("rectangle area", k=5)] == [2]
 
 
+def test_a_code_twin_with_other_module_level_names_is_refused_not_called_a_duplicate(
+    library, verifier
+):
+    """The hash keys a function by its code: a twin with ``SCALE = 0.5`` where the stored one
+    has ``SCALE = 10`` (or ``sqrt`` from cmath, not math) computes something else; it was
+    counted as a use of the stored function and its name lost (an attack). Now it is refused
+    with why; the same code with the same names is still a duplicate."""
+    admit_task = admission(library, verifier)
+    up = 'SCALE = 10\ndef scale_up(x):\n    """Scaled."""\n    return x * SCALE\n'
+    [d1] = admit_task([candidate(up, verifier, "scale_up(8)")], ORIGIN)
+    assert d1.action == "added"
+    half = up.replace("SCALE = 10", "SCALE = 0.5").replace("scale_up", "halve_value")
+    [d2] = admit_task([candidate(half, verifier, "halve_value(8)")], ORIGIN)
+    assert (d2.action, d2.stage, d2.target) == ("rejected", "exact_hash", "scale_up")
+    assert "other module-level names (SCALE = 0.5 in one, not the other)" in d2.reason
+    assert library.get(d1.record_id).uses == 0  # not counted as a use of scale_up
+    again = up.replace("scale_up", "scale_again")
+    [d3] = admit_task([candidate(again, verifier, "scale_again(8)")], ORIGIN)
+    assert (d3.action, d3.stage) == ("duplicate", "exact_hash")
+
+
 def test_same_name_and_same_behaviour_is_a_duplicate_not_a_version(library, verifier):
     admit_task = admission(library, verifier)
     [first] = admit_task([candidate(AREA, verifier, AREA_CALLS)], ORIGIN)

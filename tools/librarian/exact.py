@@ -1,7 +1,12 @@
 """Stage ``exact_hash``: the same normalized-AST hash is already stored, so it is the same
-function. Count a use and add nothing; a quarantined twin is refused, a pruned one restored."""
+function. Count a use and add nothing; a quarantined twin is refused, a pruned one restored.
+The hash covers the function's code, not its imports and module-level names: a twin whose
+differ (``SCALE = 0.5`` against ``SCALE = 10``, ``sqrt`` from ``cmath`` against ``math``)
+computes something else, and is refused with why, never counted as the stored function."""
 
 from __future__ import annotations
+
+import ast
 
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
@@ -17,6 +22,13 @@ class ExactDuplicateStage:
         if existing is None:
             return None
         label = f"{existing.name} v{existing.version}"
+        other = context_difference(candidate, existing)
+        if other is not None:
+            why = (
+                f"same code as {label} but {other}: the library keys a function by its code, so "
+                "it cannot hold both; rename the module-level name or pass it as a parameter"
+            )
+            return Decision(candidate.name, "rejected", existing.id, why, self.name, existing.name)
         if existing.status == "quarantined":
             why = f"same code as {label}, which is quarantined: {existing.status_reason}"
             return Decision(candidate.name, "rejected", existing.id, why, self.name, existing.name)
@@ -48,3 +60,27 @@ class ExactDuplicateStage:
         existing.tags = [t for t in existing.tags if t != "unverified"]
         ctx.library.add(existing)
         return f"; now verified: {report.summary()}"
+
+
+def context_difference(candidate: Candidate, existing: FunctionRecord) -> str | None:
+    """How the candidate's imports or module-level names differ from its code twin's (None:
+    they do not), compared as statements, not as text."""
+    for what, mine, theirs in (
+        ("other imports", candidate.imports, existing.imports),
+        ("other module-level names", candidate.globals, existing.globals),
+    ):
+        here, there = _statements(mine), _statements(theirs)
+        if here != there:
+            only = sorted(here - there) or sorted(there - here)
+            return f"{what} ({only[0][:80]} in one, not the other)"
+    return None
+
+
+def _statements(sources: list[str]) -> set[str]:
+    out = set()
+    for source in sources:
+        try:
+            out.add(ast.unparse(ast.parse(source.strip())))
+        except SyntaxError:  # kept as written, spaces folded
+            out.add(" ".join(source.split()))
+    return out - {""}
