@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 
+from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
 from dynagraph.tools.librarian.journal import PRUNED_PREFIX
@@ -80,7 +81,7 @@ def _statements(sources: list[str]) -> set[str]:
     out = set()
     for source in sources:
         try:
-            out.add(ast.unparse(ast.parse(source.strip())))
+            out.add(ast.unparse(parse_python(source.strip())))
         except SyntaxError:  # kept as written, spaces folded
             out.add(" ".join(source.split()))
     return out - {""}
