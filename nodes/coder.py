@@ -8,6 +8,7 @@ cell and its traceback are shown. The reply protocol is one ```python block.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from dynagraph.nodes.speculation import Cell, Speculations
 from dynagraph.nodes.state import HitRow, State
 from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import LibraryError, SearchHit
+from dynagraph.tools.library.integrity import taken_name
 from dynagraph.tools.library.settings import LibrarySettings
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
@@ -63,6 +65,12 @@ class CoderNode:
         #: how many planned steps each task has embedded ahead (prepare_next)
         self.readahead = Readahead()
 
+    @functools.cached_property
+    def action_names(self) -> frozenset[str]:
+        """The initial actions' names: a stored function named like one (or like a builtin) is
+        never a hit, since defining it would replace the action in the task's kernel."""
+        return frozenset(line.split("(", 1)[0].strip() for line in self.services.action_lines())
+
     def query(self, instruction: str, task: str) -> str:
         """The step's search text (:func:`search_text` under this graph's settings)."""
         return search_text(self.services.settings.library, instruction, task)
@@ -74,10 +82,11 @@ class CoderNode:
             return []
         lib_settings = self.services.settings.library
         library = self.services.library
+        actions = self.action_names
         hits = [
             hit
             for hit in library.search(query, k=lib_settings.top_k, alpha=lib_settings.alpha)
-            if hit.score >= lib_settings.min_score
+            if hit.score >= lib_settings.min_score and not taken_name(hit.record.name, actions)
         ]
         if hits and record:
             library.record_retrieved([h.record.id for h in hits])

@@ -139,3 +139,23 @@ def test_the_first_plan_is_embedded_ahead_in_one_batch_then_as_the_planner_goes(
         assert len(embedder.query_batches) == 2  # each went alone
     finally:
         library.close()
+
+
+def test_a_stored_function_named_like_a_builtin_or_an_action_is_never_a_hit(tmp_path) -> None:
+    """A library stored before the librarian refused such names may hold ``len`` or
+    ``final_answer``: defined in the task's kernel, they would replace the builtin or the
+    action. The coder never shows or defines them."""
+    library, _ = library_with(tmp_path, 1)
+    try:
+        for name in ("len", "final_answer"):
+            library.add(make_record(name, docstring="Mean of a list of numbers."))
+        settings = load_settings(None)
+        lines = ["final_answer(answer): Report the answer.", "read_file(path): Read a file."]
+        coder = CoderNode(
+            SimpleNamespace(settings=settings, library=library, action_lines=lambda: lines)
+        )
+        hits = coder.search("Mean of a list of numbers", use_library=True)
+        assert [h.record.name for h in hits] == ["mean_of_0"]
+        assert {r.name for r in library.list()} == {"mean_of_0", "len", "final_answer"}
+    finally:
+        library.close()

@@ -17,12 +17,10 @@ before ``verify`` starts the scratch kernel).
 
 from __future__ import annotations
 
-import keyword
-
 from dynagraph.tools.capabilities import CAPABILITIES, capabilities_of
 from dynagraph.tools.librarian.candidate import Candidate
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
-from dynagraph.tools.library.integrity import definition_problem, reserved_name
+from dynagraph.tools.library.integrity import definition_problem, taken_name
 
 __all__ = ["PolicyStage", "candidate_capabilities"]
 
@@ -69,14 +67,7 @@ class PolicyStage:
 
     @staticmethod
     def taken_name(name: str, ctx: AdmissionContext) -> str | None:
-        """Why ``name`` is not a library function's to take: reused, the function is defined
-        in a task's kernel under its name, and would replace the builtin or action there."""
-        if name in ctx.action_names:
-            return f"its name is the action {name}'s: reused, it would replace that action"
-        if reserved_name(name):
-            what = "keyword" if keyword.iskeyword(name) else "builtin"
-            return f"its name is the {what} {name}'s: reused, it would replace {name}"
-        return None
+        return taken_name(name, ctx.action_names)
 
     @staticmethod
     def blocked_by(candidate: Candidate, ctx: AdmissionContext) -> str | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import builtins
 import keyword
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,19 @@ _STATIC_EXPRS = (
 def reserved_name(name: str) -> bool:
     """A name an alias must not rebind in a kernel (a keyword or a builtin such as ``open``)."""
     return keyword.iskeyword(name) or hasattr(builtins, name)
+
+
+def taken_name(name: str, action_names: Collection[str] = ()) -> str | None:
+    """Why ``name`` is not a library function's to take (None: it may be): reused, the
+    function is defined in a task's kernel under its name, and would replace the keyword's,
+    builtin's or action's there. The coder leaves such a record out of its hits (one stored
+    before this rule)."""
+    if name in action_names:
+        return f"its name is the action {name}'s: reused, it would replace that action"
+    if reserved_name(name):
+        what = "keyword" if keyword.iskeyword(name) else "builtin"
+        return f"its name is the {what} {name}'s: reused, it would replace {name}"
+    return None
 
 
 def record_problem(record: FunctionRecord) -> str | None:
