@@ -292,6 +292,8 @@ def run_batch(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     tasks = list(tasks)
+    if out is not None:  # a folder, a missing folder, a file that is not text: one line now
+        check_results_path(out)
     done_before = finished_ids(out)
     todo = [t for t in tasks if t.id not in done_before]
     context = context or Context()

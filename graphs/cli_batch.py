@@ -18,8 +18,6 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         BatchInputError,
         BatchInterrupted,
         BatchSetupError,
-        check_results_path,
-        finished_ids,
         read_tasks,
         run_batch,
     )
@@ -31,9 +29,6 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     context = context_from_args(args)  # the flags first: a bad one is refused before the file
     try:
         tasks = read_tasks(args.tasks)
-        if args.out:
-            check_results_path(args.out)
-            finished_ids(args.out)  # a results file that cannot be read: before any task runs
     except BatchInputError as exc:
         raise InputError(str(exc)) from exc
     try:

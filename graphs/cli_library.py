@@ -182,7 +182,7 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
     like a task's), same name, near neighbours. No model (nothing is generalized, nothing
     ambiguous is asked) and no use counted, so adding the same file twice changes nothing."""
     from dynagraph.graphs.services import Services
-    from dynagraph.nodes.librarian import action_names
+    from dynagraph.tools.actions import action_names
     from dynagraph.tools.codeparse import extract_functions
     from dynagraph.tools.librarian.candidate import Candidate, Origin
     from dynagraph.tools.librarian.cascade import admit

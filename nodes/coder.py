@@ -22,6 +22,7 @@ from dynagraph.nodes.readahead import Readahead
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.speculation import Cell, Speculations
 from dynagraph.nodes.state import HitRow, State
+from dynagraph.tools.actions import action_names
 from dynagraph.tools.embeddings import PartedQuery
 from dynagraph.tools.library import LibraryError, SearchHit
 from dynagraph.tools.library.integrity import taken_name
@@ -66,10 +67,10 @@ class CoderNode:
         self.readahead = Readahead()
 
     @functools.cached_property
-    def action_names(self) -> frozenset[str]:
+    def actions(self) -> frozenset[str]:
         """The initial actions' names: a stored function named like one (or like a builtin) is
         never a hit, since defining it would replace the action in the task's kernel."""
-        return frozenset(line.split("(", 1)[0].strip() for line in self.services.action_lines())
+        return action_names(self.services.action_lines())
 
     def query(self, instruction: str, task: str) -> str:
         """The step's search text (:func:`search_text` under this graph's settings)."""
@@ -82,7 +83,7 @@ class CoderNode:
             return []
         lib_settings = self.services.settings.library
         library = self.services.library
-        actions = self.action_names
+        actions = self.actions
         hits = [
             hit
             for hit in library.search(query, k=lib_settings.top_k, alpha=lib_settings.alpha)

@@ -17,6 +17,7 @@ from dynagraph.nodes.events import emit
 from dynagraph.nodes.librarian_model import ChatLibrarianModel
 from dynagraph.nodes.services import NodeServices, kernel_key
 from dynagraph.nodes.state import State
+from dynagraph.tools.actions import action_names
 from dynagraph.tools.librarian.candidate import Candidate, Origin, merge_task_candidates
 from dynagraph.tools.librarian.cascade import admit
 from dynagraph.tools.librarian.context import AdmissionContext, Decision
@@ -121,11 +122,6 @@ class LibrarianNode:
         finally:
             verifier.close()
         return [*earlier, *decisions], model.usage
-
-
-def action_names(lines: list[str]) -> frozenset[str]:
-    """The initial actions' names from their summary lines (``name(signature): doc``)."""
-    return frozenset(line.split("(", 1)[0].strip() for line in lines)
 
 
 def _decision(entry: dict[str, Any]) -> Decision:

@@ -430,10 +430,10 @@ def test_a_function_named_like_a_builtin_or_an_action_is_rejected(library, verif
     assert library.get_by_name("len") is None and library.get_by_name("final_answer") is None
 
 
-def test_the_librarian_node_passes_the_initial_actions_names():
+def test_the_initial_actions_names_come_from_their_summary_lines():
     from dynagraph.graphs.services import Services
     from dynagraph.graphs.settings import load_settings
-    from dynagraph.nodes.librarian import action_names
+    from dynagraph.tools.actions import action_names
 
     names = action_names(Services(load_settings(None)).action_lines())
     assert {"final_answer", "read_file", "web_search"} <= names

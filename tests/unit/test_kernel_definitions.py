@@ -124,7 +124,8 @@ def test_each_library_function_keeps_its_own_module_level_names(tmp_path, librar
         )
     )
     node = ExecutorNode(SimpleNamespace(library=library))  # type: ignore[arg-type]
-    with KernelSession(tmp_path / "k", bootstrap=probes.BOOTSTRAP) as session:
+    with KernelSession(tmp_path / "k", bootstrap=probes.BOOTSTRAP) as real_session:
+        session = CountedCells(real_session)  # the executor knows what it defined per session
         session.execute("sqrt = 'the cell s own'")
         node.define_library_functions(session, [vat.id, discount.id, real.id])
         node.define_library_functions(session, [cplx.id])  # a later step, its own cell
@@ -136,7 +137,9 @@ def test_each_library_function_keeps_its_own_module_level_names(tmp_path, librar
         assert session.execute("print(add_vat(100), apply_discount(100))").stdout == "120.0 95.0\n"
         assert session.execute("print(math)").error_name == "NameError"  # nothing else leaks
         session.execute("del sqrt")
-        node.define_library_functions(session, [real.id])  # already defined: nothing runs
+        ran = len(session.cells)
+        node.define_library_functions(session, [real.id])
+        assert len(session.cells) == ran  # already defined: no cell
         helper = library.add(rec("def area(w, h):\n    return w * h\n", imports=["import math"]))
         node.define_library_functions(session, [helper.id])
         assert session.execute("print(math.pi > 3)").stdout == "True\n"  # free: bound

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 
 from dynagraph.tools.actions.answer import FINAL_ANSWER_MARKER
 from dynagraph.tools.actions.bootstrap import kernel_bootstrap
@@ -54,6 +55,7 @@ __all__ = [
     "ActionsConfigError",
     "AgentProxy",
     "Endpoint",
+    "action_names",
     "action_specs",
     "builtin_modules",
     "kernel_bootstrap",
@@ -83,6 +85,12 @@ def action_specs(config: ActionsConfig) -> list[ActionSpec]:
             by_name.pop(spec.name, None)
             by_name[spec.name] = spec
     return list(by_name.values())
+
+
+def action_names(lines: Iterable[str]) -> frozenset[str]:
+    """The actions' names from their summary lines (``name(signature): doc``, what
+    :meth:`ActionSpec.summary_line` writes): no library function may take one."""
+    return frozenset(line.split("(", 1)[0].strip() for line in lines)
 
 
 def parse_final_answer(stdout: str) -> str | None:

@@ -47,7 +47,7 @@ class PolicyStage:
     name = "policy"
 
     def decide(self, candidate: Candidate, ctx: AdmissionContext) -> Decision | None:
-        taken = self.taken_name(candidate.name, ctx)
+        taken = taken_name(candidate.name, ctx.action_names)
         if taken:
             return Decision(candidate.name, "rejected", None, taken, self.name)
         problem = definition_problem(
@@ -64,10 +64,6 @@ class PolicyStage:
             return self.quarantine(candidate, ctx, why)
         why = self.blocked_by(candidate, ctx)
         return self.quarantine(candidate, ctx, why) if why else None
-
-    @staticmethod
-    def taken_name(name: str, ctx: AdmissionContext) -> str | None:
-        return taken_name(name, ctx.action_names)
 
     @staticmethod
     def blocked_by(candidate: Candidate, ctx: AdmissionContext) -> str | None:

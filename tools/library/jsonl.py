@@ -53,9 +53,7 @@ def record_dict_problem(data: Any) -> str | None:
 def _field_problem(key: str, value: Any) -> str | None:
     if key in _TEXT_FIELDS and not isinstance(value, str):
         return f"{key} is not a string"
-    if key in _COUNT_FIELDS and (isinstance(value, bool) or not isinstance(value, int)):
-        return f"{key} is not a count (a whole number, 0 or more)"
-    if key in _COUNT_FIELDS and value < 0:
+    if key in _COUNT_FIELDS and (type(value) is not int or value < 0):  # bool is no count
         return f"{key} is not a count (a whole number, 0 or more)"
     if key in _NAME_LIST_FIELDS and not (
         isinstance(value, list) and all(isinstance(v, str) for v in value)

@@ -24,7 +24,7 @@ from typing import Any
 
 
 def define_all(shell: Any, sources: list, marker: str) -> None:
-    """Run each ``(name, source[, depends_on])`` of ``sources`` in a namespace of its own and
+    """Run each ``(name, source, depends_on)`` of ``sources`` in a namespace of its own and
     bind its function in ``shell.user_ns``; print what failed."""
     import ast
     import json
@@ -32,9 +32,7 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
 
     failed: dict = {}
     user_ns = shell.user_ns
-    for index, item in enumerate(sources):
-        name, source = item[0], item[1]
-        depends_on = item[2] if len(item) > 2 else []
+    for index, (name, source, depends_on) in enumerate(sources):
         filename = f"<dynagraph library {index}: {name}>"
         try:
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
