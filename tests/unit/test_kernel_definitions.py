@@ -143,3 +143,19 @@ def test_each_library_function_keeps_its_own_module_level_names(tmp_path, librar
         helper = library.add(rec("def area(w, h):\n    return w * h\n", imports=["import math"]))
         node.define_library_functions(session, [helper.id])
         assert session.execute("print(math.pi > 3)").stdout == "True\n"  # free: bound
+
+
+def test_a_class_a_library_function_takes_is_offered_to_the_cell(session) -> None:
+    """A record whose module-level code defines the class its function takes (``Box``) gives
+    the cell that class where the name is free, as it gives its imports: a cell can build the
+    argument, and a recorded call's pickled ``Box`` (``__main__.Box``) is found on replay. A
+    cell's own ``Box`` is never replaced."""
+    box = "class Box:\n    def __init__(self, w, h):\n        self.w, self.h = w, h\n"
+    area = "def box_area(box):\n    return box.w * box.h\n"
+    cell = definitions.define_code([("box_area", box + area, [])])
+    assert definitions.failures(session.execute(cell, silent=True), ["box_area"]) == {}
+    shown = session.execute("import pickle\nprint(box_area(pickle.loads(pickle.dumps(Box(3, 4)))))")
+    assert shown.stdout == "12\n", shown.to_observation()
+    session.execute("del Box, box_area\nclass Box:\n    w, h = 1, 2")
+    assert definitions.failures(session.execute(cell, silent=True), ["box_area"]) == {}
+    assert session.execute("print(box_area(Box()))").stdout == "2\n"  # the cell's own Box

@@ -199,6 +199,23 @@ def test_a_syntax_error_names_its_line_in_the_source_not_in_the_joined_cell(veri
     )
 
 
+def test_a_definition_cell_s_own_report_of_a_failure_stops_the_check(verifier):
+    """A function defined in a namespace of its own (tools/kernel/definitions.py, as the
+    librarian defines candidates and stored functions) reports its error instead of raising
+    it: the check still stops, with the error and its line in that function's source."""
+    from dynagraph.tools.kernel.definitions import define_code
+
+    good = define_code([("double", "def double(x):\n    return 2 * x\n", [])])
+    broken = define_code([("half", "import math\ndef half(x):\n    return x /\n", [])])
+    report = verifier.check("half", [good, broken], [])
+    assert report.define_error == "SyntaxError: invalid syntax (line 3 of half)"
+    missing = define_code([("f", "import no_such_module_here\ndef f():\n    pass\n", [])])
+    assert verifier.define([missing], reset=True) == (
+        "ModuleNotFoundError: No module named 'no_such_module_here'"
+    )
+    assert verifier.define([good], reset=True) is None
+
+
 def test_a_checked_future_import_does_not_change_later_checks(verifier):
     """A ``__future__`` import sets the kernel's compiler flags, which outlive the names the
     reset clears: the reset restores them, so a later check compiles as a fresh kernel would."""

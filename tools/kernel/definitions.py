@@ -13,7 +13,7 @@ import json
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.result import ExecutionResult
 
-__all__ = ["DEFINED_MARKER", "define_code", "failures"]
+__all__ = ["DEFINED_MARKER", "define_code", "failures", "reported_failures"]
 
 #: Prefix of the line the definition cell prints (the rest of the line is JSON).
 DEFINED_MARKER = "__DYNAGRAPH_DEFINED__"
@@ -40,14 +40,26 @@ def failures(result: ExecutionResult, names: list[str]) -> dict[str, str]:
     """{name: "ErrorName: message"} for each of ``names`` the cell did not define. A cell
     that failed as a whole (timeout, lost kernel) or printed no report fails every name."""
     if result.ok():
-        for line in reversed(result.stdout.splitlines()):
-            if line.startswith(DEFINED_MARKER):
-                try:
-                    failed = json.loads(line[len(DEFINED_MARKER) :]).get("failed") or {}
-                except (ValueError, AttributeError):
-                    break
-                return {str(k): str(v) for k, v in failed.items() if k in names}
+        failed = reported_failures(result.stdout)
+        if failed is not None:
+            return {k: v for k, v in failed.items() if k in names}
         error = "no report from the definition cell"
     else:
         error = f"{result.error_name}: {result.error_value}"
     return dict.fromkeys(names, error)
+
+
+def reported_failures(stdout: str) -> dict[str, str] | None:
+    """{name: "ErrorName: message"} from every report a cell printed (one per definition
+    cell it ran), in order; None when it printed none. A line that does not parse is not a
+    report (a defined function's own output may begin like one)."""
+    found: dict[str, str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith(DEFINED_MARKER):
+            try:
+                failed = json.loads(line[len(DEFINED_MARKER) :]).get("failed") or {}
+                items = {str(k): str(v) for k, v in failed.items()}
+            except (ValueError, AttributeError):
+                continue
+            found = {**(found or {}), **items}
+    return found

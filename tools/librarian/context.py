@@ -88,8 +88,9 @@ class AdmissionContext:
 
     # -- definitions for the scratch kernel -----------------------------------------------------
     def dependency_sources(self, calls: Iterable[str], seen: set[str]) -> list[str]:
-        """Sources defining the functions ``calls`` names that the task or the library provides,
-        dependencies first, each once (a cycle is cut where it closes)."""
+        """Cells defining the functions ``calls`` names that the task or the library provides,
+        dependencies first, each once (a cycle is cut where it closes), each in a namespace of
+        its own as a later task's kernel defines them."""
         out: list[str] = []
         for name in calls:
             if name in seen:
@@ -98,7 +99,7 @@ class AdmissionContext:
             if name in self.batch:
                 dep = self.batch[name]
                 out += self.dependency_sources(dep.calls, seen)
-                out.append(dep.source())
+                out.append(self.isolated(dep))
             elif (record := self.library.get_by_name(name)) is not None:
                 out += self.dependency_sources(record.depends_on, seen)
                 out.append(isolated_source(record))
@@ -107,9 +108,27 @@ class AdmissionContext:
     def sources_of(self, function: Candidate | FunctionRecord) -> list[str]:
         """What defines ``function`` in the scratch kernel: its dependencies, then itself."""
         if isinstance(function, Candidate):
-            return [*self.dependency_sources(function.calls, {function.name}), function.source()]
+            deps = self.dependency_sources(function.calls, {function.name})
+            return [*deps, self.isolated(function)]
         deps = self.dependency_sources(function.depends_on, {function.name})
-        return [*deps, function.kernel_source()]
+        return [*deps, isolated_source(function)]
+
+    def depends_of(self, cand: Candidate) -> list[str]:
+        """The functions ``cand`` calls that another candidate of the task or the library
+        provides: stored as its ``depends_on``, defined before it."""
+        return [
+            c
+            for c in cand.calls
+            if c != cand.name and (c in self.batch or self.library.get_by_name(c))
+        ]
+
+    def isolated(self, cand: Candidate) -> str:
+        """A cell that defines ``cand`` as a later task's kernel will define it once stored: in a
+        namespace of its own, with only its imports, its module-level names and the functions
+        it depends on. So a check passes only for what the library will run: a function that
+        read another candidate's ``RATE``, or an import only a batch mate made, fails here as
+        it would in the next task, not after it was stored."""
+        return define_code([(cand.name, cand.source(), self.depends_of(cand))])
 
     # -- writes ---------------------------------------------------------------------------------
     def store(
@@ -123,11 +142,10 @@ class AdmissionContext:
         """Add ``cand`` to the library; it depends on the functions it calls that the task or
         the library provides. With ``quarantined`` (the reason) it is stored quarantined in the
         same write, so it is never active for a moment."""
-        depends_on = [c for c in cand.calls if c in self.batch or self.library.get_by_name(c)]
         record = to_record(
             cand,
             self.origin,
-            depends_on=depends_on,
+            depends_on=self.depends_of(cand),
             last_used_task=self.task_index or 0,
             version=version,
             supersedes=supersedes,

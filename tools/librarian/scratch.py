@@ -3,8 +3,9 @@
 Why a separate kernel: the task's kernel holds the task's whole namespace, so a function that
 only works there (a global set by an earlier cell, a helper never extracted, an import alias
 lost) would pass there. A fresh kernel, bootstrapped like a task kernel, in which only the
-function, its imports and globals and the library functions it calls are defined, proves that
-what the library would store is self-sufficient; replaying the recorded calls proves that it
+function, its imports and globals and the functions it calls are defined, each in a namespace
+of its own as a later task's kernel defines them (tools/librarian/context.py builds those
+cells), proves that what the library would store is self-sufficient; replaying the recorded calls proves that it
 still computes what it computed during the task.
 
 One scratch kernel serves a whole librarian run (every candidate of a task, every tool of a
@@ -45,6 +46,7 @@ from typing import Any
 
 from dynagraph.tools.kernel import KernelSession, reaper
 from dynagraph.tools.kernel import probes as probe_codec
+from dynagraph.tools.kernel.definitions import reported_failures
 from dynagraph.tools.librarian.replay import (
     SHIM_NAME,
     ProbeOutcome,
@@ -271,6 +273,9 @@ class ScratchVerifier:
                 what = result.error_name or result.status
                 error = result.error_value or result.to_observation(300)
                 return f"{what}: {_located(error, parts, count)}"
+            failed = reported_failures(result.stdout or "")  # a definition cell's own report
+            if failed:
+                return _LIBRARY_FILE.sub(r"(line \2 of \1)", next(iter(failed.values())), count=1)
         return None
 
     def replay(self, name: str, probes: Sequence[dict[str, Any]]) -> list[ProbeOutcome]:
@@ -368,6 +373,8 @@ def _cell_parts(start: list[str], sources: Sequence[str]) -> list[list[tuple[str
     return [cell for cell in cells if cell]
 
 
+#: Where a definition cell (tools/kernel/definitions.py) says an error is: its file, a line.
+_LIBRARY_FILE = re.compile(r"\(<dynagraph library \d+: ([^<>()]*)>, line (\d+)\)")
 _CELL_LINE = re.compile(r"\(([^()]*), line (\d+)\)")
 
 

@@ -14,8 +14,10 @@ and module-level names (``RATE = 0.2``) are its own, so two library functions th
 theirs, and a cell that later sets ``RATE`` changes neither. The namespace starts with the
 user namespace's ``__`` names (builtins, ``__name__``, the probe recorder) and the library
 functions the source calls (``depends_on``, defined before it). Only the function and its
-aliases are bound in the user namespace; its imports too where the name is free, so that a
-cell may use ``np`` as before, but never in place of a name the cell already has.
+aliases are bound in the user namespace; its imports and its classes too where the name is
+free, so that a cell may use ``np`` as before and build the ``Box`` a function takes (a
+recorded call's pickled ``Box`` is found there too), but never in place of a name the cell
+already has.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
         try:
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             tree = ast.parse(source, filename)
-            exported, imported = bound_names(tree, name)
+            exported, offered = bound_names(tree, name)
             tree = shell.transform_ast(tree)
             namespace = {k: v for k, v in user_ns.items() if k.startswith("__")}
             namespace.update({d: user_ns[d] for d in depends_on if d in user_ns})
@@ -46,7 +48,7 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
                 exported.insert(0, name)
             for key in exported:
                 user_ns[key] = namespace[key]
-            for key in imported:
+            for key in offered:
                 if key in namespace:
                     user_ns.setdefault(key, namespace[key])
         except Exception as exc:  # one record must not stop the others
@@ -56,19 +58,21 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
 
 def bound_names(tree: Any, name: str) -> tuple[list, list]:
     """What a record's source binds at its top level: (the function ``name`` and each
-    ``alias = name``, the names its imports bind)."""
+    ``alias = name``; the names its imports and its other classes bind)."""
     import ast
 
-    exported, imported = [], []
+    exported, offered = [], []
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             if stmt.name == name:
                 exported.append(name)
+            elif isinstance(stmt, ast.ClassDef):
+                offered.append(stmt.name)
         elif isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Name):
             if stmt.value.id == name:
                 exported += [t.id for t in stmt.targets if isinstance(t, ast.Name)]
         elif isinstance(stmt, ast.Import | ast.ImportFrom):
             for alias in stmt.names:
                 if alias.name != "*":
-                    imported.append(alias.asname or alias.name.split(".")[0])
-    return list(dict.fromkeys(exported)), imported
+                    offered.append(alias.asname or alias.name.split(".")[0])
+    return list(dict.fromkeys(exported)), offered
