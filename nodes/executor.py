@@ -192,14 +192,16 @@ class ExecutorNode:
 
     def context_sources(self, state: State, library_names: dict[str, str]) -> Iterator[str]:
         """What the kernel ran before this cell, for resolving the names the cell's functions
-        use (docs/architecture.md, "Names a cell's function uses"): the imports of the library
-        functions defined in it (bound where the name was free), then the task's earlier cells
-        and attempts. A library function's module-level names are its own, not the cell's
-        (kernel_side/define.py). Lazy: a cell that defines no function never reads them."""
+        use (docs/architecture.md, "Names a cell's function uses"): the imports and classes of
+        the library functions defined in it (bound where the name was free), then the task's
+        earlier cells and attempts. A library function's other module-level names are its own,
+        not the cell's (kernel_side/define.py). Lazy: a cell that defines no function never
+        reads them."""
         for record_id in library_names.values():
             record = self.services.library.get(record_id)
             if record is not None:
                 yield from record.imports
+                yield from (g for g in record.globals if codeparse.class_names(g))
         yield from (s.get("code") or "" for s in state.get("steps") or [])
         yield from (a.get("code") or "" for a in state.get("failed_attempts") or [])
 

@@ -66,3 +66,54 @@ def test_a_name_imported_only_by_a_library_hit_is_stored_with_its_import(stub_en
         assert result.ok() and result.stdout.strip() == "3/8", result.to_observation()
     finally:
         fresh.shutdown()
+
+
+BOX_CELL = '''
+class Box:
+    def __init__(self, w, h):
+        self.w, self.h = w, h
+
+def box_area(box: Box) -> float:
+    """Area of a box."""
+    return box.w * box.h
+
+print(box_area(Box(3, 4)))
+'''
+# No class: `Box` is in the kernel only because the retrieved box_area's source defined it.
+BOXES_CELL = '''
+def total_box_area(sizes: list) -> float:
+    """Total area of boxes given as (width, height) pairs."""
+    return sum(box_area(Box(w, h)) for w, h in sizes)
+
+print(total_box_area([(3, 4), (1, 2)]))
+'''
+
+
+def test_a_class_defined_only_by_a_library_hit_is_stored_with_the_function(stub_env, tmp_path):
+    """A library function's class is offered to the cell (kernel_side/define.py), so a cell's
+    function may build it: it is stored with its own copy of the class and calls the stored
+    function, and it verifies in the scratch kernel, where each is defined on its own."""
+    stub = stub_env["stub"]
+    path = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
+    settings = load_settings(path)
+    stub.script("planner", [planner_step("Area of a 3 by 4 box."), planner_answer("12")])
+    stub.script("coder", [coder_cell(BOX_CELL)])
+    first = run_task("What is the area of a 3 by 4 box?", settings)
+    assert first.functions_created == ["box_area"], first.report
+
+    stub.script("planner", [planner_step("Total area of boxes."), planner_answer("14")])
+    stub.script("coder", [coder_cell(BOXES_CELL)])
+    second = run_task("What is the total area of a 3 by 4 box and a 1 by 2 box?", settings)
+    assert second.steps[0]["retrieved"] == ["box_area"]
+    assert second.steps[0]["status"] == "ok" and "14" in second.steps[0]["observation"]
+    decision = [d for d in second.report if d["name"] == "total_box_area"][-1]
+    assert decision["action"] == "added", decision
+    assert "reproduces 1/1 probes" in decision["reason"]
+
+    services = Services(settings)
+    try:
+        record = services.library.get_by_name("total_box_area")
+        assert record.depends_on == ["box_area"]
+        assert [g.split(":")[0] for g in record.globals] == ["class Box"]
+    finally:
+        services.close()

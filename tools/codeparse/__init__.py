@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dynagraph.tools.codeparse.extract import (
     ExtractedFunction,
+    class_names,
     defined_names,
     doc_view,
     doc_views,
@@ -59,6 +60,7 @@ __all__ = [
     "parse_python",
     "CodeParseError",
     "ExtractedFunction",
+    "class_names",
     "defined_names",
     "doc_view",
     "doc_views",

@@ -42,6 +42,14 @@ def function_names(cell: str) -> list[str]:
     return list(dict.fromkeys(s.name for s in parsed[0].body if isinstance(s, FUNCTION_DEFS)))
 
 
+def class_names(cell: str) -> list[str]:
+    """Names of the cell's top-level classes, in order, each once."""
+    parsed = parse_cell(cell)
+    if parsed is None:
+        return []
+    return list(dict.fromkeys(s.name for s in parsed[0].body if isinstance(s, ast.ClassDef)))
+
+
 def defined_names(cell: str) -> set[str]:
     """Every name the cell binds at top level: defs, classes, assignments, imports, loops..."""
     parsed = parse_cell(cell)
