@@ -33,23 +33,36 @@ print(half_as_fraction("0.75"))
 '''
 
 
-def test_a_name_imported_only_by_a_library_hit_is_stored_with_its_import(stub_env, tmp_path):
+def two_tasks(stub_env, tmp_path, first: tuple[str, str, str], second: tuple[str, str, str]):
+    """Run a task that stores a function, then one whose cell uses it: each ``(task, cell,
+    answer)`` with a one-step plan. The second task's new function must retrieve the first,
+    run, and be admitted as verified in the scratch kernel; returns (settings, its name)."""
     stub = stub_env["stub"]
     path = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
     settings = load_settings(path)
-    stub.script("planner", [planner_step("Write 0.75 as a fraction."), planner_answer("3/4")])
-    stub.script("coder", [coder_cell(FRACTION_CELL)])
-    first = run_task("Write 0.75 as a fraction.", settings)
-    assert first.functions_created == ["as_fraction"], first.report
-
-    stub.script("planner", [planner_step("Halve 0.75 as a fraction."), planner_answer("3/8")])
-    stub.script("coder", [coder_cell(HALF_CELL)])
-    second = run_task("What is half of 0.75, as a fraction?", settings)
-    assert second.steps[0]["retrieved"] == ["as_fraction"]
-    assert second.steps[0]["status"] == "ok" and "3/8" in second.steps[0]["observation"]
-    decision = [d for d in second.report if d["name"] == "half_as_fraction"][-1]
+    results = []
+    for task, cell, answer in (first, second):
+        stub.script("planner", [planner_step(task), planner_answer(answer)])
+        stub.script("coder", [coder_cell(cell)])
+        results.append(run_task(task, settings))
+    [stored] = results[0].functions_created
+    step = results[1].steps[0]
+    assert step["retrieved"] == [stored]
+    assert step["status"] == "ok" and second[2] in step["observation"]
+    [name] = [d["name"] for d in results[1].report if d["name"] != stored]
+    decision = [d for d in results[1].report if d["name"] == name][-1]
     assert decision["action"] == "added", decision
     assert "reproduces 1/1 probes" in decision["reason"]  # verified in the scratch kernel
+    return settings, name
+
+
+def test_a_name_imported_only_by_a_library_hit_is_stored_with_its_import(stub_env, tmp_path):
+    settings, _ = two_tasks(
+        stub_env,
+        tmp_path,
+        ("Write 0.75 as a fraction.", FRACTION_CELL, "3/4"),
+        ("What is half of 0.75, as a fraction?", HALF_CELL, "3/8"),
+    )
 
     services = Services(settings)
     try:
@@ -93,23 +106,12 @@ def test_a_class_defined_only_by_a_library_hit_is_stored_with_the_function(stub_
     """A library function's class is offered to the cell (kernel_side/define.py), so a cell's
     function may build it: it is stored with its own copy of the class and calls the stored
     function, and it verifies in the scratch kernel, where each is defined on its own."""
-    stub = stub_env["stub"]
-    path = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
-    settings = load_settings(path)
-    stub.script("planner", [planner_step("Area of a 3 by 4 box."), planner_answer("12")])
-    stub.script("coder", [coder_cell(BOX_CELL)])
-    first = run_task("What is the area of a 3 by 4 box?", settings)
-    assert first.functions_created == ["box_area"], first.report
-
-    stub.script("planner", [planner_step("Total area of boxes."), planner_answer("14")])
-    stub.script("coder", [coder_cell(BOXES_CELL)])
-    second = run_task("What is the total area of a 3 by 4 box and a 1 by 2 box?", settings)
-    assert second.steps[0]["retrieved"] == ["box_area"]
-    assert second.steps[0]["status"] == "ok" and "14" in second.steps[0]["observation"]
-    decision = [d for d in second.report if d["name"] == "total_box_area"][-1]
-    assert decision["action"] == "added", decision
-    assert "reproduces 1/1 probes" in decision["reason"]
-
+    settings, _ = two_tasks(
+        stub_env,
+        tmp_path,
+        ("What is the area of a 3 by 4 box?", BOX_CELL, "12"),
+        ("What is the total area of a 3 by 4 box and a 1 by 2 box?", BOXES_CELL, "14"),
+    )
     services = Services(settings)
     try:
         record = services.library.get_by_name("total_box_area")
