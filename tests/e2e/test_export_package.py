@@ -295,3 +295,11 @@ def test_functions_that_share_a_module_level_name_each_keep_theirs_in_the_packag
     proc = dynagraph("library", "export", "--package", str(package), "--name", "shop", env=env)
     assert proc.returncode == 0, proc.stderr
     assert_package_tests_pass(package, 4)
+    # written again under another name: the first package and its tests are gone (pytest in
+    # the folder ran both), a file of the user's beside them stays
+    (package / "shop" / "notes.txt").write_text("mine")
+    proc = dynagraph("library", "export", "--package", str(package), "--name", "store", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (package / "tests").iterdir()) == ["test_store.py"]
+    assert [p.name for p in (package / "shop").iterdir()] == ["notes.txt"]
+    assert_package_tests_pass(package, 4)

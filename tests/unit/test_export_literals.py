@@ -9,7 +9,8 @@ import pickle
 from fractions import Fraction
 
 from dynagraph.tools.library.base import FunctionRecord
-from dynagraph.tools.library.export_package import dependency_order, literal_of_pickle
+from dynagraph.tools.library.export_literals import literal_of_pickle
+from dynagraph.tools.library.export_package import dependency_order
 
 
 def b64(value) -> str:

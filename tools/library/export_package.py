@@ -14,9 +14,8 @@ quarantined, tampered or missing function is left out (its calls would fail with
 and so is whatever calls it; the report names each one with the callee it lacks.
 
 A recorded call becomes a test when its arguments and result are plain Python values (numbers,
-strings, bytes, None, and lists, tuples, sets and dicts of them) written as literals. The
-recorded pickles are read with an unpickler that refuses every class and callable, so no code
-of the recorded values runs here; a call whose values are anything else is listed at the end of
+strings, bytes, None, and lists, tuples, sets and dicts of them) written as literals
+(export_literals.py: no code of the recorded values runs here); a call whose values are anything else is listed at the end of
 the test file and in the README with the reason, never dropped silently.
 """
 
@@ -24,11 +23,9 @@ from __future__ import annotations
 
 import ast
 import builtins
-import io
+import contextlib
 import keyword
-import math
 import os
-import pickle
 import re
 import shutil
 import sys
@@ -39,13 +36,11 @@ from typing import Any
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
 from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError, newest
+from dynagraph.tools.library.export_literals import literal_of_pickle
 from dynagraph.tools.library.verified import refused_records
 
-__all__ = ["ExportReport", "export_package", "literal_of_pickle", "package_name_ok"]
+__all__ = ["ExportReport", "export_package", "package_name_ok"]
 
-#: Plain values nested deeper or larger than this are not written as test literals.
-MAX_LITERAL_NODES = 20_000
-MAX_LITERAL_CHARS = 20_000
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -78,74 +73,6 @@ def package_name_ok(name: str) -> bool:
         and name not in sys.stdlib_module_names
         and name != "tests"
     )
-
-
-# -- values: recorded pickles to literals, no code run ---------------------------------------
-class _PlainUnpickler(pickle.Unpickler):
-    """Loads only what pickle builds without looking anything up: no class, no callable
-    (but ``complex``, which pickle can only rebuild by calling it with two numbers)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("builtins", "complex"):
-            return complex
-        raise pickle.UnpicklingError(f"holds a {module}.{name} object")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("holds a persistent reference")
-
-
-def _size_ok(value: Any) -> bool:
-    """Walks the value as its repr would (shared parts counted each time), up to a bound."""
-    stack, seen = [value], 0
-    while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > MAX_LITERAL_NODES:
-            return False
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
-    return True
-
-
-def _plain(value: Any) -> bool:
-    if value is None or isinstance(value, bool | int | str | bytes):
-        return True
-    if isinstance(value, float | complex):
-        parts = (value.real, value.imag) if isinstance(value, complex) else (value,)
-        return all(math.isfinite(p) for p in parts)
-    if isinstance(value, dict):
-        return all(_plain(k) and _plain(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return all(_plain(v) for v in value)
-    return False
-
-
-def literal_of_pickle(b64: str | None) -> tuple[str | None, str]:
-    """``(source, "")`` for a recorded value that is a plain literal, else ``(None, why)``."""
-    import base64
-
-    if not b64:
-        return None, "it was not recorded (too large or not picklable)"
-    try:
-        value = _PlainUnpickler(io.BytesIO(base64.b64decode(b64))).load()
-    except pickle.UnpicklingError as exc:
-        return None, str(exc) or "it does not unpickle as plain values"
-    except Exception as exc:  # a truncated or foreign pickle
-        return None, f"it does not unpickle ({type(exc).__name__})"
-    if not _size_ok(value) or not _plain(value):
-        return None, "it is not made of plain Python values, or is too large"
-    text = "set()" if isinstance(value, set) and not value else repr(value)
-    if len(text) > MAX_LITERAL_CHARS:
-        return None, "its literal would be too large"
-    try:
-        if text != "set()" and ast.literal_eval(text) != value:
-            return None, "its repr does not read back as the same value"
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None, "its repr is not a Python literal"
-    return text, ""
 
 
 def _call_source(name: str, probe: dict[str, Any]) -> tuple[str | None, str]:
@@ -472,8 +399,37 @@ def export_package(
         Path("README.md"): _readme(records, name, report),
         Path("pyproject.toml"): _pyproject(records, name),
     }
+    earlier = _earlier_package_name(dest)
     _write_package(dest, files)
     for stale in (dest / name).glob("_fn_*.py"):  # an earlier export's function left out now
         if Path(name, stale.name) not in files:
             stale.unlink(missing_ok=True)
+    if earlier is not None and earlier != name:
+        _remove_package(dest, earlier)
     return report
+
+
+def _earlier_package_name(dest: Path) -> str | None:
+    """The package an earlier export wrote into ``dest`` (its pyproject's one package), if any."""
+    try:
+        text = (dest / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = re.search(r'^packages = \["([a-z0-9_]+)"\]$', text, re.MULTILINE)
+    return found.group(1) if found and package_name_ok(found.group(1)) else None
+
+
+def _remove_package(dest: Path, name: str) -> None:
+    """Remove what an earlier export wrote under another ``--name``: its modules and its tests
+    (pytest in the folder would still collect and run them). Files it did not write stay, and
+    so does a folder that holds any."""
+    folder = dest / name
+    for path in [
+        folder / "__init__.py",
+        *folder.glob("_fn_*.py"),
+        dest / "tests" / f"test_{name}.py",
+    ]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
