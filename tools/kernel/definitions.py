@@ -13,7 +13,7 @@ import json
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.result import ExecutionResult
 
-__all__ = ["DEFINED_MARKER", "define_code", "failures", "reported_failures"]
+__all__ = ["DEFINED_MARKER", "INSTALL_CODE", "define_code", "failures", "reported_failures"]
 
 #: Prefix of the line the definition cell prints (the rest of the line is JSON).
 DEFINED_MARKER = "__DYNAGRAPH_DEFINED__"
@@ -24,15 +24,20 @@ DEFINED_MARKER = "__DYNAGRAPH_DEFINED__"
 _INSTALL = kernel_side.cell("define", exports={"__dynagraph_define_all__": "define_all"})
 
 
+#: Defines ``__dynagraph_define_all__`` where it is missing; every :func:`define_code` cell
+#: begins with it. A kernel that runs it once up front (the scratch kernel, before the baseline
+#: its checks reset to) keeps it across resets.
+INSTALL_CODE = "if '__dynagraph_define_all__' not in globals():\n" + "".join(
+    f"    {line}\n" for line in _INSTALL.splitlines()
+)
+
+
 def define_code(sources: list[tuple[str, str, list[str]]]) -> str:
     """One cell that defines each ``(name, source, depends_on)``, in order, each in a namespace
     of its own (kernel_side/define.py): its imports and module-level names are its own."""
     pairs = [[str(name), str(source), [str(d) for d in deps]] for name, source, deps in sources]
-    install = "".join(f"    {line}\n" for line in _INSTALL.splitlines())
     return (
-        "if '__dynagraph_define_all__' not in globals():\n"
-        + install
-        + f"__dynagraph_define_all__(get_ipython(), {pairs!r}, {DEFINED_MARKER!r})\n"
+        INSTALL_CODE + f"__dynagraph_define_all__(get_ipython(), {pairs!r}, {DEFINED_MARKER!r})\n"
     )
 
 

@@ -44,9 +44,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dynagraph.tools.kernel import KernelSession, reaper
+from dynagraph.tools.kernel import KernelSession, definitions, reaper
 from dynagraph.tools.kernel import probes as probe_codec
-from dynagraph.tools.kernel.definitions import reported_failures
 from dynagraph.tools.librarian.replay import (
     SHIM_NAME,
     ProbeOutcome,
@@ -210,9 +209,11 @@ class ScratchVerifier:
 
     def _prepare(self, session: KernelSession) -> None:
         """Enter the working directory, install the compare helpers (a task kernel's bootstrap
-        has them; another factory's kernel may not) and take the baseline the checks reset to:
-        the replays then leave them out (``replay_code(installed=True)``)."""
-        code = probe_codec.INSTALL_COMPARE_CODE + BASELINE_CODE
+        has them; another factory's kernel may not) and the definition helper, and take the
+        baseline the checks reset to: the replays then leave the helpers out
+        (``replay_code(installed=True)``), and the definition cells do not install theirs again
+        after each reset."""
+        code = probe_codec.INSTALL_COMPARE_CODE + definitions.INSTALL_CODE + BASELINE_CODE
         if self.cwd is not None and self.cwd.is_dir():
             code = f"__import__('os').chdir({str(self.cwd)!r})\n" + code
         result = session.execute(code, timeout=30, silent=True)
@@ -273,7 +274,9 @@ class ScratchVerifier:
                 what = result.error_name or result.status
                 error = result.error_value or result.to_observation(300)
                 return f"{what}: {_located(error, parts, count)}"
-            failed = reported_failures(result.stdout or "")  # a definition cell's own report
+            failed = definitions.reported_failures(
+                result.stdout or ""
+            )  # a definition cell's own report
             if failed:
                 return _LIBRARY_FILE.sub(r"(line \2 of \1)", next(iter(failed.values())), count=1)
         return None
