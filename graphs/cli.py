@@ -139,9 +139,8 @@ class _StopOnSignal:
         if self.signum is not None:  # the second one: no more waiting
             _hard_exit("interrupted again: exiting now", self.exit_code)
         self.signum = signum
-        cells = sys.modules.get("dynagraph.tools.kernel.cell")  # not loaded: no cell runs
-        if cells is not None:
-            cells.cancel_running(for_good=True)  # flags only: safe in a handler
+        # the deadline first: whatever follows may fail, and a KeyboardInterrupt raised inside
+        # an import may be swallowed by the module being imported
         self._timer = threading.Timer(
             STOP_DEADLINE_S,
             _hard_exit,
@@ -149,6 +148,11 @@ class _StopOnSignal:
         )
         self._timer.daemon = True
         self._timer.start()
+        # not loaded, or still being imported (a signal in the first second): no cell runs
+        cells = sys.modules.get("dynagraph.tools.kernel.cell")
+        cancel = getattr(cells, "cancel_running", None)
+        if cancel is not None:
+            cancel(for_good=True)  # flags only: safe in a handler
         raise KeyboardInterrupt
 
 
@@ -190,17 +194,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a closed pipe must fail here, inside the handler below
         return code
     except KeyboardInterrupt:
-        signame = signal.Signals(stop.signum).name if stop.signum else "SIGINT"
-        print(f"interrupted ({signame})", file=sys.stderr)
-        if stop.signum is not None:
-            _exit_after_cleanup(stop.exit_code)
-        return stop.exit_code
+        return _interrupted(stop)
     except BrokenPipeError:  # `dynagraph library show X | head -1`: the reader has gone
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except DynagraphError as exc:  # one line a user acts on; bugs keep their traceback
-        print(f"dynagraph: {one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
+    except Exception as exc:
+        if stop.signum is not None:  # a Ctrl-C that a library turned into its own error (one
+            return _interrupted(stop)  # raised inside pydantic's schema build: SchemaError)
+        if isinstance(exc, DynagraphError):  # one line a user acts on; bugs keep their traceback
+            print(f"dynagraph: {one_line(exc)}", file=sys.stderr)
+            return exc.exit_code
+        raise
+
+
+def _interrupted(stop: _StopOnSignal) -> int:
+    """Say that the command was interrupted; exit after the cleanup when a signal stopped it."""
+    signame = signal.Signals(stop.signum).name if stop.signum else "SIGINT"
+    print(f"interrupted ({signame})", file=sys.stderr)
+    if stop.signum is not None:
+        _exit_after_cleanup(stop.exit_code)
+    return stop.exit_code
 
 
 def import_task_machinery() -> None:

@@ -9,10 +9,13 @@ Timings are printed and bounded loosely (< 10 s against a 60 s cell and a 120 s 
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +33,19 @@ DEAF_CELL = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + SL
 LOOSE_BOUND_S = 10.0
 
 
-def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL, argv=None):
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A TMPDIR short enough for the kernels' runtime folders to be made in it: under a long
+    one (pytest's own ``tmp_path`` often is) they go to /tmp, and a check for leftovers in it
+    could not fail."""
+    folder = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_slow_task(
+    cli_env, stub_env, tmp_path: Path, short_tmp: Path, cell: str = SLOW_CELL, argv=None
+):
     """Start `dynagraph run` (or ``argv(config)``) whose one cell sleeps 60 s; return it once
     the cell runs."""
     stub = stub_env["stub"]
@@ -40,8 +55,7 @@ def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL, a
     config = write_stub_config(
         tmp_path / "slow.yaml", stub_env["base_url"], home, executor={"timeout": 120.0}
     )
-    tmp = tmp_path / "tmp"  # the kernels' runtime folders land here: gone iff shut down
-    tmp.mkdir()
+    tmp = short_tmp  # the kernels' runtime folders land here: gone iff shut down
     env = {**cli_env, "DYNAGRAPH_CONFIG": str(config), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(
         argv(config) if argv else dynagraph_argv("run", "sleep", "--thread", "slow", "--quiet"),
@@ -61,6 +75,7 @@ def _start_slow_task(cli_env, stub_env, tmp_path: Path, cell: str = SLOW_CELL, a
         time.sleep(0.05)
     kernels = descendants(proc.pid)
     assert kernels, "no kernel process under the process while its cell runs"
+    assert list(tmp.glob("dynagraph-kernel-*")), "the kernel's runtime folder is not in TMPDIR"
     return proc, kernels, tmp
 
 
@@ -83,8 +98,8 @@ def _assert_gone(kernels: set[int]) -> None:
 
 def _assert_clean(kernels: set[int], tmp: Path) -> None:
     _assert_gone(kernels)
-    left = sorted(p.name for p in tmp.glob("dynagraph-kernel-*"))
-    assert not left, f"kernel runtime folders not removed (kernels not shut down): {left}"
+    left = sorted(p.name for p in tmp.glob("dynagraph-*"))
+    assert not left, f"runtime folders not removed (kernels not shut down): {left}"
 
 
 @pytest.mark.parametrize(
@@ -94,10 +109,11 @@ def test_signal_during_a_cell_stops_it_and_exits_quickly(
     cli_env,
     stub_env,
     tmp_path,
+    short_tmp,
     signum,
     code,
 ):
-    proc, kernels, tmp = _start_slow_task(cli_env, stub_env, tmp_path)
+    proc, kernels, tmp = _start_slow_task(cli_env, stub_env, tmp_path, short_tmp)
     sent = time.monotonic()
     proc.send_signal(signum)
     returncode, took, err = _finish(proc, sent)
@@ -109,8 +125,8 @@ def test_signal_during_a_cell_stops_it_and_exits_quickly(
     _assert_clean(kernels, tmp)
 
 
-def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path):
-    proc, kernels, _ = _start_slow_task(cli_env, stub_env, tmp_path, DEAF_CELL)
+def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path, short_tmp):
+    proc, kernels, _ = _start_slow_task(cli_env, stub_env, tmp_path, short_tmp, DEAF_CELL)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)  # two signals sent together arrive as one: let the first be handled
     sent = time.monotonic()
@@ -134,7 +150,7 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path):
+def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path, short_tmp):
     """A script calling ``run_task`` (with a listener) in its main thread: Ctrl-C raises
     KeyboardInterrupt in the node's own thread, so the cell stops, the kernel shuts down and the
     script gets the interrupt within a second or so. While LangGraph ran every node in a worker
@@ -143,7 +159,11 @@ def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT, encoding="utf-8")
     proc, kernels, tmp = _start_slow_task(
-        cli_env, stub_env, tmp_path, argv=lambda config: [sys.executable, str(script), str(config)]
+        cli_env,
+        stub_env,
+        tmp_path,
+        short_tmp,
+        argv=lambda config: [sys.executable, str(script), str(config)],
     )
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -230,3 +250,50 @@ def test_ctrl_c_during_a_batch_ends_with_its_summary_and_no_thread_traceback(
     summary, last = err.strip().splitlines()[-2:]
     assert summary.startswith("batch: 2 tasks: 0 done") and summary.endswith("(interrupted)")
     assert last == "interrupted (SIGINT)", err[-2000:]
+
+
+#: Sends SIGINT to itself while dynagraph.tools.kernel.cell is half imported (in sys.modules,
+#: ``cancel_running`` not yet defined), then runs the command: a Ctrl-C in the first second.
+EARLY_SIGINT = """
+import importlib.abc, os, signal, sys
+
+
+class SignalMidImport(importlib.abc.MetaPathFinder):
+    fired = False
+
+    def find_spec(self, name, path, target=None):
+        cell = sys.modules.get("dynagraph.tools.kernel.cell")
+        if not self.fired and cell is not None and not hasattr(cell, "cancel_running"):
+            SignalMidImport.fired = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, SignalMidImport())
+from dynagraph.graphs.startup import main
+
+sys.exit(main(["run", "anything", "-q"]))
+"""
+
+
+def test_ctrl_c_while_the_command_still_imports_ends_it_as_interrupted(cli_env, stub_env, tmp_path):
+    """An attack sent SIGINT while the cell module was half imported: the handler's
+    ``cancel_running`` lookup failed, the import swallowed the error, the signal's deadline never
+    started and the run went on to the planner (exit 2 after 21 s, or a traceback). Now: exit
+    130 at once, "interrupted", no traceback, no model request."""
+    stub = stub_env["stub"]
+    config = write_stub_config(
+        tmp_path / "c.yaml", stub_env["base_url"], Path(cli_env["DYNAGRAPH_HOME"])
+    )
+    script = tmp_path / "early.py"
+    script.write_text(EARLY_SIGINT, encoding="utf-8")
+    env = {**cli_env, "DYNAGRAPH_CONFIG": str(config)}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=90)  # fmt: skip
+    took = time.monotonic() - started
+    print(f"early SIGINT: exit {proc.returncode} after {took:.2f} s")
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted (SIGINT)", proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not stub.requests, "the task went on to the model after the Ctrl-C"
