@@ -27,9 +27,8 @@ caller, the evals) paid that start in every librarian run.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
-import uuid
+import weakref
 from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future
@@ -42,9 +41,12 @@ from dynagraph.tools.kernel import KernelPool, KernelSession, reaper, resolve_sa
 from dynagraph.tools.kernel.registry import PRESTART_JOIN_S
 from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
 from dynagraph.tools.librarian.scratch import modules_changed
+from dynagraph.tools.tempfolders import SCRATCH_PREFIX, private_folder, remove_dead
 
 #: Builds an unstarted kernel with the executor's limits: (workdir, share=..., views=...).
 SessionFactory = Callable[..., KernelSession]
+#: Under executor.workdir: the views of the tasks' folders kept kernels see (bubblewrap).
+VIEWS_FOLDER = ".scratch-views"
 
 
 @dataclass
@@ -77,6 +79,15 @@ class ScratchKernels:
     @property
     def runs(self) -> Path:
         return self.settings.path(self.settings.executor.workdir).resolve()
+
+    @property
+    def views(self) -> Path:
+        """Where the kept kernels' views of the tasks' folders are made (under bubblewrap)."""
+        return self.runs / VIEWS_FOLDER
+
+    def sweep(self) -> int:
+        """Remove the scratch folders and views that killed processes left (tools/tempfolders)."""
+        return remove_dead(self.views, "")
 
     @property
     def sandboxed(self) -> bool:
@@ -187,13 +198,13 @@ class ScratchKernels:
         """A new started kernel. Keepable ones get their own folder and, under bubblewrap, a
         view; others (or a task folder a view cannot show) get ``cwd`` bound directly."""
         own = keepable or workdir is None
-        folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-")) if own else Path(workdir)
+        # named after this process: a later one removes them if it is killed (tempfolders)
+        folder = private_folder(SCRATCH_PREFIX) if own else Path(workdir)
         view_root: Path | None = None
         share: tuple[tuple[Path, bool], ...] = ()
         if self.sandboxed and cwd is not None and Path(cwd).is_dir():
             if keepable and self._viewable(Path(cwd)):
-                view_root = self.runs / ".scratch-views" / uuid.uuid4().hex
-                view_root.mkdir(parents=True)
+                view_root = private_folder("", parent=self.views)
             else:
                 keepable = False
                 share = ((Path(cwd), Path(cwd).resolve().is_relative_to(self.runs)),)
@@ -204,11 +215,13 @@ class ScratchKernels:
             session = self._factory(folder, views=((view_root, self.runs),))
         else:
             session = self._factory(folder, share=share)
-        if own:
-            session.after_shutdown.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+        for made in [folder] if own else []:
+            # removed after the kernel, or at exit when the services were never closed
+            remove = weakref.finalize(session, shutil.rmtree, made, True)
+            session.after_shutdown.append(remove)
         if view_root is not None:
-            root = view_root
-            session.after_shutdown.append(lambda: shutil.rmtree(root, ignore_errors=True))
+            remove = weakref.finalize(session, shutil.rmtree, view_root, True)
+            session.after_shutdown.append(remove)
         try:
             session.start()
         except BaseException:

@@ -39,6 +39,7 @@ from dynagraph.tools.kernel import (
 )
 from dynagraph.tools.library import FunctionLibrary, open_library
 from dynagraph.tools.models import ModelFactory
+from dynagraph.tools.tempfolders import sweep_temp
 
 log = logging.getLogger(__name__)
 
@@ -358,3 +359,15 @@ class Services:
             if self._library is not None:
                 self._library.close()
                 self._library = None
+        self.sweep_leftovers()
+
+    def sweep_leftovers(self) -> int:
+        """Remove the temporary folders (kernels', the proxy's, scratch kernels' and their views)
+        that agent processes killed before they could clean up left behind: their names carry
+        their owner (tools/tempfolders.py), and only those of ended processes go. Run at close,
+        after this process's own are gone, so a task never waits for it."""
+        try:
+            return sweep_temp() + self.scratch.sweep()
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not fail a closing run
+            log.debug("sweeping leftover folders failed: %r", exc)
+            return 0

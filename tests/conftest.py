@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,13 @@ def cli_env(stub_env: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     config = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
     env["DYNAGRAPH_CONFIG"] = str(config)
     return env
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A TMPDIR short enough for the kernels' runtime folders to be made in it: under a long
+    one (pytest's own ``tmp_path`` often is) they go to /tmp, and a check for leftovers in it
+    could not fail."""
+    folder = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

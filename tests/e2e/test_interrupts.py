@@ -9,74 +9,25 @@ Timings are printed and bounded loosely (< 10 s against a 60 s cell and a 120 s 
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import dynagraph_argv
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
-from tests.support.processes import descendants, running
+from tests.support.processes import running
+from tests.support.slow_task import SLOW_CELL, start_slow_task
 
 pytestmark = pytest.mark.timeout(180)
 
-SLOW_CELL = "import pathlib, time\npathlib.Path('cell-started').touch()\ntime.sleep(60)\n"
 #: A cell the kernel's interrupt does not stop: the first Ctrl-C's cleanup then waits for the
 #: kernel's shutdown, and a second Ctrl-C must not wait with it.
 DEAF_CELL = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + SLOW_CELL
 LOOSE_BOUND_S = 10.0
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A TMPDIR short enough for the kernels' runtime folders to be made in it: under a long
-    one (pytest's own ``tmp_path`` often is) they go to /tmp, and a check for leftovers in it
-    could not fail."""
-    folder = Path(tempfile.mkdtemp(prefix="dg-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _start_slow_task(
-    cli_env, stub_env, tmp_path: Path, short_tmp: Path, cell: str = SLOW_CELL, argv=None
-):
-    """Start `dynagraph run` (or ``argv(config)``) whose one cell sleeps 60 s; return it once
-    the cell runs."""
-    stub = stub_env["stub"]
-    stub.script("planner", [planner_step("Sleep a minute."), planner_answer("done")])
-    stub.script("coder", [coder_cell(cell)])
-    home = Path(cli_env["DYNAGRAPH_HOME"])
-    config = write_stub_config(
-        tmp_path / "slow.yaml", stub_env["base_url"], home, executor={"timeout": 120.0}
-    )
-    tmp = short_tmp  # the kernels' runtime folders land here: gone iff shut down
-    env = {**cli_env, "DYNAGRAPH_CONFIG": str(config), "TMPDIR": str(tmp)}
-    proc = subprocess.Popen(
-        argv(config) if argv else dynagraph_argv("run", "sleep", "--thread", "slow", "--quiet"),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = home / "runs" / "slow" / "cell-started"
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"the cell never started (exit {proc.returncode}): {err[-2000:]}")
-        time.sleep(0.05)
-    kernels = descendants(proc.pid)
-    assert kernels, "no kernel process under the process while its cell runs"
-    assert list(tmp.glob("dynagraph-kernel-*")), "the kernel's runtime folder is not in TMPDIR"
-    return proc, kernels, tmp
 
 
 def _finish(proc: subprocess.Popen, sent: float) -> tuple[int, float, str]:
@@ -113,7 +64,7 @@ def test_signal_during_a_cell_stops_it_and_exits_quickly(
     signum,
     code,
 ):
-    proc, kernels, tmp = _start_slow_task(cli_env, stub_env, tmp_path, short_tmp)
+    proc, kernels = start_slow_task(cli_env, stub_env, tmp_path, short_tmp)
     sent = time.monotonic()
     proc.send_signal(signum)
     returncode, took, err = _finish(proc, sent)
@@ -122,11 +73,11 @@ def test_signal_during_a_cell_stops_it_and_exits_quickly(
     assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
     assert "interrupted" in err
     assert "Traceback" not in err, err[-2000:]
-    _assert_clean(kernels, tmp)
+    _assert_clean(kernels, short_tmp)
 
 
 def test_second_ctrl_c_exits_at_once(cli_env, stub_env, tmp_path, short_tmp):
-    proc, kernels, _ = _start_slow_task(cli_env, stub_env, tmp_path, short_tmp, DEAF_CELL)
+    proc, kernels = start_slow_task(cli_env, stub_env, tmp_path, short_tmp, DEAF_CELL)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)  # two signals sent together arrive as one: let the first be handled
     sent = time.monotonic()
@@ -158,7 +109,7 @@ def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path, 
     thread for the 60 s cell to end."""
     script = tmp_path / "script.py"
     script.write_text(SCRIPT, encoding="utf-8")
-    proc, kernels, tmp = _start_slow_task(
+    proc, kernels = start_slow_task(
         cli_env,
         stub_env,
         tmp_path,
@@ -171,7 +122,7 @@ def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path, 
     print(f"script SIGINT: exit {returncode} after {took:.2f} s")
     assert "KeyboardInterrupt reached the script" in err, err[-2000:]
     assert took < LOOSE_BOUND_S, f"took {took:.1f} s: {err[-2000:]}"
-    _assert_clean(kernels, tmp)
+    _assert_clean(kernels, short_tmp)
 
 
 # -- in-process: cancel_running() reaches a cell received in another thread -----------------------

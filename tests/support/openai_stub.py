@@ -260,6 +260,11 @@ class StubLLM:
         with self._lock:
             self._queues[role].extend(replies)
 
+    def clear(self) -> None:
+        """Drop every queued reply (a run killed before it asked for them leaves them)."""
+        with self._lock:
+            self._queues.clear()
+
     def add_rule(self, role: str, fn: Rule) -> None:
         """Add a fallback responder for ``role`` (``"*"``: any role), used when its queue is
         empty. ``fn(request)`` returns a reply, or ``None`` when it does not handle the request."""

@@ -35,10 +35,10 @@ import os
 import secrets
 import shutil
 import socketserver
-import tempfile
 import threading
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,7 +48,9 @@ from dynagraph.tools.actions._common import ActionError, one_line
 from dynagraph.tools.actions.config import ActionsConfig
 from dynagraph.tools.actions.endpoints import Endpoint, call_endpoint, endpoints_from_models
 from dynagraph.tools.actions.search import KEYED_PROVIDERS, MAX_RESULTS, search_with_provider
+from dynagraph.tools.tempfolders import PROXY_PREFIX, private_folder
 
+_SOCKET_NAME = "proxy.sock"
 MAX_REQUEST_BYTES = 60_000_000  # an image data URL or an audio file, with room to spare
 VISION_SYSTEM = "Answer the question about the image precisely and briefly, from what it shows."
 
@@ -84,7 +86,7 @@ class AgentProxy:
 
     @property
     def socket_path(self) -> str | None:
-        return str(self._folder / "proxy.sock") if self._folder is not None else None
+        return str(self._folder / _SOCKET_NAME) if self._folder is not None else None
 
     def kernel_shares(self) -> list[tuple[Path, bool]]:
         """Folders to bind (read-only) into a sandboxed kernel: the socket's."""
@@ -108,9 +110,17 @@ class AgentProxy:
         tcp = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._servers.append(tcp)
         if unix_socket and hasattr(socketserver, "ThreadingUnixStreamServer"):
-            self._folder = Path(tempfile.mkdtemp(prefix="dynagraph-proxy-"))
-            self._folder.chmod(0o700)
-            self._servers.append(_UnixHTTPServer(str(self._folder / "proxy.sock"), handler))
+            # in /tmp when TMPDIR is too long for a socket path (AF_UNIX path too long); named
+            # after this process, so a later one removes it if this one is killed
+            folder = private_folder(PROXY_PREFIX, socket_name=f"/{_SOCKET_NAME}")
+            self._folder = folder
+            # removed at exit too when stop() is never called (a graph built and not closed)
+            self._remove_folder = weakref.finalize(self, shutil.rmtree, folder, True)
+            try:
+                self._servers.append(_UnixHTTPServer(str(folder / _SOCKET_NAME), handler))
+            except OSError:
+                self.stop()
+                raise
         for server in self._servers:
             server.daemon_threads = True  # type: ignore[attr-defined]
             thread = threading.Thread(  # polled every 50 ms: stop() waited 0.5 s per server
@@ -131,7 +141,7 @@ class AgentProxy:
             thread.join(timeout=5)
         self._servers, self._threads = [], []
         if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            self._remove_folder()
             self._folder = None
 
     def __enter__(self) -> AgentProxy:

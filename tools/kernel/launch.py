@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.hardening import Sandbox, protect_agent_process
 from dynagraph.tools.kernel.loops import closing_thread_loop, thread_loop_closed
+from dynagraph.tools.tempfolders import KERNEL_PREFIX, private_folder
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
@@ -56,21 +56,17 @@ KERNEL_FLAGS = (
 )
 
 
-#: an AF_UNIX socket path holds at most 107 bytes; the kernel's sockets are
-#: <runtime folder>/kernel-ipc-<port> (ipc transport)
-_SOCKET_PATH_MAX = 107
-_SOCKET_NAME = len("/kernel-ipc-99999")
-_RUNTIME_PREFIX = "dynagraph-kernel-"
+#: the kernel's sockets are <runtime folder>/kernel-ipc-<port> (ipc transport)
+_SOCKET_NAME = "/kernel-ipc-99999"
 
 
 def runtime_folder() -> Path:
     """A new private folder for one kernel's connection file, log and ipc sockets: in the
     temp folder (``TMPDIR``), or in ``/tmp`` when a socket's path there would be too long for
-    the system (zmq: "File name too long", and the kernel would not start)."""
-    longest = len(tempfile.gettempdir()) + 1 + len(_RUNTIME_PREFIX) + 8 + _SOCKET_NAME
-    if longest > _SOCKET_PATH_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
-        return Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir="/tmp"))
-    return Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX))
+    the system (zmq: "File name too long", and the kernel would not start). Its name carries
+    this process as its owner, so a later process removes it if this one is killed before it
+    could (tools/tempfolders.py)."""
+    return private_folder(KERNEL_PREFIX, socket_name=_SOCKET_NAME)
 
 
 def _strictly_inside(path: Path, folders: Sequence[Path]) -> bool:

@@ -38,7 +38,6 @@ import logging
 import re
 import secrets
 import shutil
-import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,6 +55,7 @@ from dynagraph.tools.librarian.replay import (
     returned,
 )
 from dynagraph.tools.librarian.settings import LibrarianSettings
+from dynagraph.tools.tempfolders import SCRATCH_PREFIX, private_folder
 
 __all__ = ["ScratchVerifier", "modules_changed"]
 
@@ -198,7 +198,7 @@ class ScratchVerifier:
     # -- lifecycle ------------------------------------------------------------------------------
     def session(self) -> KernelSession:
         if self._session is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="dynagraph-scratch-"))
+            self._folder = private_folder(SCRATCH_PREFIX)  # named after this process
             # a sandboxed kernel sees `cwd` only if its factory binds it in (Services does)
             cwd = {"cwd": self.cwd} if self.cwd is not None else {}
             session = self._factory(self._folder, **cwd)
