@@ -108,8 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: SIGINT (Ctrl-C), SIGTERM (kill, a service manager) and SIGHUP (the terminal or ssh session
+#: closed: its default ended the process with no cleanup at all).
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 class _StopOnSignal:
-    """SIGINT and SIGTERM while a command runs: the first cancels the running cells (for good:
+    """SIGINT, SIGTERM and SIGHUP while a command runs: the first cancels the running cells (for good:
     the process is stopping) and raises KeyboardInterrupt in the main thread, so the usual
     cleanup runs (kernels shut down, files closed); the second exits at once, and so does a
     stop still running ``STOP_DEADLINE_S`` later. Installed only in the main thread."""
@@ -121,7 +128,7 @@ class _StopOnSignal:
 
     def __enter__(self) -> _StopOnSignal:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in _STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
