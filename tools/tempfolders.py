@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from dynagraph.tools.procfs import start_time
+
 __all__ = [
     "KERNEL_PREFIX",
     "KNOWN_PREFIXES",
@@ -59,23 +61,12 @@ def owner_tag() -> str | None:
 
 
 def _read_tag(pid: int) -> str | None:
-    start = _start_time(pid)
+    start = start_time(pid)
     try:
         namespace = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
     return f"{pid}.{start}.{namespace:x}" if start is not None else None
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks after boot, /proc/<pid>/stat field 22), or None
-    when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()  # the name may hold spaces and parentheses
-    return fields[19] if len(fields) > 19 else None
 
 
 def private_folder(prefix: str, *, socket_name: str = "", parent: Path | None = None) -> Path:
@@ -122,7 +113,7 @@ def remove_dead(root: Path, prefix: str) -> int:
         parts = tag.split(".")
         if len(parts) != 3 or parts[2] != namespace or not parts[0].isdigit():
             continue
-        if _start_time(int(parts[0])) == parts[1]:
+        if start_time(int(parts[0])) == parts[1]:
             continue  # its owner runs
         try:
             if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():

@@ -69,3 +69,52 @@ def test_a_dropped_session_closes_its_client(tmp_path: Path) -> None:
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == [], leaks
+
+
+#: Three ways a cell leaves a process running: a child in a session of its own, a daemon (fork,
+#: setsid, fork: its parent exits at once) and a plain child (in the kernel's process group).
+BACKGROUND = """
+import os, subprocess
+own_session = subprocess.Popen(['sleep', '600'], start_new_session=True).pid
+plain = subprocess.Popen(['sleep', '600']).pid
+read, write = os.pipe()
+first = os.fork()
+if first == 0:
+    os.setsid()
+    second = os.fork()
+    if second == 0:
+        os.execvp('sleep', ['sleep', '600'])
+    os.write(write, str(second).encode())
+    os._exit(0)
+os.waitpid(first, 0)
+daemon = int(os.read(read, 32))
+print(own_session, plain, daemon)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("end", ["shutdown", "restart"])
+def test_an_unsandboxed_kernels_background_processes_end_with_it(tmp_path: Path, end: str):
+    """Without bubblewrap's PID namespace, a cell's process in a session of its own and a
+    double-forked daemon outlived the kernel, the task and the agent (an attack found them
+    re-parented to init): they end with the kernel now, at shutdown and at a restart."""
+    from tests.support.processes import running
+    from tests.support.waiting import wait_for
+
+    session = KernelSession(tmp_path, sandbox="none")
+    session.start()
+    pids: set[int] = set()
+    try:
+        shown = session.execute(BACKGROUND, timeout=30)
+        pids = {int(p) for p in shown.stdout.split()}
+        assert len(pids) == 3 and running(pids) == pids, shown.to_observation()
+        if end == "restart":
+            session.restart()
+            assert session.execute("print(1)", timeout=30).stdout == "1\n"
+        else:
+            session.shutdown()
+        assert wait_for(lambda: not running(pids), timeout=10), f"still running: {running(pids)}"
+    finally:
+        session.shutdown()
+        for pid in running(pids):  # a failed check must not leave them to the next tests
+            os.kill(pid, 9)

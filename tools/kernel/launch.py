@@ -32,6 +32,7 @@ from typing import Any
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.hardening import Sandbox, protect_agent_process
 from dynagraph.tools.kernel.loops import closing_thread_loop, thread_loop_closed
+from dynagraph.tools.kernel.orphans import kill_tree, process_tree
 from dynagraph.tools.tempfolders import KERNEL_PREFIX, private_folder
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
@@ -182,8 +183,10 @@ def _discard_kernel(km: KernelManager, runtime_dir: Path, clients: list[Any], lo
         with contextlib.suppress(Exception):
             client.stop_channels()
     clients.clear()
+    background = process_tree(getattr(km.provisioner, "pid", None))
     with contextlib.suppress(Exception):
         km.shutdown_kernel(now=True)
+    kill_tree(background)
     with contextlib.suppress(Exception):
         log.close()
     shutil.rmtree(runtime_dir, ignore_errors=True)
@@ -277,8 +280,17 @@ class KernelProcess:
         """A new kernel process in `workdir` (namespace lost), same manager and sockets' dir."""
         assert self.km is not None
         self._close_client()
+        background = self._background_processes()
         self.km.restart_kernel(now=True, cwd=str(workdir))
+        kill_tree(background)
         self._open_client()
+
+    def _background_processes(self) -> dict[int, str]:
+        """What the kernel's cells started that still runs, to end with the kernel. Under
+        bubblewrap nothing: the sandbox's PID namespace ends with its init (orphans.py)."""
+        if self.spec.sandbox == "bwrap":
+            return {}
+        return process_tree(self.pid)
 
     def _open_client(self) -> None:
         assert self.km is not None
@@ -325,6 +337,7 @@ class KernelProcess:
             self._finalizer.detach()
             self._finalizer = None
         self._close_client()
+        background = self._background_processes() if self.km is not None else {}
         km, self.km = self.km, None
         if km is not None:
             try:
@@ -333,6 +346,7 @@ class KernelProcess:
                 log.warning("kernel shutdown failed (%s); killing it", exc)
                 with contextlib.suppress(Exception):
                     km.shutdown_kernel(now=True)
+        kill_tree(background)
         if self._log_file is not None:
             with contextlib.suppress(Exception):
                 self._log_file.close()

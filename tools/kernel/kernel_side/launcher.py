@@ -7,6 +7,9 @@ threads, and under bwrap it would act on bwrap rather than the kernel):
   process is SIGKILLed and even while the kernel is stuck in C code (ipykernel's own parent
   poller is a Python thread that a C loop starves). If that parent is already gone (PARENT is
   its pid, 0 under bwrap where the parent is the sandbox's init), exit at once;
+- PR_SET_CHILD_SUBREAPER: a process a cell started in the background whose parent exits (a
+  double-forked daemon) is re-parented to the kernel, not to init, so the agent finds it below
+  the kernel and ends it with the kernel (tools/kernel/orphans.py);
 - RLIMIT_AS (LIMIT bytes, 0 for none), then start ipykernel as ``-m ipykernel_launcher`` does.
 
 ipykernel 7 is started as it ships. Running it without its shell-channel thread (its 6.x
@@ -24,7 +27,10 @@ parent = int(sys.argv.pop(1))
 try:
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: a cell's daemons stay below us
+    del libc
 except Exception:
     pass
 if parent and os.getppid() != parent:
