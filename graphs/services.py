@@ -37,6 +37,7 @@ from dynagraph.tools.kernel import (
     reaper,
     scrubbed_env,
 )
+from dynagraph.tools.kernel.pool import POOL_SLOTS, remove_dead_slots
 from dynagraph.tools.library import FunctionLibrary, open_library
 from dynagraph.tools.models import ModelFactory
 from dynagraph.tools.tempfolders import sweep_temp
@@ -283,7 +284,7 @@ class Services:
             self.kernel_bootstrap()  # built here, before task threads parse code (see there)
         with self._lock:
             if self._kernel_pool is None and size > 0:
-                slots = self.settings.path(self.settings.executor.workdir) / ".kernel-pool"
+                slots = self.settings.path(self.settings.executor.workdir) / POOL_SLOTS
                 self._kernel_pool = KernelPool(self.kernel_session, size, slots)
             return self._kernel_pool
 
@@ -367,7 +368,8 @@ class Services:
         their owner (tools/tempfolders.py), and only those of ended processes go. Run at close,
         after this process's own are gone, so a task never waits for it."""
         try:
-            return sweep_temp() + self.scratch.sweep()
+            runs = self.settings.path(self.settings.executor.workdir)
+            return sweep_temp() + self.scratch.sweep() + remove_dead_slots(runs / POOL_SLOTS, runs)
         except Exception as exc:  # noqa: BLE001 - housekeeping must not fail a closing run
             log.debug("sweeping leftover folders failed: %r", exc)
             return 0

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from dynagraph.tools.procfs import start_time
@@ -94,9 +94,10 @@ def sweep_temp(prefixes: Iterable[str] = KNOWN_PREFIXES) -> int:
     return sum(remove_dead(root, prefix) for root in roots for prefix in prefixes)
 
 
-def remove_dead(root: Path, prefix: str) -> int:
+def remove_dead(root: Path, prefix: str, keep: Callable[[Path], bool] | None = None) -> int:
     """Remove each folder in ``root`` named ``prefix`` + an owner tag of this pid namespace
-    whose owner is no longer running, and is this user's; the number removed. Never raises."""
+    whose owner is no longer running, and is this user's, unless ``keep(folder)``; the number
+    removed. Never raises."""
     mine = owner_tag()
     if mine is None:
         return 0
@@ -117,6 +118,8 @@ def remove_dead(root: Path, prefix: str) -> int:
             continue  # its owner runs
         try:
             if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
+                continue
+            if keep is not None and keep(Path(entry.path)):
                 continue
         except OSError:
             continue

@@ -65,3 +65,21 @@ def test_a_socket_folder_goes_to_tmp_when_tmpdir_is_too_long(tmp_path, monkeypat
     finally:
         os.rmdir(plain)
         os.rmdir(sock)
+
+
+def test_a_killed_pools_slots_go_but_not_one_a_task_folder_links_to(tmp_path):
+    """A pool's slot is named after its process; under bubblewrap a taken slot *is* its task's
+    folder (runs/<thread> links to it) and must outlive the process that made it."""
+    from dynagraph.tools.kernel.pool import POOL_SLOTS, remove_dead_slots
+
+    runs = tmp_path / "runs"
+    slots = runs / POOL_SLOTS
+    spare = made_by_an_ended_process(slots, "")
+    taken = made_by_an_ended_process(slots, "")
+    (runs / "task-1").symlink_to(taken, target_is_directory=True)
+    (taken / "answer.txt").write_text("42")
+    mine = private_folder("", parent=slots)
+    assert remove_dead_slots(slots, runs) == 1
+    assert sorted(p.name for p in slots.iterdir()) == sorted([taken.name, mine.name])
+    assert (runs / "task-1" / "answer.txt").read_text() == "42"
+    assert not spare.exists()

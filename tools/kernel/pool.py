@@ -42,10 +42,13 @@ from pathlib import Path
 from dynagraph.tools.kernel import reaper
 from dynagraph.tools.kernel.cell import CellCancelled
 from dynagraph.tools.kernel.session import KernelSession
+from dynagraph.tools.tempfolders import owner_tag, remove_dead
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 30.0
+#: The pool's slots, under executor.workdir (graphs/services.py).
+POOL_SLOTS = ".kernel-pool"
 
 
 @dataclass
@@ -214,7 +217,9 @@ class KernelPool:
         return True
 
     def _new_slot(self) -> Path:
-        return self.slot_root / uuid.uuid4().hex[:12]
+        """A new slot's path, named after this process (see :func:`remove_dead_slots`)."""
+        tag = owner_tag()
+        return self.slot_root / ((f"{tag}-" if tag else "") + uuid.uuid4().hex[:12])
 
     def _discard(self, session: KernelSession) -> None:
         """Shut a kernel down in the background (reaper.py), then remove its slot."""
@@ -263,3 +268,19 @@ class KernelPool:
                 self._discard(session)
             if closed:
                 return
+
+
+def remove_dead_slots(slot_root: Path, runs: Path) -> int:
+    """Remove the slots that pools of processes killed before their close() left in
+    ``slot_root`` (tools/tempfolders.py: a slot is named after its process), except a slot a
+    task's folder in ``runs`` links to: under bubblewrap a taken slot *is* that task's folder."""
+    if not slot_root.is_dir():
+        return 0
+
+    @functools.cache
+    def linked() -> frozenset[Path]:  # listed once, and only if a slot of a dead owner is found
+        with contextlib.suppress(OSError):
+            return frozenset(p.resolve() for p in runs.iterdir() if p.is_symlink())
+        return frozenset()
+
+    return remove_dead(slot_root, "", keep=lambda slot: slot.resolve() in linked())
