@@ -5,7 +5,7 @@ Why: a kernel's runtime folder, the agent proxy's socket folder and a scratch ke
 removed when the agent shuts down normally, but a process killed with SIGKILL (or a lost
 terminal) cannot remove anything, and nothing else knew those folders were dead: an attack found
 ~320 of them in /tmp after a day of runs. Each folder's name now carries its owner,
-``<prefix><pid>.<start time>.<pid namespace>-<random>``, so a later process can tell a dead
+``<prefix><pid>.<start time>.<pid and time namespaces>-<random>``, so a later process can tell a dead
 owner's folder (no such process, or the pid now belongs to a process started at another time)
 from a live one's, without a lock or a registry. A folder is only ever removed when its owner is
 certainly gone: one from another pid namespace (a container sharing /tmp), another user's, or
@@ -14,8 +14,10 @@ one without an owner in its name (made before this scheme, or on a system withou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -46,6 +48,7 @@ KNOWN_PREFIXES = (KERNEL_PREFIX, PROXY_PREFIX, SCRATCH_PREFIX)
 #: An AF_UNIX socket path holds at most 107 bytes.
 SOCKET_PATH_MAX = 107
 _RANDOM_CHARS = 8  # what tempfile.mkdtemp adds
+_DIGITS = re.compile(r"[0-9]{1,10}")  # a pid (str.isdigit also takes "²", which int() refuses)
 
 _tag: tuple[int, str | None] | None = None
 
@@ -63,10 +66,14 @@ def owner_tag() -> str | None:
 def _read_tag(pid: int) -> str | None:
     start = start_time(pid)
     try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
+        namespaces = [f"{os.stat('/proc/self/ns/pid').st_ino:x}"]
     except OSError:
         return None
-    return f"{pid}.{start}.{namespace:x}" if start is not None else None
+    # start times read from another time namespace are shifted (unshare --boottime): its
+    # processes' owners would look dead from here, and ours from there
+    with contextlib.suppress(OSError):
+        namespaces.append(f"{os.stat('/proc/self/ns/time').st_ino:x}")
+    return f"{pid}.{start}.{'_'.join(namespaces)}" if start is not None else None
 
 
 def private_folder(prefix: str, *, socket_name: str = "", parent: Path | None = None) -> Path:
@@ -112,8 +119,8 @@ def remove_dead(root: Path, prefix: str, keep: Callable[[Path], bool] | None = N
             continue
         tag = entry.name[len(prefix) :].split("-", 1)[0]
         parts = tag.split(".")
-        if len(parts) != 3 or parts[2] != namespace or not parts[0].isdigit():
-            continue
+        if len(parts) != 3 or parts[2] != namespace or not _DIGITS.fullmatch(parts[0]):
+            continue  # not ours to judge (another namespace), or not a name we made
         if start_time(int(parts[0])) == parts[1]:
             continue  # its owner runs
         try:

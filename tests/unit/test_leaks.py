@@ -118,3 +118,21 @@ def test_an_unsandboxed_kernels_background_processes_end_with_it(tmp_path: Path,
         session.shutdown()
         for pid in running(pids):  # a failed check must not leave them to the next tests
             os.kill(pid, 9)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_pid_no_longer_the_kernels_has_its_processes_left_alone(tmp_path: Path):
+    """The kernel's pid is checked to still be the kernel (its start time) before its process
+    tree is taken to be killed: an attack had the pid of a dead kernel given to another
+    process, whose children the shutdown then killed."""
+    session = KernelSession(tmp_path, sandbox="none")
+    session.start()
+    try:
+        child = int(session.execute(BACKGROUND, timeout=30).stdout.split()[0])
+        process, started = session._process, session._process._started
+        assert child in process._background_processes()
+        process._started = "1"  # as if the pid now belonged to a process started at boot
+        assert process._background_processes() == {}
+        process._started = started  # the shutdown ends them
+    finally:
+        session.shutdown()

@@ -38,15 +38,16 @@ def test_only_folders_of_ended_owners_of_this_namespace_are_removed(tmp_path):
     dead = made_by_an_ended_process(tmp_path, prefix)
     mine = private_folder(prefix, parent=tmp_path)  # this process runs: stays
     pid, start, namespace = owner_tag().split(".")
-    foreign = tmp_path / f"{prefix}{pid}0.{start}.{int(namespace, 16) + 1:x}-abcdefgh"
+    foreign = tmp_path / f"{prefix}{pid}0.{start}.1_2-abcdefgh"  # another pid or time namespace
     reused = tmp_path / f"{prefix}{pid}.{int(start) + 1}.{namespace}-abcdefgh"  # pid reused
     legacy = tmp_path / f"{prefix}abcdefgh"  # before owners were named: never known dead
     other = tmp_path / f"something-{dead.name}"  # another prefix
-    for folder in (foreign, reused, legacy, other):
+    planted = tmp_path / f"{prefix}\u00b2.{start}.{namespace}-abcdefgh"  # "²".isdigit()
+    for folder in (foreign, reused, legacy, other, planted):
         folder.mkdir()
     assert remove_dead(tmp_path, prefix) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (mine, foreign, legacy, other)
+        p.name for p in (mine, foreign, legacy, other, planted)
     )
 
 

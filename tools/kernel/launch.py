@@ -33,6 +33,7 @@ from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.hardening import Sandbox, protect_agent_process
 from dynagraph.tools.kernel.loops import closing_thread_loop, thread_loop_closed
 from dynagraph.tools.kernel.orphans import kill_tree, process_tree
+from dynagraph.tools.procfs import start_time
 from dynagraph.tools.tempfolders import KERNEL_PREFIX, private_folder
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
@@ -241,6 +242,7 @@ class KernelProcess:
         self.runtime_dir: Path | None = None
         self._log_file: Any = None
         self._finalizer: weakref.finalize | None = None
+        self._started: str | None = None  # the kernel process's start time (procfs)
 
     @property
     def pid(self) -> int | None:
@@ -271,6 +273,7 @@ class KernelProcess:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
             )
+            self._started = start_time(self.pid) if self.pid else None
             self._open_client()
         except Exception as exc:
             detail = self.log_tail()
@@ -283,14 +286,17 @@ class KernelProcess:
         background = self._background_processes()
         self.km.restart_kernel(now=True, cwd=str(workdir))
         kill_tree(background)
+        self._started = start_time(self.pid) if self.pid else None
         self._open_client()
 
     def _background_processes(self) -> dict[int, str]:
         """What the kernel's cells started that still runs, to end with the kernel. Under
-        bubblewrap nothing: the sandbox's PID namespace ends with its init (orphans.py)."""
-        if self.spec.sandbox == "bwrap":
+        bubblewrap nothing: the sandbox's PID namespace ends with its init (orphans.py). Nor
+        below a pid that is no longer the kernel's (it ended and the pid was given again)."""
+        pid = self.pid
+        if self.spec.sandbox == "bwrap" or pid is None or start_time(pid) != self._started:
             return {}
-        return process_tree(self.pid)
+        return process_tree(pid)
 
     def _open_client(self) -> None:
         assert self.km is not None
