@@ -543,11 +543,16 @@ OWN_FEE_CELL = "FEE = 0.5\ndef with_fee(amount):\n    return add_vat(amount) + F
 
 
 def task_candidates(verifier, cells: list[str], calls: str) -> list:
-    """The task's candidates as the executor hands them over: every cell ran in one namespace
-    (so a later cell's ``RATE`` is what an earlier function read), then ``calls``."""
+    """The task's candidates as the executor hands them over: every function of every cell
+    (the earlier cells as context), each cell run in one namespace (so a later cell's
+    ``RATE`` is what an earlier function read), then ``calls``."""
     recorded = record_calls(verifier, "".join(cells), calls)
-    functions = [extract_functions(cell)[-1] for cell in cells]
-    return [Candidate.from_function(fn, recorded.get(fn.name, [])) for fn in functions]
+    entries = [
+        Candidate.from_function(fn, recorded.get(fn.name, [])).to_entry()
+        for index, cell in enumerate(cells)
+        for fn in extract_functions(cell, context=cells[:index])
+    ]
+    return merge_task_candidates(entries)
 
 
 def test_a_function_that_only_worked_on_a_batch_mates_global_is_not_admitted(library, verifier):
@@ -572,3 +577,46 @@ def test_batch_mates_with_their_own_globals_are_admitted_and_run_as_stored(libra
     assert {n: d.action for n, d in decisions.items()} == {"add_vat": "added", "with_fee": "added"}
     assert "reproduces 1/1 probes" in decisions["with_fee"].reason
     assert library.get_by_name("with_fee").depends_on == ["add_vat"]
+
+
+SHAPES_CELL = """
+from dataclasses import dataclass
+import math
+
+@dataclass
+class Point:
+    x: float
+    y: float
+
+class Circle:
+    def __init__(self, r):
+        self.r = r
+
+def norm(p: Point) -> float:
+    return math.hypot(p.x, p.y)
+
+def unit(p: Point) -> Point:
+    n = norm(p)
+    return Point(p.x / n, p.y / n)
+
+def kind(shape) -> str:
+    return "circle" if isinstance(shape, Circle) else "other"
+
+def describe(shape) -> str:
+    return kind(shape) + (" of radius %g" % shape.r if isinstance(shape, Circle) else "")
+"""
+
+
+def test_functions_that_share_a_class_share_one_class_object(library, verifier):
+    """Each function is stored with its own copy of the cell's ``Point``; defined each in a
+    namespace of its own they made two classes, so ``unit`` returned a Point that was not
+    equal to the recorded one (an attack: "gave Point(x=0.6, y=0.8), recorded Point(x=0.6,
+    y=0.8)") and ``describe`` saw ``Circle(1)`` as not a Circle. The same class code gets
+    one class object in a kernel: all four are admitted as reproducing their calls."""
+    calls = "norm(Point(3, 4))\nunit(Point(3, 4))\nkind(Circle(1))\ndescribe(Circle(2))"
+    cands = task_candidates(verifier, [SHAPES_CELL], calls)
+    decisions = {d.name: d for d in admission(library, verifier)(cands, ORIGIN)}
+    assert {n: d.action for n, d in decisions.items()} == dict.fromkeys(
+        ["norm", "unit", "kind", "describe"], "added"
+    ), {n: d.reason for n, d in decisions.items()}
+    assert all("reproduces" in d.reason for d in decisions.values())

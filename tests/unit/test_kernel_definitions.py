@@ -159,3 +159,25 @@ def test_a_class_a_library_function_takes_is_offered_to_the_cell(session) -> Non
     session.execute("del Box, box_area\nclass Box:\n    w, h = 1, 2")
     assert definitions.failures(session.execute(cell, silent=True), ["box_area"]) == {}
     assert session.execute("print(box_area(Box()))").stdout == "2\n"  # the cell's own Box
+
+
+def test_records_defining_the_same_class_share_it_and_another_class_code_does_not(session):
+    """Two stored functions each carry the cell's ``Point``: defined each on its own, they share
+    one class object (equality and isinstance hold across them); a class that reads another
+    module-level ``RATE`` is another class."""
+    point = "from dataclasses import dataclass\n\n@dataclass\nclass Point:\n    x: float\n    y: float\n"
+    norm = point + "import math\ndef norm(p):\n    return math.hypot(p.x, p.y)\n"
+    unit = point + "def unit(p):\n    n = norm(p)\n    return Point(p.x / n, p.y / n)\n"
+    taxer = "RATE = {}\nclass Taxer:\n    def tax(self, x):\n        return x * RATE\n"
+    vat = taxer.format(0.2) + "def vat(x):\n    return Taxer().tax(x)\n"
+    duty = taxer.format(0.5) + "def duty(x):\n    return Taxer().tax(x)\n"
+    cell = definitions.define_code(
+        [("norm", norm, []), ("unit", unit, ["norm"]), ("vat", vat, []), ("duty", duty, [])]
+    )
+    names = ["norm", "unit", "vat", "duty"]
+    assert definitions.failures(session.execute(cell, silent=True), names) == {}
+    shown = session.execute("print(unit(Point(3, 4)) == Point(0.6, 0.8), vat(100), duty(100))")
+    assert shown.stdout == "True 20.0 50.0\n", shown.to_observation()
+    again = definitions.define_code([("unit", unit, ["norm"])])  # a later step, another cell
+    assert definitions.failures(session.execute(again, silent=True), ["unit"]) == {}
+    assert session.execute("print(isinstance(unit(Point(3, 4)), Point))").stdout == "True\n"
