@@ -620,3 +620,16 @@ def test_functions_that_share_a_class_share_one_class_object(library, verifier):
         ["norm", "unit", "kind", "describe"], "added"
     ), {n: d.reason for n, d in decisions.items()}
     assert all("reproduces" in d.reason for d in decisions.values())
+
+
+@pytest.mark.parametrize("cells", [["EVEN", "ODD"], ["EVEN + ODD"]], ids=["two cells", "one cell"])
+def test_functions_that_call_each_other_are_admitted(library, verifier, cells):
+    """Defined each on its own, the first of two functions that call each other was defined
+    before the second existed, and both were rejected with NameError (an attack)."""
+    even = "def is_even(n):\n    return True if n == 0 else is_odd(n - 1)\n"
+    odd = "def is_odd(n):\n    return False if n == 0 else is_even(n - 1)\n"
+    sources = {"EVEN": even, "ODD": odd, "EVEN + ODD": even + odd}
+    cands = task_candidates(verifier, [sources[c] for c in cells], "is_even(4)\nis_odd(3)")
+    decisions = {d.name: d for d in admission(library, verifier)(cands, ORIGIN)}
+    assert {n: d.action for n, d in decisions.items()} == {"is_even": "added", "is_odd": "added"}
+    assert all("reproduces" in d.reason for d in decisions.values()), decisions

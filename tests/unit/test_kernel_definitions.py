@@ -181,3 +181,11 @@ def test_records_defining_the_same_class_share_it_and_another_class_code_does_no
     again = definitions.define_code([("unit", unit, ["norm"])])  # a later step, another cell
     assert definitions.failures(session.execute(again, silent=True), ["unit"]) == {}
     assert session.execute("print(isinstance(unit(Point(3, 4)), Point))").stdout == "True\n"
+
+
+def test_library_functions_that_call_each_other_are_defined(session):
+    even = "def is_even(n):\n    return True if n == 0 else is_odd(n - 1)\n"
+    odd = "def is_odd(n):\n    return False if n == 0 else is_even(n - 1)\n"
+    cell = definitions.define_code([("is_even", even, ["is_odd"]), ("is_odd", odd, ["is_even"])])
+    assert definitions.failures(session.execute(cell, silent=True), ["is_even", "is_odd"]) == {}
+    assert session.execute("print(is_even(4), is_odd(3))").stdout == "True True\n"

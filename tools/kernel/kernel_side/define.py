@@ -13,7 +13,8 @@ and module-level names (``RATE = 0.2``) are its own, so two library functions th
 ``RATE`` to another value, or import ``sqrt`` from ``math`` and from ``cmath``, each keep
 theirs, and a cell that later sets ``RATE`` changes neither. The namespace starts with the
 user namespace's ``__`` names (builtins, ``__name__``, the probe recorder) and the library
-functions the source calls (``depends_on``, defined before it). Only the function and its
+functions the source calls (``depends_on``, defined before it; of functions that call each
+other, the first gets the second once it is defined). Only the function and its
 aliases are bound in the user namespace; its imports and its classes too where the name is
 free, so that a cell may use ``np`` as before and build the ``Box`` a function takes (a
 recorded call's pickled ``Box`` is found there too), but never in place of a name the cell
@@ -38,6 +39,8 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
     failed: dict = {}
     user_ns = shell.user_ns
     classes = user_ns.setdefault("__dynagraph_classes__", {})  # class key -> the class
+    # name -> (its namespace, depends_on): a dependency defined later is bound in afterwards
+    defined = user_ns.setdefault("__dynagraph_namespaces__", {})
     for index, (name, source, depends_on) in enumerate(sources):
         filename = f"<dynagraph library {index}: {name}>"
         try:
@@ -59,6 +62,7 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
             for cls, key in keys.items():
                 if cls not in known and isinstance(namespace.get(cls), type):
                     classes[key] = namespace[cls]
+            defined[name] = (namespace, list(depends_on))
             if name in namespace and name not in exported:  # bound another way than a def
                 exported.insert(0, name)
             for key in exported:
@@ -68,6 +72,10 @@ def define_all(shell: Any, sources: list, marker: str) -> None:
                     user_ns.setdefault(key, namespace[key])
         except Exception as exc:  # one record must not stop the others
             failed[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+    for namespace, depends_on in defined.values():  # functions that call each other: the
+        for dep in depends_on:  # first was defined before the second existed
+            if dep not in namespace and dep in user_ns:
+                namespace[dep] = user_ns[dep]
     print(marker + json.dumps({"failed": failed}))
 
 
