@@ -303,3 +303,48 @@ def test_functions_that_share_a_module_level_name_each_keep_theirs_in_the_packag
     assert sorted(p.name for p in (package / "tests").iterdir()) == ["test_store.py"]
     assert [p.name for p in (package / "shop").iterdir()] == ["notes.txt"]
     assert_package_tests_pass(package, 4)
+
+
+SHAPES = '''from dataclasses import dataclass
+import math
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+
+
+def norm(p: Point) -> float:
+    """Length of a vector."""
+    return math.hypot(p.x, p.y)
+
+
+def unit(p: Point) -> Point:
+    """The vector scaled to length 1."""
+    n = norm(p)
+    return Point(p.x / n, p.y / n)
+'''
+
+
+def test_functions_that_carry_the_same_class_share_it_in_the_package(tmp_path):
+    """norm and unit are each stored with a copy of the file's Point; the package gives them one
+    class, as a kernel does (unit's module imports norm's): unit's Point is the Point norm
+    takes and the one the package's users build."""
+    env = user_env(DYNAGRAPH_HOME=str(tmp_path / "home"))
+    env.pop("OPENAI_API_KEY", None)
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    (tmp_path / "calls.py").write_text("norm(Point(3, 4))\nunit(Point(3, 4))\n")
+    added = dynagraph("library", "add", str(tmp_path / "shapes.py"), "--probe",
+                      str(tmp_path / "calls.py"), env=env)  # fmt: skip
+    assert added.returncode == 0 and added.stdout.count(": added [add]") == 2, added.stdout
+    package = tmp_path / "pkg"
+    proc = dynagraph("library", "export", "--package", str(package), "--name", "shapes", env=env)
+    assert proc.returncode == 0, proc.stderr
+    use = (
+        "from shapes import norm, unit\nfrom shapes._fn_norm import Point\n"
+        "u = unit(Point(3, 4))\nprint(u == Point(0.6, 0.8), isinstance(u, Point), norm(u))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", use], capture_output=True, text=True, timeout=60,
+                         cwd=package, env={**os.environ, "PYTHONPATH": str(package)})  # fmt: skip
+    assert run.stdout == "True True 1.0\n", run.stdout + run.stderr

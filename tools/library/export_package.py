@@ -35,6 +35,7 @@ from typing import Any
 
 from dynagraph.tools.codeparse import parse_python
 from dynagraph.tools.errors import InputError
+from dynagraph.tools.kernel.kernel_side.define import class_keys
 from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError, newest
 from dynagraph.tools.library.export_literals import literal_of_pickle
 from dynagraph.tools.library.verified import refused_records
@@ -166,25 +167,56 @@ def module_file(record: FunctionRecord) -> str:
     return f"_fn_{record.name}"
 
 
-def _function_module(record: FunctionRecord, owners: dict[str, FunctionRecord]) -> str:
+def _function_module(
+    record: FunctionRecord, owners: dict[str, FunctionRecord], shared: dict[str, str]
+) -> str:
     """One function's own module: its imports, the library functions it calls (from their
     modules), its module-level names, its code, its aliases. A module each, as a task's
     kernel defines each in a namespace of its own: two functions that set ``RATE`` to other
-    values, or one named ``json`` beside another's ``import json``, never meet."""
+    values, or one named ``json`` beside another's ``import json``, never meet. A class an
+    earlier module defines the same way (``shared``: class name -> that module) is imported
+    from it, as a kernel gives both one class object (kernel_side/define.py)."""
     calls = []
     for dep in dict.fromkeys(record.depends_on):
         owner = owners.get(dep)
         if owner is not None and owner.name != record.name:
             calls.append(f"from .{module_file(owner)} import {dep}")
+    calls += [f"from .{module} import {cls}" for cls, module in shared.items()]
     aliases = [f"{a} = {record.name}" for a in record.callable_aliases()]
+    own = [g.strip() for g in record.globals if g.strip() and _class_defined(g) not in shared]
     parts = [
         f'"""{record.name}: written and tested by a dynagraph agent."""',
         "\n".join(dict.fromkeys(i.strip() for i in record.imports if i.strip())),
         "\n".join(calls),
-        "\n".join(g.strip() for g in record.globals if g.strip()),
+        "\n".join(own),
         "\n".join([record.code.strip(), *aliases]),
     ]
     return "\n\n\n".join(p for p in parts if p.strip()) + "\n"
+
+
+def _class_defined(source: str) -> str | None:
+    """The class a module-level statement defines, if it is one class definition."""
+    try:
+        body = parse_python(source.strip()).body  # type: ignore[attr-defined]
+    except SyntaxError:
+        return None
+    return body[0].name if len(body) == 1 and isinstance(body[0], ast.ClassDef) else None
+
+
+def _shared_classes(records: list[FunctionRecord]) -> dict[str, dict[str, str]]:
+    """Per function (dependencies first): {class: the module of an earlier function that
+    defines the same class}, with the kernel's rule for the same class (``class_keys``)."""
+    first: dict[str, str] = {}  # class key -> module
+    out: dict[str, dict[str, str]] = {}
+    for record in records:
+        try:
+            keys = class_keys(parse_python(record.kernel_source()), record.name)
+        except SyntaxError:
+            keys = {}
+        out[record.name] = {cls: first[key] for cls, key in keys.items() if key in first}
+        for key in keys.values():
+            first.setdefault(key, module_file(record))
+    return out
 
 
 def _module_sources(records: list[FunctionRecord], name: str) -> dict[str, str]:
@@ -200,7 +232,8 @@ def _module_sources(records: list[FunctionRecord], name: str) -> dict[str, str]:
     header = f'"""{name}: functions written and tested by dynagraph agents."""'
     init = "\n\n".join([header, "\n".join(lines), f"__all__ = {exported!r}"]) + "\n"
     modules = {"__init__": init}
-    modules.update({module_file(r): _function_module(r, owners) for r in records})
+    shared = _shared_classes(records)
+    modules.update({module_file(r): _function_module(r, owners, shared[r.name]) for r in records})
     return modules
 
 
