@@ -52,6 +52,7 @@ class _Kernel:
 
     restarts: int  # the session's restart count that ``defined`` is true for
     defined: dict[str, str] = field(default_factory=dict)  # library function name -> record id
+    helper: bool = False  # a definition cell installed kernel_side/define.py's helper
 
 
 @dataclass
@@ -94,6 +95,7 @@ class ExecutorNode:
                 known = self._kernels[session] = _Kernel(session.restarts)
             elif known.restarts != session.restarts:
                 known.defined.clear()
+                known.helper = False
                 known.restarts = session.restarts
             return known
 
@@ -159,26 +161,33 @@ class ExecutorNode:
 
         for rid in record_ids:
             visit(library.get(rid))
-        for _ in range(2):
+        for _ in range(3):
             known = self._known(session)
             if known.defined and not session.is_alive():  # died while idle: restarted next
                 known.defined.clear()
+                known.helper = False
             todo = [r for r in ordered if known.defined.get(r.name) != r.id]
             if not todo:
                 break
             restarts = session.restarts
-            # one cell for all, each source run in a namespace of its own (definitions.py)
+            # one cell for all, each source run in a namespace of its own (definitions.py);
+            # the helper's source only in the kernel's first one
             cell = definitions.define_code(
-                [(r.name, r.kernel_source(), r.depends_on) for r in todo]
+                [(r.name, r.kernel_source(), r.depends_on) for r in todo],
+                install=not known.helper,
             )
             result = session.execute(
                 cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
             )
+            if known.helper and definitions.helper_missing(result):
+                known.helper = False  # a cell's %reset removed it: install it again
+                continue
             failed = definitions.failures(result, [r.name for r in todo])
             if session.restarts != restarts:
                 if result.status in ("died", "timeout"):
                     continue  # the kernel restarted after the cell: define into the new one
                 known = self._known(session)  # restarted before it: the cell ran in the new one
+            known.helper = known.helper or result.ok()
             for record in todo:
                 if record.name in failed:
                     notes.append(

@@ -189,3 +189,24 @@ def test_library_functions_that_call_each_other_are_defined(session):
     cell = definitions.define_code([("is_even", even, ["is_odd"]), ("is_odd", odd, ["is_even"])])
     assert definitions.failures(session.execute(cell, silent=True), ["is_even", "is_odd"]) == {}
     assert session.execute("print(is_even(4), is_odd(3))").stdout == "True True\n"
+
+
+def test_the_definition_helper_is_sent_once_a_kernel_and_again_after_a_reset(tmp_path, library):
+    """The helper's ~8 KB of source cost ~5 ms a cell to IPython even when its guard skipped it:
+    only a kernel's first definition cell carries it. A cell's ``%reset`` removes it; the next
+    definitions see that and send it again, and are defined all the same."""
+    first, second, third = (
+        library.add(rec(f"def f{i}(x):\n    return x + {i}\n")) for i in (1, 2, 3)
+    )
+    node = ExecutorNode(SimpleNamespace(library=library))  # type: ignore[arg-type]
+    with KernelSession(tmp_path / "k", bootstrap=probes.BOOTSTRAP) as real_session:
+        session = CountedCells(real_session)
+        carries = lambda: [definitions.INSTALL_CODE in cell for cell in session.cells]  # noqa: E731
+        node.define_library_functions(session, [first.id])
+        node.define_library_functions(session, [second.id])
+        assert carries() == [True, False]
+        session.execute("%reset -f")
+        defined, notes = node.define_library_functions(session, [third.id])
+        assert notes == [] and "f3" in defined
+        assert carries()[3:] == [False, True]  # without it: NameError; then with it
+        assert session.execute("print(f3(1))").stdout == "4\n"

@@ -13,7 +13,14 @@ import json
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.result import ExecutionResult
 
-__all__ = ["DEFINED_MARKER", "INSTALL_CODE", "define_code", "failures", "reported_failures"]
+__all__ = [
+    "DEFINED_MARKER",
+    "INSTALL_CODE",
+    "define_code",
+    "failures",
+    "helper_missing",
+    "reported_failures",
+]
 
 #: Prefix of the line the definition cell prints (the rest of the line is JSON).
 DEFINED_MARKER = "__DYNAGRAPH_DEFINED__"
@@ -32,12 +39,24 @@ INSTALL_CODE = "if '__dynagraph_define_all__' not in globals():\n" + "".join(
 )
 
 
-def define_code(sources: list[tuple[str, str, list[str]]]) -> str:
+def define_code(sources: list[tuple[str, str, list[str]]], *, install: bool = True) -> str:
     """One cell that defines each ``(name, source, depends_on)``, in order, each in a namespace
-    of its own (kernel_side/define.py): its imports and module-level names are its own."""
+    of its own (kernel_side/define.py): its imports and module-level names are its own.
+
+    ``install=False`` leaves out :data:`INSTALL_CODE`, for a kernel known to have the helper
+    (the scratch kernel's baseline, a task kernel's earlier definition cell): the helper's
+    ~8 KB of source in a cell cost ~5 ms a cell to IPython's input transformers, even when its
+    guard skips it. Without the helper the cell fails with a NameError (:func:`helper_missing`).
+    """
     pairs = [[str(name), str(source), [str(d) for d in deps]] for name, source, deps in sources]
-    return (
-        INSTALL_CODE + f"__dynagraph_define_all__(get_ipython(), {pairs!r}, {DEFINED_MARKER!r})\n"
+    call = f"__dynagraph_define_all__(get_ipython(), {pairs!r}, {DEFINED_MARKER!r})\n"
+    return INSTALL_CODE + call if install else call
+
+
+def helper_missing(result: ExecutionResult) -> bool:
+    """Whether a definition cell made without the helper ran where it was not (a ``%reset``)."""
+    return result.error_name == "NameError" and "__dynagraph_define_all__" in (
+        result.error_value or ""
     )
 
 

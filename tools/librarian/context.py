@@ -128,7 +128,7 @@ class AdmissionContext:
         it depends on. So a check passes only for what the library will run: a function that
         read another candidate's ``RATE``, or an import only a batch mate made, fails here as
         it would in the next task, not after it was stored."""
-        return define_code([(cand.name, cand.source(), self.depends_of(cand))])
+        return define_code([(cand.name, cand.source(), self.depends_of(cand))], install=False)
 
     # -- writes ---------------------------------------------------------------------------------
     def store(
@@ -181,8 +181,9 @@ class AdmissionContext:
 def isolated_source(record: FunctionRecord) -> str:
     """A cell that defines a library function as a task's kernel does: in a namespace of its
     own (tools/kernel/definitions.py), so that a check sees the function its recorded calls
-    used, whatever module-level names the function checked sets."""
-    return define_code([(record.name, record.kernel_source(), record.depends_on)])
+    used, whatever module-level names the function checked sets. For the scratch kernel, which
+    has the definition helper in its baseline (tools/librarian/scratch.py)."""
+    return define_code([(record.name, record.kernel_source(), record.depends_on)], install=False)
 
 
 class Stage(Protocol):
