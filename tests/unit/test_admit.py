@@ -633,3 +633,33 @@ def test_functions_that_call_each_other_are_admitted(library, verifier, cells):
     decisions = {d.name: d for d in admission(library, verifier)(cands, ORIGIN)}
     assert {n: d.action for n, d in decisions.items()} == {"is_even": "added", "is_odd": "added"}
     assert all("reproduces" in d.reason for d in decisions.values()), decisions
+
+
+ITEMS_CELL = """
+from dataclasses import dataclass
+
+@dataclass
+class Item:
+    name: str
+    price: float
+
+def make_items(pairs):
+    return [Item(name, price) for name, price in pairs]
+
+def total(items) -> float:
+    return sum(item.price for item in items)
+"""
+
+
+def test_a_function_whose_arguments_are_a_batch_mates_class_is_verified(library, verifier):
+    """``total`` reads ``item.price`` and never names ``Item``, so it is stored without the
+    class; its recorded calls' pickled Items loaded only where a batch mate had defined
+    ``Item``, and it was admitted ``unverified``. The check now defines the mate that offers
+    the class the arguments need (found in the pickles' opcodes, nothing unpickled)."""
+    calls = "total(make_items([('a', 2.5), ('b', 4)]))"
+    cands = task_candidates(verifier, [ITEMS_CELL], calls)
+    decisions = {d.name: d for d in admission(library, verifier)(cands, ORIGIN)}
+    assert decisions["total"].action == "added", decisions["total"].reason
+    assert "reproduces 1/1 probes" in decisions["total"].reason
+    assert "unverified" not in library.get_by_name("total").tags
+    assert library.get_by_name("total").globals == []  # the class is not stored with it

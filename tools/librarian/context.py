@@ -9,9 +9,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from dynagraph.tools.codeparse import class_names
 from dynagraph.tools.kernel.definitions import define_code
 from dynagraph.tools.librarian.candidate import Candidate, Origin, to_record
 from dynagraph.tools.librarian.model import LibrarianModel
+from dynagraph.tools.librarian.replay import main_classes
 from dynagraph.tools.librarian.scratch import ScratchVerifier
 from dynagraph.tools.librarian.settings import LibrarianSettings
 from dynagraph.tools.library import FunctionLibrary, FunctionRecord
@@ -108,10 +110,29 @@ class AdmissionContext:
     def sources_of(self, function: Candidate | FunctionRecord) -> list[str]:
         """What defines ``function`` in the scratch kernel: its dependencies, then itself."""
         if isinstance(function, Candidate):
-            deps = self.dependency_sources(function.calls, {function.name})
-            return [*deps, self.isolated(function)]
+            seen = {function.name}
+            deps = self.dependency_sources(function.calls, seen)
+            return [*deps, *self.argument_classes(function, seen), self.isolated(function)]
         deps = self.dependency_sources(function.depends_on, {function.name})
         return [*deps, isolated_source(function)]
+
+    def argument_classes(self, cand: Candidate, seen: set[str]) -> list[str]:
+        """Cells defining the batch mates (not in ``seen``) whose classes ``cand``'s recorded
+        arguments are instances of and ``cand`` does not define itself: a ``total(items)``
+        that reads ``item.price`` never names ``Item``, but its calls' pickled ``Item``s load
+        only where ``Item`` is defined (without it every call was unreplayable, and the
+        function admitted ``unverified``). Each defined mate offers its classes to the cell."""
+        needed = main_classes(cand.probes) - {c for g in cand.globals for c in class_names(g)}
+        out: list[str] = []
+        for mate in self.batch.values():
+            if not needed or mate.name in seen:
+                continue
+            offers = {c for g in mate.globals for c in class_names(g)} & needed
+            if offers:
+                seen.add(mate.name)
+                needed -= offers
+                out.append(self.isolated(mate))
+        return out
 
     def depends_of(self, cand: Candidate) -> list[str]:
         """The functions ``cand`` calls that another candidate of the task or the library

@@ -13,6 +13,7 @@ __all__ = [
     "ProbeOutcome",
     "ReplayReport",
     "has_returned_call",
+    "main_classes",
     "refused_call",
     "returned",
     "shim_source",
@@ -175,3 +176,46 @@ def shim_source(parameters: str, call: str) -> str:
     takes other parameters (``call`` is written with the original's parameter names, e.g.
     ``count_above(data_frame=df, column="Score", threshold=8)``)."""
     return f"def {SHIM_NAME}({parameters}):\n    return {call}\n"
+
+
+#: Opcodes that push a string (the module and name a STACK_GLOBAL takes come from these).
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
+)
+
+
+def main_classes(probes: list[dict[str, Any]]) -> set[str]:
+    """The names a recorded call's pickled arguments look up in ``__main__`` (classes the
+    task's cells defined, such as the ``Item`` a ``total(items)`` was called with), read from
+    the pickles' opcodes: nothing is unpickled, so no recorded code runs here."""
+    import base64
+    import pickletools
+
+    names: set[str] = set()
+    for probe in probes:
+        try:
+            data = base64.b64decode(probe.get("args_b64") or "")
+            ops = list(pickletools.genops(data))
+        except Exception:  # noqa: BLE001 - not base64, or a truncated or foreign pickle
+            continue
+        memo: dict[int, Any] = {}
+        recent: list[Any] = []  # the values pushed last (strings, or None for anything else)
+        for op, arg, _ in ops:
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                module, _, name = arg.partition(" ")
+                if module == "__main__":
+                    names.add(name)
+            elif op.name == "STACK_GLOBAL" and recent[-2:-1] == ["__main__"] and recent[-1]:
+                names.add(str(recent[-1]))
+            if op.name in _STRING_OPS:
+                recent.append(arg)
+            elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+                recent.append(memo.get(int(arg)))
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[int(arg)] = recent[-1] if recent else None
+            elif op.name != "FRAME":
+                recent.append(None)
+            recent = recent[-2:]
+    return {n for n in names if n.isidentifier()}
