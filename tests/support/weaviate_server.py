@@ -114,7 +114,7 @@ class WeaviateEndpoint:
             return
         from dynagraph.tools.library.weaviate_connect import connect
 
-        client = connect(self.config())
+        client = connect(self.config(timeout=180.0))  # a loaded machine: a delete flushes
         try:
             client.collections.delete([f"{n}{s}" for n in names for s in ("", "Log", "Task")])
         finally:
