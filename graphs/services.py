@@ -8,6 +8,7 @@ builds it. Kernels live in a registry keyed by thread id, outside the graph stat
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import sys
 import threading
@@ -43,6 +44,9 @@ from dynagraph.tools.models import ModelFactory
 from dynagraph.tools.tempfolders import sweep_temp
 
 log = logging.getLogger(__name__)
+
+#: A thread id longer than this gets a folder named by a digest (file names: 255 bytes).
+_PLAIN_ID_MAX = 100
 
 
 def _remove_unused_folder(session: KernelSession, folder: Path) -> None:
@@ -209,7 +213,15 @@ class Services:
 
     # -- kernels ------------------------------------------------------------------------------
     def workdir_for(self, thread_id: str) -> Path:
+        """The task's folder under ``executor.workdir``: the thread id itself when it is a
+        plain name, else its safe characters and a digest of the whole id. So ``..`` and
+        ``.`` never name the home or the tasks' folder (an attack: a cell under bubblewrap
+        wrote next to checkpoints.db), ``a/b`` and ``a_b`` get folders of their own, a name
+        never begins with a dot (``.kernel-pool`` is the pool's), and a long id fits."""
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in thread_id)
+        if safe != thread_id or not safe or safe.startswith(".") or len(safe) > _PLAIN_ID_MAX:
+            digest = hashlib.sha256(thread_id.encode("utf-8", "surrogatepass")).hexdigest()
+            safe = f"{safe.lstrip('.')[: _PLAIN_ID_MAX - 20] or 'thread'}-{digest[:16]}"
         return self.settings.path(self.settings.executor.workdir) / safe
 
     def sandbox_hidden(self) -> list[Path]:
