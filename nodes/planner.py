@@ -29,12 +29,29 @@ from dynagraph.nodes.speculation import Speculations
 from dynagraph.nodes.state import State
 from dynagraph.tools.actions._common import ActionError
 from dynagraph.tools.actions.media import image_data_url
+from dynagraph.tools.errors import InputError
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 #: At most this many images of the last step are shown to the planner (agent.show_images).
 MAX_SHOWN_IMAGES = 4
+
+
+def check_task(state: State) -> None:
+    """The graph's input must hold the task as text: from a LangGraph server (Studio) any JSON
+    comes in, and ``{"task": 5}`` failed deep in the embedder with an AttributeError, ``{}``
+    with a KeyError, each after the task's kernel had been started."""
+    task = state.get("task")
+    if not isinstance(task, str) or not task.strip():
+        got = (
+            "none"
+            if task is None
+            else "an empty text"
+            if isinstance(task, str)
+            else (f"a {type(task).__name__}")
+        )
+        raise InputError(f'the input needs "task", the task as text (got {got})')
 
 
 class Speculator(Protocol):
@@ -89,6 +106,7 @@ class PlannerNode:
     def __call__(
         self, state: State, runtime: Runtime[Context], config: RunnableConfig
     ) -> dict[str, Any]:
+        check_task(state)  # before a kernel or an embedding starts for it
         settings = self.services.settings
         context = runtime.context or Context()
         max_steps = context.step_limit(settings.agent)

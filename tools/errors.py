@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 
-class DynagraphError(Exception):
-    """Base of every deliberate dynagraph error; ``str(error)`` is the one line to print."""
+class DynagraphError(RuntimeError):
+    """Base of every deliberate dynagraph error; ``str(error)`` is the one line to print.
+
+    A RuntimeError so that a LangGraph server (Studio, ``langgraph dev``) shows its message:
+    the server passes a run's error message on for RuntimeError and ValueError only, and
+    said "An internal error occurred" for every other one (an attack)."""
 
     exit_code: int = 1
 

@@ -231,3 +231,25 @@ def test_redefining_a_library_name_is_not_counted_as_reuse(stub_env, settings_fo
     stub.script("coder", [coder_cell("print(multiply_numbers(17, 23))")])
     third = run_task("What is 17 times 23, reusing?", settings)
     assert third.functions_reused == ["multiply_numbers"]
+
+
+@pytest.mark.parametrize("value", [5, ["a task"], "  ", None], ids=["int", "list", "blank", "none"])
+def test_an_input_without_a_task_as_text_is_one_clear_error_and_starts_nothing(
+    stub_env, settings_for, value
+):
+    """What a LangGraph server (Studio) passes on is any JSON: the planner refuses an input
+    whose task is not text before a kernel starts or a model is asked, with an InputError
+    (a RuntimeError: the server shows its message)."""
+    from dynagraph.graphs.graph import build_graph
+    from dynagraph.tools.errors import InputError
+
+    graph = build_graph(settings_for())
+    try:
+        inputs = {} if value is None else {"task": value}
+        with pytest.raises(InputError, match='the input needs "task", the task as text'):
+            graph.invoke(inputs, {"configurable": {"thread_id": "bad-input"}})
+        assert graph.services.kernels.peek("bad-input") is None
+        assert not stub_env["stub"].requests
+        assert isinstance(InputError("x"), RuntimeError)
+    finally:
+        graph.services.close()
