@@ -84,17 +84,28 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return records
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if lineno == _line_count(path):  # a line cut short by a crash: ignore it
+    if not path.is_file():  # a folder; /dev/full or /dev/stdout would be read without end
+        raise EvalDataError(f"the results file {path} is not a regular file: choose another --out")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
                     continue
-                raise EvalDataError(f"{path}:{lineno}: not a JSON record") from None
-            records[str(record["id"])] = record
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    if lineno == _line_count(path):  # a line cut short by a crash: ignore it
+                        continue
+                    raise EvalDataError(f"{path}:{lineno}: not a JSON record") from None
+                if not isinstance(record, dict) or "id" not in record:
+                    raise EvalDataError(f"{path}:{lineno}: not an eval result (no id)")
+                records[str(record["id"])] = record
+    except UnicodeDecodeError:
+        raise EvalDataError(
+            f"{path} is not a results file (not UTF-8): choose another --out"
+        ) from None
+    except OSError as exc:
+        raise EvalDataError(f"cannot read the results file {path}: {exc.strerror or exc}") from None
     return records
 
 
@@ -107,6 +118,11 @@ def _check_run_info(
     path: Path, records: Mapping[str, Mapping[str, Any]], run_info: Mapping[str, Any]
 ) -> None:
     for record in records.values():
+        if run_info and "benchmark" in run_info and "benchmark" not in record:
+            raise EvalDataError(
+                f"{path} holds results that are not an eval's (no benchmark; `dynagraph batch` "
+                "writes such lines): use another --out file"
+            )
         for key, value in run_info.items():
             if key in record and record[key] != value:
                 raise EvalDataError(

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dynagraph.evals.benchmarks import BENCHMARKS
+from dynagraph.evals.benchmarks import BENCHMARKS, Benchmark
 from dynagraph.evals.runner import run_eval
 from dynagraph.evals.summary import format_summary, summarize
-from dynagraph.evals.tasks import EvalDataError
+from dynagraph.evals.tasks import EvalDataError, EvalTask
 from dynagraph.graphs.cli_overrides import CONFIG_HELP, add_override_args, context_from_args
 
 EXIT_OK, EXIT_CONFIG = 0, 2
@@ -31,6 +31,37 @@ def summary_path(out: Path) -> Path:
     return out.with_name(out.stem + ".summary.json")
 
 
+def _at_least_one(text: str) -> int:
+    """``--limit``: 0 ran nothing and -1 ran every task, each with exit 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def load_tasks(benchmark: Benchmark, data: str) -> list[EvalTask]:
+    """The benchmark's tasks from ``data``, or EvalDataError: one line naming the file and what
+    was wrong. A loader meets whatever file it is given (not UTF-8, a line that is JSON but
+    no object, a short CSV row, a corrupt parquet), and each failed with a traceback."""
+    try:
+        tasks = benchmark.load(data)
+    except EvalDataError:
+        raise
+    except UnicodeDecodeError:
+        raise EvalDataError(f"{data} is not {benchmark.name} data (not UTF-8 text)") from None
+    except OSError as exc:
+        raise EvalDataError(f"cannot read {data}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise EvalDataError(f"{data} is not {benchmark.name} data as expected ({why})") from None
+    if not tasks:
+        raise EvalDataError(f"{data} holds no {benchmark.name} task")
+    return tasks
+
+
 def add_eval_parser(subparsers: Any) -> None:
     """Add the ``eval`` command to the ``dynagraph`` parser's subparsers."""
     data_help = "; ".join(f"{b.name}: {b.data_help}" for b in BENCHMARKS.values())
@@ -42,7 +73,9 @@ def add_eval_parser(subparsers: Any) -> None:
     )
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("--data", required=True, metavar="PATH", help=f"local data ({data_help})")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N tasks")
+    parser.add_argument(
+        "--limit", type=_at_least_one, metavar="N", help="only the first N tasks (N >= 1)"
+    )
     parser.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
     parser.add_argument(
         "--out",
@@ -75,6 +108,7 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     from dynagraph.graphs.run import run_task
     from dynagraph.graphs.services import Services
     from dynagraph.tools.errors import ConfigError
+    from dynagraph.tools.library import LibraryError
     from dynagraph.tools.models import ModelEndpointError
 
     benchmark = BENCHMARKS[args.benchmark]
@@ -82,7 +116,7 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     out = Path(args.out) if args.out else default_out(benchmark.name, use_library)
     context = context_from_args(args)  # the flags first: a bad one is refused before the data
     try:
-        tasks = benchmark.load(args.data)
+        tasks = load_tasks(benchmark, args.data)
     except EvalDataError as exc:
         print(f"dynagraph: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -105,11 +139,11 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
             out,
             limit=args.limit,
             run_info={"benchmark": benchmark.name, "use_library": use_library},
-            abort_on=(ModelEndpointError, ConfigError),
+            abort_on=(ModelEndpointError, ConfigError, LibraryError),  # fail every task alike
             progress_stream=None if args.quiet else sys.stderr,
         )
-    except EvalDataError as exc:
-        print(f"dynagraph: {exc}", file=sys.stderr)
+    except (EvalDataError, LibraryError) as exc:  # the library cannot be opened: every task
+        print(f"dynagraph: {exc}", file=sys.stderr)  # would fail alike
         return EXIT_CONFIG
     finally:
         services.close()

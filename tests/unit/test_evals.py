@@ -577,6 +577,56 @@ def test_cmd_eval_reports_unreadable_data(
     assert summary_path(Path("x/r.jsonl")) == Path("x/r.summary.json")
 
 
+MATH_LINE = '{"id": "a", "problem": "1+1?", "answer": "2"}\n'
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "data", "out", "expected"),
+    [
+        ("math", b"\xff\xfe not utf-8", None, "not UTF-8"),
+        ("math", b"[1, 2]\n", None, "is not math data as expected"),
+        ("tabmwp", None, None, "cannot read"),  # a missing .json: the suffix was checked first
+        ("tabmwp", b"question,table,answer\nonly one\n", "csv", "is not tabmwp data as expected"),
+        ("math", MATH_LINE.encode(), "folder", "not a regular file"),
+        ("math", MATH_LINE.encode(), b'{"status": "done"}\n', "not an eval result (no id)"),
+        ("math", MATH_LINE.encode(), b"\xff\n", "not a results file (not UTF-8)"),
+        ("math", MATH_LINE.encode(), b'{"id": "a", "status": "done"}\n', "no benchmark"),
+    ],
+    ids=["data not utf-8", "jsonl not objects", "missing json", "short csv row", "out folder",
+         "out without id", "out not utf-8", "out from batch"],
+)  # fmt: skip
+def test_cmd_eval_refuses_bad_data_and_results_files_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], benchmark, data, out, expected
+) -> None:
+    """Each of these was a traceback (an attack): now one line, exit 2, no task run, nothing
+    written."""
+    from dynagraph.graphs.settings import load_settings
+
+    suffix = {"tabmwp": ".csv" if out == "csv" else ".json", "math": ".jsonl"}[benchmark]
+    path = tmp_path / f"data{suffix}"
+    if data is not None:
+        path.write_bytes(data)
+    results = tmp_path / "r.jsonl"
+    if out == "folder":
+        results.mkdir()
+    elif isinstance(out, bytes):
+        results.write_bytes(out)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = ["eval", benchmark, "--data", str(path), "--out", str(results)]
+    assert cmd_eval(eval_parser().parse_args(argv), load_settings(None)) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("dynagraph: ") and expected in last and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "x"])
+def test_eval_limit_must_be_at_least_one(limit: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        eval_parser().parse_args(["eval", "math", "--data", "d", "--limit", limit])
+    assert exit_info.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
 REUSE_CELL = '''
 def multiply_numbers(a: float, b: float) -> float:
     """Multiply two numbers."""
@@ -645,3 +695,24 @@ def test_cmd_eval_end_to_end_with_the_real_graph(
     assert summary["per_level"]["4"]["accuracy"] == 1.0
     printed = capsys.readouterr().out
     assert "50.0% (1/2)" in printed and "coverage" in printed
+
+
+def test_cmd_eval_with_a_library_that_cannot_be_opened_stops_at_once(
+    tmp_path: Path, stub_env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--library`` naming a folder failed every task alike, recorded each as an error and
+    exited 0 (an attack): it stops with one line, exit 2, and writes no result."""
+    from dynagraph.graphs.settings import load_settings
+
+    from tests.support.config import planner_step, write_stub_config
+
+    stub_env["stub"].script("planner", [planner_step("Add.")] * 2)
+    config = write_stub_config(tmp_path / "c.yaml", stub_env["base_url"], stub_env["home"])
+    data = tmp_path / "m.jsonl"
+    data.write_text(MATH_LINE + MATH_LINE.replace('"a"', '"b"'), encoding="utf-8")
+    results = tmp_path / "r.jsonl"
+    argv = ["eval", "math", "--data", str(data), "--out", str(results), "--library", str(tmp_path)]
+    assert cmd_eval(eval_parser().parse_args(argv), load_settings(config)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dynagraph: ") and "library" in last, last
+    assert not results.exists()
