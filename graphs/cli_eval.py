@@ -18,7 +18,12 @@ from dynagraph.evals.benchmarks import BENCHMARKS, Benchmark
 from dynagraph.evals.runner import run_eval
 from dynagraph.evals.summary import format_summary, summarize
 from dynagraph.evals.tasks import EvalDataError, EvalTask
-from dynagraph.graphs.cli_overrides import CONFIG_HELP, add_override_args, context_from_args
+from dynagraph.graphs.cli_overrides import (
+    CONFIG_HELP,
+    add_override_args,
+    context_from_args,
+    positive_int,
+)
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 
@@ -29,17 +34,6 @@ def default_out(benchmark: str, use_library: bool) -> Path:
 
 def summary_path(out: Path) -> Path:
     return out.with_name(out.stem + ".summary.json")
-
-
-def _at_least_one(text: str) -> int:
-    """``--limit``: 0 ran nothing and -1 ran every task, each with exit 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def load_tasks(benchmark: Benchmark, data: str) -> list[EvalTask]:
@@ -74,7 +68,7 @@ def add_eval_parser(subparsers: Any) -> None:
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("--data", required=True, metavar="PATH", help=f"local data ({data_help})")
     parser.add_argument(
-        "--limit", type=_at_least_one, metavar="N", help="only the first N tasks (N >= 1)"
+        "--limit", type=positive_int, metavar="N", help="only the first N tasks (N >= 1)"
     )
     parser.add_argument("--config", dest="sub_config", metavar="F", help=CONFIG_HELP)
     parser.add_argument(

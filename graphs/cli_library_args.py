@@ -6,19 +6,8 @@ import argparse
 from typing import Any
 
 from dynagraph.graphs.cli_library import cmd_library
-from dynagraph.graphs.cli_overrides import CONFIG_HELP
+from dynagraph.graphs.cli_overrides import CONFIG_HELP, positive_int
 from dynagraph.graphs.cli_share import add_mcp_parser, add_package_export_args
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (``-k -1`` is an error, not an empty answer)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_library_parser(sub: Any) -> argparse.ArgumentParser:

@@ -53,3 +53,15 @@ def context_from_args(args: argparse.Namespace) -> Context:
         speculate=args.speculate,
         use_library=not args.no_library,
     )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``-k -1`` or ``--limit 0`` is an error,
+    not an empty answer or a run of nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
