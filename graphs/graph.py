@@ -10,7 +10,8 @@ brings its own); scripts use :func:`graphs.run.run_task`, which compiles with Sq
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings, load_settings
@@ -19,10 +20,14 @@ from dynagraph.nodes.context import Context
 from dynagraph.nodes.executor import ExecutorNode
 from dynagraph.nodes.librarian import LibrarianNode
 from dynagraph.nodes.planner import PlannerNode
+from dynagraph.nodes.services import kernel_key
 from dynagraph.nodes.state import InputState, OutputState, State
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 
 
 def after_planner(state: State) -> Literal["coder", "librarian"]:
@@ -39,6 +44,31 @@ def after_executor(state: State) -> Literal["coder", "planner"]:
     return "coder" if state.get("retry") or state.get("follow") else "planner"
 
 
+class ReleasingOnError:
+    """A node that frees its task's kernels when it raises. The librarian frees them when a
+    task ends, and ``run_task`` in its ``finally``; a run that ends in an error or a cancel
+    under a LangGraph server (Studio) never reaches either, and kept its kernel (started ahead
+    by the planner, up to ``executor.memory_limit_mb`` each) until the server stopped (an
+    attack). A resumed thread gets a new kernel, as after any stop."""
+
+    def __init__(self, node: Callable[..., dict[str, Any]], services: Services) -> None:
+        self.node = node
+        self.services = services
+
+    def __call__(
+        self, state: State, runtime: Runtime[Context], config: RunnableConfig
+    ) -> dict[str, Any]:
+        try:
+            return self.node(state, runtime, config)
+        except GraphBubbleUp:  # LangGraph's own control flow (an interrupt), not an error
+            raise
+        except BaseException:
+            key = kernel_key(state, config)
+            self.services.kernels.release(key)
+            self.services.drop_scratch(self.services.workdir_for(key))
+            raise
+
+
 def build_graph(
     settings: Settings | None = None,
     *,
@@ -53,9 +83,9 @@ def build_graph(
     )
     executor = ExecutorNode(services)
     coder = CoderNode(services, define_ahead=executor.define_ahead)
-    builder.add_node("planner", PlannerNode(services, speculator=coder))
-    builder.add_node("coder", coder)
-    builder.add_node("executor", executor)
+    builder.add_node("planner", ReleasingOnError(PlannerNode(services, speculator=coder), services))
+    builder.add_node("coder", ReleasingOnError(coder, services))
+    builder.add_node("executor", ReleasingOnError(executor, services))
     builder.add_node("librarian", LibrarianNode(services))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges("planner", after_planner)

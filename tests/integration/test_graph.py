@@ -253,3 +253,20 @@ def test_an_input_without_a_task_as_text_is_one_clear_error_and_starts_nothing(
         assert isinstance(InputError("x"), RuntimeError)
     finally:
         graph.services.close()
+
+
+def test_a_run_that_fails_under_a_server_frees_its_kernel(stub_env, settings_for):
+    """The graph as a LangGraph server runs it (graph.invoke, no run_task around it): the
+    planner starts the task's kernel ahead, then the coder's endpoint fails. The kernel was
+    kept until the server stopped (an attack); the failing node now frees it."""
+    from dynagraph.graphs.graph import build_graph
+    from dynagraph.tools.models import ModelEndpointError
+
+    stub_env["stub"].script("planner", [planner_step("Multiply 17 by 23.")])  # no coder reply
+    graph = build_graph(settings_for())
+    try:
+        with pytest.raises(ModelEndpointError):
+            graph.invoke({"task": "What is 17 * 23?"}, {"configurable": {"thread_id": "t-err"}})
+        assert graph.services.kernels.peek("t-err") is None  # released (and reaped)
+    finally:
+        graph.services.close()
