@@ -113,6 +113,13 @@ def load_gaia(data: str | Path, *, split: str = "validation") -> list[EvalTask]:
             question = str(row["Question"])
         except KeyError as exc:
             raise EvalDataError(f"{metadata}: row {index + 1} lacks {exc}") from exc
+        answer = row.get("Final answer")
+        if answer is None or str(answer).strip() in ("", "?"):
+            # scored against "" every answer was wrong, silently (an attack)
+            raise EvalDataError(
+                f"{metadata}: row {index + 1} ({task_id}) has no final answer to score against "
+                "(the test split's answers are not public: use the validation split)"
+            )
         file_name, file_path = _attachment(row, metadata)
         level = row.get("Level")
         tasks.append(
@@ -120,7 +127,7 @@ def load_gaia(data: str | Path, *, split: str = "validation") -> list[EvalTask]:
                 id=task_id,
                 question=question,
                 prompt=gaia_prompt(question, file_name, file_path),
-                expected=str(row.get("Final answer", "")),
+                expected=str(answer),
                 level=None if level is None else str(level),
                 meta={
                     "file_name": file_name,

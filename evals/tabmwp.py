@@ -101,6 +101,8 @@ def _load_official(path: Path) -> list[EvalTask]:
         if not isinstance(row, dict) or "question" not in row or "answer" not in row:
             raise EvalDataError(f"{path}: problem {pid} lacks 'question' or 'answer'")
         choices = row.get("choices") or None
+        if choices is not None and not isinstance(choices, list):  # "abc" became "a; b; c"
+            raise EvalDataError(f"{path}: problem {pid}: 'choices' must be a list or null")
         grade = row.get("grade")
         tasks.append(
             EvalTask(

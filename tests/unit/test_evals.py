@@ -131,9 +131,16 @@ def test_gaia_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(EvalDataError, match="no GAIA metadata"):
         load_gaia(tmp_path)
     bad = tmp_path / "metadata.jsonl"
-    bad.write_text('{"task_id": "x", "Question": "q"}\nnot json\n', encoding="utf-8")
+    bad.write_text(
+        '{"task_id": "x", "Question": "q", "Final answer": "a"}\nnot json\n', encoding="utf-8"
+    )
     with pytest.raises(EvalDataError, match=":2: not JSON"):
         load_gaia(bad)
+    for answer in ({}, {"Final answer": "?"}):  # the test split: answers not public
+        row = {"task_id": "x", "Question": "q", **answer}
+        bad.write_text(json.dumps(row) + "\n", encoding="utf-8")
+        with pytest.raises(EvalDataError, match=r"row 1 \(x\) has no final answer"):
+            load_gaia(bad)
 
 
 def test_gaia_benchmark_scores_with_the_official_rules(gaia_root: Path) -> None:
@@ -265,6 +272,10 @@ def test_tabmwp_official_json(tmp_path: Path) -> None:
     assert score_tabmwp("3.0", pens) and score_tabmwp("$3", pens)
     assert score_tabmwp("B", longer) and not score_tabmwp("a", longer)
     assert score_tabmwp("12 miles", far) and not score_tabmwp("13", far)
+    problems["12"]["choices"] = "ab"  # a string was split into letters as choices
+    path.write_text(json.dumps(problems), encoding="utf-8")
+    with pytest.raises(EvalDataError, match="problem 12: 'choices' must be a list or null"):
+        load_tabmwp(path)
 
 
 def test_tabmwp_folder_with_several_splits_needs_a_file(tmp_path: Path) -> None:
