@@ -118,7 +118,7 @@ def _check_run_info(
     path: Path, records: Mapping[str, Mapping[str, Any]], run_info: Mapping[str, Any]
 ) -> None:
     for record in records.values():
-        if run_info and "benchmark" in run_info and "benchmark" not in record:
+        if "benchmark" in run_info and "benchmark" not in record:
             raise EvalDataError(
                 f"{path} holds results that are not an eval's (no benchmark; `dynagraph batch` "
                 "writes such lines): use another --out file"

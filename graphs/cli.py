@@ -116,8 +116,8 @@ _STOP_SIGNALS = tuple(
 
 
 class _StopOnSignal:
-    """SIGINT, SIGTERM and SIGHUP while a command runs: the first cancels the running cells (for good:
-    the process is stopping) and raises KeyboardInterrupt in the main thread, so the usual
+    """SIGINT, SIGTERM and SIGHUP while a command runs: the first cancels the running cells (for
+    good: the process is stopping) and raises KeyboardInterrupt in the main thread, so the usual
     cleanup runs (kernels shut down, files closed); the second exits at once, and so does a
     stop still running ``STOP_DEADLINE_S`` later. Installed only in the main thread."""
 

@@ -41,7 +41,7 @@ from dynagraph.tools.kernel import KernelPool, KernelSession, reaper, resolve_sa
 from dynagraph.tools.kernel.registry import PRESTART_JOIN_S
 from dynagraph.tools.kernel.views import TooBigToMirror, mirror_folder
 from dynagraph.tools.librarian.scratch import modules_changed
-from dynagraph.tools.tempfolders import SCRATCH_PREFIX, private_folder, remove_dead
+from dynagraph.tools.tempfolders import SCRATCH_PREFIX, private_folder
 
 #: Builds an unstarted kernel with the executor's limits: (workdir, share=..., views=...).
 SessionFactory = Callable[..., KernelSession]
@@ -84,10 +84,6 @@ class ScratchKernels:
     def views(self) -> Path:
         """Where the kept kernels' views of the tasks' folders are made (under bubblewrap)."""
         return self.runs / VIEWS_FOLDER
-
-    def sweep(self) -> int:
-        """Remove the scratch folders and views that killed processes left (tools/tempfolders)."""
-        return remove_dead(self.views, "")
 
     @property
     def sandboxed(self) -> bool:
@@ -215,13 +211,9 @@ class ScratchKernels:
             session = self._factory(folder, views=((view_root, self.runs),))
         else:
             session = self._factory(folder, share=share)
-        for made in [folder] if own else []:
-            # removed after the kernel, or at exit when the services were never closed
-            remove = weakref.finalize(session, shutil.rmtree, made, True)
-            session.after_shutdown.append(remove)
-        if view_root is not None:
-            remove = weakref.finalize(session, shutil.rmtree, view_root, True)
-            session.after_shutdown.append(remove)
+        for made in (folder if own else None, view_root):
+            if made is not None:  # removed after the kernel, or at exit if never shut down
+                session.after_shutdown.append(weakref.finalize(session, shutil.rmtree, made, True))
         try:
             session.start()
         except BaseException:

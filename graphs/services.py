@@ -19,7 +19,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
-from dynagraph.graphs.scratch import ScratchKernels
+from dynagraph.graphs.scratch import VIEWS_FOLDER, ScratchKernels
 from dynagraph.graphs.settings import Settings, dynagraph_home
 from dynagraph.tools.actions import (
     AgentProxy,
@@ -41,7 +41,7 @@ from dynagraph.tools.kernel import (
 from dynagraph.tools.kernel.pool import POOL_SLOTS, remove_dead_slots
 from dynagraph.tools.library import FunctionLibrary, open_library
 from dynagraph.tools.models import ModelFactory
-from dynagraph.tools.tempfolders import sweep_temp
+from dynagraph.tools.tempfolders import remove_dead, sweep_temp
 
 log = logging.getLogger(__name__)
 
@@ -374,14 +374,16 @@ class Services:
                 self._library = None
         self.sweep_leftovers()
 
-    def sweep_leftovers(self) -> int:
-        """Remove the temporary folders (kernels', the proxy's, scratch kernels' and their views)
-        that agent processes killed before they could clean up left behind: their names carry
-        their owner (tools/tempfolders.py), and only those of ended processes go. Run at close,
-        after this process's own are gone, so a task never waits for it."""
+    def sweep_leftovers(self) -> None:
+        """Remove the temporary folders (kernels', the proxy's, scratch kernels' and their
+        views, the pool's slots) that agent processes killed before they could clean up left
+        behind: their names carry their owner (tools/tempfolders.py), and only those of ended
+        processes go. Run at close, after this process's own are gone, so a task never waits
+        for it."""
         try:
             runs = self.settings.path(self.settings.executor.workdir)
-            return sweep_temp() + self.scratch.sweep() + remove_dead_slots(runs / POOL_SLOTS, runs)
+            sweep_temp()
+            remove_dead(runs.resolve() / VIEWS_FOLDER, "")
+            remove_dead_slots(runs / POOL_SLOTS, runs)
         except Exception as exc:  # noqa: BLE001 - housekeeping must not fail a closing run
             log.debug("sweeping leftover folders failed: %r", exc)
-            return 0

@@ -43,15 +43,13 @@ def check_task(state: State) -> None:
     comes in, and ``{"task": 5}`` failed deep in the embedder with an AttributeError, ``{}``
     with a KeyError, each after the task's kernel had been started."""
     task = state.get("task")
-    if not isinstance(task, str) or not task.strip():
-        got = (
-            "none"
-            if task is None
-            else "an empty text"
-            if isinstance(task, str)
-            else (f"a {type(task).__name__}")
-        )
-        raise InputError(f'the input needs "task", the task as text (got {got})')
+    if isinstance(task, str) and task.strip():
+        return
+    if task is None:
+        got = "none"
+    else:
+        got = "an empty text" if isinstance(task, str) else f"a {type(task).__name__}"
+    raise InputError(f'the input needs "task", the task as text (got {got})')
 
 
 class Speculator(Protocol):

@@ -5,8 +5,8 @@ Why: a kernel's runtime folder, the agent proxy's socket folder and a scratch ke
 removed when the agent shuts down normally, but a process killed with SIGKILL (or a lost
 terminal) cannot remove anything, and nothing else knew those folders were dead: an attack found
 ~320 of them in /tmp after a day of runs. Each folder's name now carries its owner,
-``<prefix><pid>.<start time>.<pid and time namespaces>-<random>``, so a later process can tell a dead
-owner's folder (no such process, or the pid now belongs to a process started at another time)
+``<prefix><pid>.<start time>.<pid and time namespaces>-<random>``, so a later process can tell
+a dead owner's folder (no such process, or the pid now belongs to a process started at another time)
 from a live one's, without a lock or a registry. A folder is only ever removed when its owner is
 certainly gone: one from another pid namespace (a container sharing /tmp), another user's, or
 one without an owner in its name (made before this scheme, or on a system without /proc) stays.
@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from dynagraph.tools.procfs import start_time
@@ -30,6 +30,7 @@ __all__ = [
     "KNOWN_PREFIXES",
     "PROXY_PREFIX",
     "SCRATCH_PREFIX",
+    "owned_prefix",
     "owner_tag",
     "private_folder",
     "remove_dead",
@@ -54,8 +55,9 @@ _tag: tuple[int, str | None] | None = None
 
 
 def owner_tag() -> str | None:
-    """``<pid>.<start time>.<pid namespace>`` of this process (None without /proc: then folders
-    carry no owner and are never swept). Computed once per process (again after a fork)."""
+    """``<pid>.<start time>.<pid namespace>_<time namespace>`` of this process (None without
+    /proc: then folders carry no owner and are never swept). Once per process (again after a
+    fork)."""
     global _tag
     pid = os.getpid()
     if _tag is None or _tag[0] != pid:
@@ -76,13 +78,19 @@ def _read_tag(pid: int) -> str | None:
     return f"{pid}.{start}.{'_'.join(namespaces)}" if start is not None else None
 
 
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` followed by this process's owner tag: the start of a name :func:`remove_dead`
+    can judge (``prefix`` alone where the tag is unknown: never swept)."""
+    tag = owner_tag()
+    return f"{prefix}{tag}-" if tag else prefix
+
+
 def private_folder(prefix: str, *, socket_name: str = "", parent: Path | None = None) -> Path:
     """A new folder (mode 0700) named ``prefix`` + this process's owner tag, in ``parent`` (made
     if missing) or else the temp folder (``TMPDIR``), or in /tmp when a socket ``socket_name``
     inside it would have a path too long for the system there (zmq: "File name too long"; a
     Unix server: "AF_UNIX path too long")."""
-    tag = owner_tag()
-    full = f"{prefix}{tag}-" if tag else prefix
+    full = owned_prefix(prefix)
     where = None
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
@@ -94,11 +102,11 @@ def private_folder(prefix: str, *, socket_name: str = "", parent: Path | None = 
     return Path(tempfile.mkdtemp(prefix=full, dir=where))
 
 
-def sweep_temp(prefixes: Iterable[str] = KNOWN_PREFIXES) -> int:
+def sweep_temp() -> int:
     """Remove the folders dead owners left in the temp folder and in /tmp (where folders with
     sockets go when the temp folder's path is long); the number removed."""
     roots = dict.fromkeys([Path(tempfile.gettempdir()), Path("/tmp")])
-    return sum(remove_dead(root, prefix) for root in roots for prefix in prefixes)
+    return sum(remove_dead(root, prefix) for root in roots for prefix in KNOWN_PREFIXES)
 
 
 def remove_dead(root: Path, prefix: str, keep: Callable[[Path], bool] | None = None) -> int:

@@ -172,8 +172,9 @@ def test_ctrl_c_during_a_batch_ends_with_its_summary_and_no_thread_traceback(
     cli_env, stub_env, tmp_path
 ):
     """Ctrl-C while a batch's task runs and its kernel pool refills: exit 130, the summary line
-    (what finished, "(interrupted)") before the command's own last line, and no traceback from the pool's thread (an attack
-    saw "Exception in thread dynagraph-kernel-pool ... CellCancelled" and no summary)."""
+    (what finished, "(interrupted)") before the command's own last line, and no traceback from
+    the pool's thread (an attack saw "Exception in thread dynagraph-kernel-pool ...
+    CellCancelled" and no summary)."""
     stub = stub_env["stub"]
     stub.script("planner", [planner_step("Sleep a minute."), planner_answer("done")] * 2)
     stub.script("coder", [coder_cell(SLOW_CELL)] * 2)

@@ -238,8 +238,7 @@ def test_an_input_without_a_task_as_text_is_one_clear_error_and_starts_nothing(
     stub_env, settings_for, value
 ):
     """What a LangGraph server (Studio) passes on is any JSON: the planner refuses an input
-    whose task is not text before a kernel starts or a model is asked, with an InputError
-    (a RuntimeError: the server shows its message)."""
+    whose task is not text before a kernel starts or a model is asked, with an InputError."""
     from dynagraph.graphs.graph import build_graph
     from dynagraph.tools.errors import InputError
 
@@ -250,7 +249,6 @@ def test_an_input_without_a_task_as_text_is_one_clear_error_and_starts_nothing(
             graph.invoke(inputs, {"configurable": {"thread_id": "bad-input"}})
         assert graph.services.kernels.peek("bad-input") is None
         assert not stub_env["stub"].requests
-        assert isinstance(InputError("x"), RuntimeError)
     finally:
         graph.services.close()
 
@@ -270,3 +268,16 @@ def test_a_run_that_fails_under_a_server_frees_its_kernel(stub_env, settings_for
         assert graph.services.kernels.peek("t-err") is None  # released (and reaped)
     finally:
         graph.services.close()
+
+
+def test_a_langgraph_server_shows_a_dynagraph_errors_line():
+    """What a LangGraph server (Studio) sends for a run's error: the error's own line, not "An
+    internal error occurred" (it passes messages on for a few types only; an attack)."""
+    serde = pytest.importorskip("langgraph_api.serde", reason="langgraph-cli[inmem] absent")
+    from dynagraph.tools.errors import ConfigError, InputError
+    from dynagraph.tools.models import ModelEndpointError
+
+    for error in (ModelEndpointError("the coder model m answered HTTP 500"),
+                  ConfigError("set OPENAI_API_KEY"), InputError("the task is empty")):  # fmt: skip
+        shown = serde.default(error)
+        assert shown == {"error": type(error).__name__, "message": str(error)}, shown

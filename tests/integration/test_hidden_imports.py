@@ -11,6 +11,7 @@ from dynagraph.graphs.settings import load_settings
 from dynagraph.tools.kernel import KernelSession
 
 from tests.support.config import coder_cell, planner_answer, planner_step, write_stub_config
+from tests.support.librarian import BOX
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,7 +37,7 @@ print(half_as_fraction("0.75"))
 def two_tasks(stub_env, tmp_path, first: tuple[str, str, str], second: tuple[str, str, str]):
     """Run a task that stores a function, then one whose cell uses it: each ``(task, cell,
     answer)`` with a one-step plan. The second task's new function must retrieve the first,
-    run, and be admitted as verified in the scratch kernel; returns (settings, its name)."""
+    run, and be admitted as verified in the scratch kernel; returns its stored record."""
     stub = stub_env["stub"]
     path = write_stub_config(tmp_path / "config.yaml", stub_env["base_url"], stub_env["home"])
     settings = load_settings(path)
@@ -53,25 +54,24 @@ def two_tasks(stub_env, tmp_path, first: tuple[str, str, str], second: tuple[str
     decision = [d for d in results[1].report if d["name"] == name][-1]
     assert decision["action"] == "added", decision
     assert "reproduces 1/1 probes" in decision["reason"]  # verified in the scratch kernel
-    return settings, name
+    services = Services(settings)
+    try:
+        return services.library.get_by_name(name)
+    finally:
+        services.close()
 
 
 def test_a_name_imported_only_by_a_library_hit_is_stored_with_its_import(stub_env, tmp_path):
-    settings, _ = two_tasks(
+    record = two_tasks(
         stub_env,
         tmp_path,
         ("Write 0.75 as a fraction.", FRACTION_CELL, "3/4"),
         ("What is half of 0.75, as a fraction?", HALF_CELL, "3/8"),
     )
-
-    services = Services(settings)
-    try:
-        record = services.library.get_by_name("half_as_fraction")
-        assert record.imports == ["from fractions import Fraction"]
-        assert "unverified" not in record.tags and record.depends_on == []
-        source = record.kernel_source()
-    finally:
-        services.close()
+    assert record.name == "half_as_fraction"
+    assert record.imports == ["from fractions import Fraction"]
+    assert "unverified" not in record.tags and record.depends_on == []
+    source = record.kernel_source()
     fresh = KernelSession(tmp_path / "fresh")
     fresh.start()
     try:  # alone in a fresh kernel: nothing else defined
@@ -81,17 +81,7 @@ def test_a_name_imported_only_by_a_library_hit_is_stored_with_its_import(stub_en
         fresh.shutdown()
 
 
-BOX_CELL = '''
-class Box:
-    def __init__(self, w, h):
-        self.w, self.h = w, h
-
-def box_area(box: Box) -> float:
-    """Area of a box."""
-    return box.w * box.h
-
-print(box_area(Box(3, 4)))
-'''
+BOX_CELL = BOX + "\nprint(box_area(Box(3, 4)))\n"
 # No class: `Box` is in the kernel only because the retrieved box_area's source defined it.
 BOXES_CELL = '''
 def total_box_area(sizes: list) -> float:
@@ -106,16 +96,11 @@ def test_a_class_defined_only_by_a_library_hit_is_stored_with_the_function(stub_
     """A library function's class is offered to the cell (kernel_side/define.py), so a cell's
     function may build it: it is stored with its own copy of the class and calls the stored
     function, and it verifies in the scratch kernel, where each is defined on its own."""
-    settings, _ = two_tasks(
+    record = two_tasks(
         stub_env,
         tmp_path,
         ("What is the area of a 3 by 4 box?", BOX_CELL, "12"),
         ("What is the total area of a 3 by 4 box and a 1 by 2 box?", BOXES_CELL, "14"),
     )
-    services = Services(settings)
-    try:
-        record = services.library.get_by_name("total_box_area")
-        assert record.depends_on == ["box_area"]
-        assert [g.split(":")[0] for g in record.globals] == ["class Box"]
-    finally:
-        services.close()
+    assert record.name == "total_box_area" and record.depends_on == ["box_area"]
+    assert [g.split(":")[0] for g in record.globals] == ["class Box"]

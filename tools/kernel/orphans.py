@@ -14,6 +14,7 @@ found and nothing is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -48,16 +49,10 @@ def process_tree(root: int | None) -> dict[int, str]:
     return found
 
 
-def kill_tree(tree: dict[int, str]) -> int:
-    """SIGKILL each process of ``tree`` that still runs with the same start time; how many."""
-    killed = 0
+def kill_tree(tree: dict[int, str]) -> None:
+    """SIGKILL each process of ``tree`` that still runs with the same start time."""
     for pid, start in tree.items():
         fields = stat_fields(pid)
-        if fields is None or fields[19] != start or fields[0] == "Z":
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-        except OSError:
-            pass
-    return killed
+        if fields is not None and fields[19] == start and fields[0] != "Z":
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                os.kill(pid, signal.SIGKILL)

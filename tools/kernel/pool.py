@@ -42,7 +42,7 @@ from pathlib import Path
 from dynagraph.tools.kernel import reaper
 from dynagraph.tools.kernel.cell import CellCancelled
 from dynagraph.tools.kernel.session import KernelSession
-from dynagraph.tools.tempfolders import owner_tag, remove_dead
+from dynagraph.tools.tempfolders import owned_prefix, remove_dead
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,7 @@ class KernelPool:
 
     def _new_slot(self) -> Path:
         """A new slot's path, named after this process (see :func:`remove_dead_slots`)."""
-        tag = owner_tag()
-        return self.slot_root / ((f"{tag}-" if tag else "") + uuid.uuid4().hex[:12])
+        return self.slot_root / (owned_prefix("") + uuid.uuid4().hex[:12])
 
     def _discard(self, session: KernelSession) -> None:
         """Shut a kernel down in the background (reaper.py), then remove its slot."""

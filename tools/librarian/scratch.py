@@ -5,8 +5,8 @@ only works there (a global set by an earlier cell, a helper never extracted, an 
 lost) would pass there. A fresh kernel, bootstrapped like a task kernel, in which only the
 function, its imports and globals and the functions it calls are defined, each in a namespace
 of its own as a later task's kernel defines them (tools/librarian/context.py builds those
-cells), proves that what the library would store is self-sufficient; replaying the recorded calls proves that it
-still computes what it computed during the task.
+cells), proves that what the library would store is self-sufficient; replaying the recorded
+calls proves that it still computes what it computed during the task.
 
 One scratch kernel serves a whole librarian run (every candidate of a task, every tool of a
 bench): it is asked for on the first check only (a task whose candidates are all exact
@@ -274,9 +274,7 @@ class ScratchVerifier:
                 what = result.error_name or result.status
                 error = result.error_value or result.to_observation(300)
                 return f"{what}: {_located(error, parts, count)}"
-            failed = definitions.reported_failures(
-                result.stdout or ""
-            )  # a definition cell's own report
+            failed = definitions.reported_failures(result.stdout or "")  # its own report
             if failed:
                 return _LIBRARY_FILE.sub(r"(line \2 of \1)", next(iter(failed.values())), count=1)
         return None

@@ -15,8 +15,9 @@ and so is whatever calls it; the report names each one with the callee it lacks.
 
 A recorded call becomes a test when its arguments and result are plain Python values (numbers,
 strings, bytes, None, and lists, tuples, sets and dicts of them) written as literals
-(export_literals.py: no code of the recorded values runs here); a call whose values are anything else is listed at the end of
-the test file and in the README with the reason, never dropped silently.
+(export_literals.py: no code of the recorded values runs here); a call whose values are
+anything else is listed at the end of the test file and in the README with the reason, never
+dropped silently.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dynagraph.tools.codeparse import parse_python
+from dynagraph.tools.codeparse import class_names, parse_python
 from dynagraph.tools.errors import InputError
 from dynagraph.tools.kernel.kernel_side.define import class_keys
 from dynagraph.tools.library.base import FunctionLibrary, FunctionRecord, LibraryError, newest
@@ -183,7 +184,7 @@ def _function_module(
             calls.append(f"from .{module_file(owner)} import {dep}")
     calls += [f"from .{module} import {cls}" for cls, module in shared.items()]
     aliases = [f"{a} = {record.name}" for a in record.callable_aliases()]
-    own = [g.strip() for g in record.globals if g.strip() and _class_defined(g) not in shared]
+    own = [g.strip() for g in record.globals if g.strip() and not set(class_names(g)) & set(shared)]
     parts = [
         f'"""{record.name}: written and tested by a dynagraph agent."""',
         "\n".join(dict.fromkeys(i.strip() for i in record.imports if i.strip())),
@@ -192,15 +193,6 @@ def _function_module(
         "\n".join([record.code.strip(), *aliases]),
     ]
     return "\n\n\n".join(p for p in parts if p.strip()) + "\n"
-
-
-def _class_defined(source: str) -> str | None:
-    """The class a module-level statement defines, if it is one class definition."""
-    try:
-        body = parse_python(source.strip()).body  # type: ignore[attr-defined]
-    except SyntaxError:
-        return None
-    return body[0].name if len(body) == 1 and isinstance(body[0], ast.ClassDef) else None
 
 
 def _shared_classes(records: list[FunctionRecord]) -> dict[str, dict[str, str]]:
