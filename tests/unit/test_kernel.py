@@ -210,6 +210,32 @@ def test_the_kernel_does_not_sleep_after_a_cell_and_no_output_is_lost(
         assert result.stderr == f"e{i}"
 
 
+def test_a_flush_with_nothing_to_send_returns_at_once(kernel: KernelSession) -> None:
+    """kernel_side/stream_flush.py: a flush of an empty stream hands nothing to ipykernel's
+    IOPub thread (the stock one hands it two callbacks and waits), and one with data still
+    does; the text arrives whole."""
+    result = kernel.execute(
+        "import sys\n"
+        "pub = sys.stdout.pub_thread\n"
+        "calls = []\n"
+        "schedule = pub.schedule\n"
+        "pub.schedule = lambda f: (calls.append(f), schedule(f))[1]\n"
+        "try:\n"
+        "    sys.stdout.flush()\n"
+        "    sys.stderr.flush()\n"
+        "    empty = len(calls)\n"
+        "    sys.stdout.write('x')\n"
+        "    written = len(calls)\n"
+        "    sys.stdout.flush()\n"
+        "    full = len(calls) - written\n"
+        "finally:\n"
+        "    del pub.schedule\n"
+        "print('', empty, full > 0)"
+    )
+    assert result.status == "ok", result.to_observation()
+    assert result.stdout == "x 0 True\n"
+
+
 def test_a_cell_with_top_level_await_answers_and_keeps_the_kernel(kernel: KernelSession) -> None:
     """ipykernel runs as it ships (tools/kernel/kernel_side/launcher.py): without its
     shell-channel thread such a cell ran but never replied, and the kernel was restarted."""
@@ -396,6 +422,8 @@ def test_dead_kernel_is_noticed_without_a_timeout(restartable: KernelSession, co
     result = restartable.execute(code, timeout=None)
     assert result.status == "died"
     assert result.restarted and result.namespace_lost
+    if "bye" in code:  # a flush with data waits until it is sent (kernel_side/stream_flush.py)
+        assert result.stdout == "bye\n"
     assert restartable.is_alive()
     assert NAMESPACE_LOST_NOTE in result.to_observation()
     assert restartable.execute("marker").error_name == "NameError"
