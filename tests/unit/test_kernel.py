@@ -211,7 +211,7 @@ def test_the_kernel_does_not_sleep_after_a_cell_and_no_output_is_lost(
 
 
 def test_a_flush_with_nothing_to_send_returns_at_once(kernel: KernelSession) -> None:
-    """kernel_side/stream_flush.py: a flush of an empty stream hands nothing to ipykernel's
+    """kernel_side/cell_costs.py: a flush of an empty stream hands nothing to ipykernel's
     IOPub thread (the stock one hands it two callbacks and waits), and one with data still
     does; the text arrives whole."""
     result = kernel.execute(
@@ -234,6 +234,48 @@ def test_a_flush_with_nothing_to_send_returns_at_once(kernel: KernelSession) -> 
     )
     assert result.status == "ok", result.to_observation()
     assert result.stdout == "x 0 True\n"
+
+
+def test_a_cell_is_transformed_once_and_compiled_for_await_only_when_it_may_have_one(
+    kernel: KernelSession,
+) -> None:
+    """kernel_side/cell_costs.py: ipykernel and then run_cell each transformed the cell (the
+    IPython syntax) and compiled it to look for a top-level await; now one transform a cell, and
+    the compile only for a text with ``await`` or ``async``. Magics, ``!`` and await still run,
+    and the kernel's logger builds no debug record it would drop."""
+    kernel.execute(
+        "import IPython.core.interactiveshell as __shell_module\n"
+        "__counts = {'transform': 0, 'compile': 0}\n"
+        "__manager = get_ipython().input_transformer_manager\n"
+        "__transform = __manager.transform_cell\n"
+        "__compile = __shell_module._should_be_async\n"
+        "def __counted_transform(cell):\n"
+        "    __counts['transform'] += 1\n"
+        "    return __transform(cell)\n"
+        "def __counted_compile(cell):\n"
+        "    __counts['compile'] += 1\n"
+        "    return __compile(cell)\n"
+        "__manager.transform_cell = __counted_transform\n"
+        "__shell_module._should_be_async = __counted_compile"
+    )
+    try:
+        plain = kernel.execute("y = 2 + 3\nprint(y)")
+        magic = kernel.execute("%env DYNAGRAPH_MAGIC=1\n!echo shell")
+        awaited = kernel.execute("import asyncio\nawait asyncio.sleep(0)\nprint('awaited')")
+        counts = kernel.execute("print(__counts['transform'], __counts['compile'])")
+    finally:
+        kernel.execute(
+            "del __manager.transform_cell\n"
+            "__shell_module._should_be_async = __compile\n"
+            "del __counts, __manager, __transform, __compile, __shell_module"
+        )
+    assert (plain.stdout, awaited.stdout) == ("5\n", "awaited\n")
+    assert "shell" in magic.stdout, magic.to_observation()
+    # the cells above and the counting cell itself: one transform each (4), and only the
+    # awaiting cell compiled for the check (the stock kernel: 8 and 8)
+    assert counts.stdout == "4 1\n"
+    debug = kernel.execute("import logging\nget_ipython().kernel.log.isEnabledFor(logging.DEBUG)")
+    assert debug.result == "False"
 
 
 def test_a_cell_with_top_level_await_answers_and_keeps_the_kernel(kernel: KernelSession) -> None:
@@ -422,8 +464,6 @@ def test_dead_kernel_is_noticed_without_a_timeout(restartable: KernelSession, co
     result = restartable.execute(code, timeout=None)
     assert result.status == "died"
     assert result.restarted and result.namespace_lost
-    if "bye" in code:  # a flush with data waits until it is sent (kernel_side/stream_flush.py)
-        assert result.stdout == "bye\n"
     assert restartable.is_alive()
     assert NAMESPACE_LOST_NOTE in result.to_observation()
     assert restartable.execute("marker").error_name == "NameError"

@@ -168,7 +168,7 @@ class KernelSession:
             setup = kernel_side.cell("startup", "install", "get_ipython()")
             setup += kernel_side.cell("stream_cap", "install", f"get_ipython(), {limit}")
             setup += kernel_side.cell("thread_parent", "install", "get_ipython()")
-            setup += kernel_side.cell("stream_flush", "install", "get_ipython()")
+            setup += kernel_side.cell("cell_costs", "install", "get_ipython()")
             result = self._execute_once(setup, self.launch.startup_timeout, silent=True)
             if not result.ok():
                 raise KernelError(f"kernel startup code failed: {result.to_observation(1000)}")
