@@ -242,10 +242,17 @@ def test_a_cell_is_transformed_once_and_compiled_for_await_only_when_it_may_have
     """kernel_side/cell_costs.py: ipykernel and then run_cell each transformed the cell (the
     IPython syntax) and compiled it to look for a top-level await; now one transform a cell, and
     the compile only for a text with ``await`` or ``async``. Magics, ``!`` and await still run,
-    and the kernel's logger builds no debug record it would drop."""
+    and the kernel's logger builds no debug record it would drop. No cell's file name is
+    hashed by ipykernel's murmur2 in Python."""
     kernel.execute(
         "import IPython.core.interactiveshell as __shell_module\n"
-        "__counts = {'transform': 0, 'compile': 0}\n"
+        "import ipykernel.compiler as __names\n"
+        "__counts = {'transform': 0, 'compile': 0, 'murmur': 0}\n"
+        "__murmur = __names.murmur2_x86\n"
+        "def __counted_murmur(*args):\n"
+        "    __counts['murmur'] += 1\n"
+        "    return __murmur(*args)\n"
+        "__names.murmur2_x86 = __counted_murmur\n"
         "__manager = get_ipython().input_transformer_manager\n"
         "__transform = __manager.transform_cell\n"
         "__compile = __shell_module._should_be_async\n"
@@ -262,18 +269,19 @@ def test_a_cell_is_transformed_once_and_compiled_for_await_only_when_it_may_have
         plain = kernel.execute("y = 2 + 3\nprint(y)")
         magic = kernel.execute("%env DYNAGRAPH_MAGIC=1\n!echo shell")
         awaited = kernel.execute("import asyncio\nawait asyncio.sleep(0)\nprint('awaited')")
-        counts = kernel.execute("print(__counts['transform'], __counts['compile'])")
+        counts = kernel.execute("print(*__counts.values())")
     finally:
         kernel.execute(
             "del __manager.transform_cell\n"
             "__shell_module._should_be_async = __compile\n"
-            "del __counts, __manager, __transform, __compile, __shell_module"
+            "__names.murmur2_x86 = __murmur\n"
+            "del __counts, __manager, __transform, __compile, __shell_module, __names, __murmur"
         )
     assert (plain.stdout, awaited.stdout) == ("5\n", "awaited\n")
     assert "shell" in magic.stdout, magic.to_observation()
-    # the cells above and the counting cell itself: one transform each (4), and only the
-    # awaiting cell compiled for the check (the stock kernel: 8 and 8)
-    assert counts.stdout == "4 1\n"
+    # the cells above and the counting cell itself: one transform each (4), only the awaiting
+    # cell compiled for the check, no murmur2 (the stock kernel: 7, 7 and 7)
+    assert counts.stdout == "4 1 0\n"
     debug = kernel.execute("import logging\nget_ipython().kernel.log.isEnabledFor(logging.DEBUG)")
     assert debug.result == "False"
 
@@ -313,6 +321,7 @@ def test_exception_becomes_a_plain_traceback(kernel: KernelSession) -> None:
     assert result.error_value == "bad thing"
     assert result.traceback is not None
     assert "in explode" in result.traceback
+    assert "raise ValueError('bad thing')" in result.traceback  # the cell's own source line
     assert result.traceback.rstrip().endswith("ValueError: bad thing")
     assert ANSI_ESCAPE not in result.traceback
     assert not result.restarted
