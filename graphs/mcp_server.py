@@ -69,6 +69,8 @@ class LibraryTools:
         self.services = Services(settings)
         self._folder: str | None = None
         self._kernel = None
+        self._helper_in: Any = None  # the kernel session whose namespace holds the define helper
+        self._helper_restarts = 0  # ... as of this many restarts of it
         self._lock = threading.Lock()
 
     @property
@@ -176,8 +178,18 @@ class LibraryTools:
         own (tools/kernel/definitions.py), so that two functions' module-level names never
         meet."""
         names = [r.name for r in records]
-        cell = definitions.define_code([(r.name, r.kernel_source(), r.depends_on) for r in records])
-        result = self._session().execute(cell, timeout=60, silent=True)
+        sources = [(r.name, r.kernel_source(), r.depends_on) for r in records]
+        session = self._session()
+        # the helper's ~8 KB of source only in the kernel's first cell (again after a restart,
+        # or a call's %reset: seen as the NameError)
+        installed = self._helper_in is session and session.restarts == self._helper_restarts
+        result = session.execute(
+            definitions.define_code(sources, install=not installed), timeout=60, silent=True
+        )
+        if installed and definitions.helper_missing(result):
+            result = session.execute(definitions.define_code(sources), timeout=60, silent=True)
+        if result.ok():
+            self._helper_in, self._helper_restarts = session, session.restarts
         failed = definitions.failures(result, names)
         if failed:
             first = next(iter(failed))

@@ -209,3 +209,35 @@ def test_mcp_call_keeps_each_function_s_own_names_and_a_long_answer(library_env,
         assert long.structured_content["output"].strip("x\n") == ""
 
     anyio.run(_session_run, library_env, body)
+
+
+def test_mcp_calls_send_the_define_helper_once_and_again_after_a_reset(library_env, monkeypatch):
+    """The definition helper's ~8 KB of source goes with the kernel's first definition cell
+    only (it cost every call ~5 ms of IPython's input transforms); after a cell's ``%reset``
+    removed it, the next call installs it again and still answers."""
+    from dynagraph.graphs.mcp_server import LibraryTools
+    from dynagraph.graphs.settings import load_settings
+    from dynagraph.tools.kernel import KernelSession
+
+    for key, value in library_env.items():
+        monkeypatch.setenv(key, value)
+    cells: list[str] = []
+    execute = KernelSession.execute
+
+    def recorded(self, code, *args, **kwargs):
+        cells.append(code)
+        return execute(self, code, *args, **kwargs)
+
+    monkeypatch.setattr(KernelSession, "execute", recorded)
+    tools = LibraryTools(load_settings(library_env["DYNAGRAPH_CONFIG"]))
+    try:
+        answers = [tools.call("spread", [[1, 5, 3]]) for _ in range(3)]
+        with_helper = [c for c in cells if "def define_all" in c]
+        tools._session().execute("%reset -f")
+        after_reset = tools.call("spread", {"values": [2, 9, 4], "relative": True})
+    finally:
+        tools.close()
+    assert [a["result"] for a in answers] == [4, 4, 4]
+    assert len(with_helper) == 1, f"{len(with_helper)} of {len(cells)} cells carried the helper"
+    assert after_reset["result"] == 7 / 4
+    assert sum("def define_all" in c for c in cells) == 2  # sent again after the reset
