@@ -67,6 +67,12 @@ def test_langgraph_dev_runs_a_task(stub_env, tmp_path):
     env["OPENAI_API_KEY"] = stub_env["api_key"]
     env["LANGGRAPH_CLI_NO_ANALYTICS"] = "1"
     log = tmp_path / "langgraph-dev.log"  # outside the repo: a log inside it triggers hot reload
+    # the repo's langgraph.json in a project folder of its own, as a user's project holds it
+    # (it names the installed module): the server's state (.langgraph_api) is this test's,
+    # never an earlier run's in the checkout
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "langgraph.json", project / "langgraph.json")
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [
@@ -80,9 +86,9 @@ def test_langgraph_dev_runs_a_task(stub_env, tmp_path):
                 "--no-reload",
                 "--allow-blocking",
                 "--config",
-                str(REPO / "langgraph.json"),
+                str(project / "langgraph.json"),
             ],
-            cwd=REPO,
+            cwd=project,
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
