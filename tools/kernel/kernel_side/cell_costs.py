@@ -61,17 +61,16 @@ def install(shell: Any) -> None:
 def _quick_flushes(stream: Any, threading: Any) -> None:
     send = stream._flush  # the original, bound: takes the buffers and sends them
     flush = stream.flush
-    sending = [0]  # _flush calls between taking the buffers and having sent them
-    count_lock = threading.Lock()
+    # one entry per _flush between taking the buffers and having sent them; list.append and
+    # list.pop are atomic, so no lock is held that a forked child could inherit held
+    sending: list[int] = []
 
     def counted_send() -> None:
-        with count_lock:
-            sending[0] += 1
+        sending.append(1)
         try:
             send()
         finally:
-            with count_lock:
-                sending[0] -= 1
+            sending.pop()
 
     def quick_flush() -> None:
         thread = getattr(stream.pub_thread, "thread", None)
@@ -82,9 +81,7 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
             and thread.ident != threading.get_ident()
         ):
             with stream._buffer_lock:
-                with count_lock:
-                    idle = not sending[0]
-                if idle and not any(buffer.tell() for buffer in stream._buffers.values()):
+                if not sending and not any(buffer.tell() for buffer in stream._buffers.values()):
                     return
         flush()
 
@@ -151,7 +148,8 @@ def _file_names_hashed_in_c(shell: Any) -> None:
         given = os.environ.get("IPYKERNEL_CELL_NAME")
         if given is not None:
             return given
-        digest = hashlib.blake2b(raw_code.encode("utf-8", "surrogatepass"), digest_size=8)
+        text = raw_code if raw_code is not None else code
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8)
         return folder() + os.sep + str(int.from_bytes(digest.digest(), "little")) + ".py"
 
     compiler.get_code_name = get_code_name
