@@ -11,7 +11,15 @@ alone otherwise (another ipykernel or IPython version runs as it ships):
   streams twice after every cell. A flush now returns at once when every byte written before it
   has been sent: the buffers are empty *and* no ``_flush`` of the IOPub thread is between
   taking the buffers and sending them (counted around the original ``_flush``, which takes them
-  under the lock this check holds). 3.4 -> 2.8 ms a small cell's round trip.
+  under the lock this check holds). ~0.4 ms a cell, the pipe's check below included.
+  Output written to the file descriptors (``os.write(1, ...)``, C code, a subprocess) reaches
+  the stream through ipykernel's pipe and a watcher thread; the stock kernel's waits gave that
+  thread the GIL before the idle status, so a quick return lost such a cell's last line to the
+  next cell in ~1 case in 4 (an attack found it: tests/unit/test_kernel.py). So a flush of a
+  watched stream first looks at the pipe: bytes still in it get the stock flush; else it lets
+  the watcher run (``time.sleep(0)``: a watcher holding bytes it has read writes them) before
+  looking at the buffers. This rests on the scheduler, as the stock waits did; 0 of 1,200
+  such cells lost their line in the test and the attack's runs.
 - **Debug records nobody prints.** The kernel's logger is at DEBUG and filters at its handlers
   (WARNING), so every cell built ~6 log records to drop them. The logger's level is now its
   handlers' lowest when it does not propagate: the same records are printed.
@@ -29,8 +37,8 @@ alone otherwise (another ipykernel or IPython version runs as it ships):
   (in C); what it is for, a name per distinct cell for tracebacks' source lines, is kept. Only
   a debugger attached to the kernel would look for the murmur2 name, and ours have none.
 
-Together: 3.0 -> 2.5-2.6 ms a small cell, 9.1-9.5 -> 5.9-6.8 ms a 4 KB one (without the file
-name's hash; bench/README.md 13o has the figures with it).
+Together (``python bench/cell_costs.py``, bench/README.md 13o): the peers' step cell 3.7 -> 3.2
+ms, a CRAFT tool cell 6.8 -> 5.2, a definition cell of three tools 5.5 -> 3.5.
 """
 
 from __future__ import annotations
@@ -79,6 +87,7 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
             and thread is not None
             and thread.is_alive()
             and thread.ident != threading.get_ident()
+            and _watcher_done(stream)
         ):
             with stream._buffer_lock:
                 if not sending and not any(buffer.tell() for buffer in stream._buffers.values()):
@@ -90,6 +99,28 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
     stream._dynagraph_flush = True
 
 
+def _watcher_done(stream: Any) -> bool:
+    """False while bytes written to the stream's file descriptor wait in ipykernel's pipe;
+    else True, after letting its watcher thread write what it has read (see the module
+    docstring). True for a stream whose descriptor is not watched."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    pipe = getattr(stream, "_fid", None)
+    if pipe is None or not getattr(stream, "_should_watch", False):
+        return True
+    try:
+        waiting = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return False
+    if waiting:
+        return False
+    time.sleep(0)
+    return True
+
+
 def _async_check_by_text(shell: Any) -> None:
     ask = getattr(shell, "should_run_async", None)
     if ask is None:
@@ -98,7 +129,7 @@ def _async_check_by_text(shell: Any) -> None:
     def should_run_async(
         raw_cell: str, *, transformed_cell: Any = None, preprocessing_exc_tuple: Any = None
     ) -> bool:
-        cell = raw_cell if transformed_cell is None else transformed_cell
+        cell = transformed_cell  # stock IPython requires it: called without, it answers
         if isinstance(cell, str) and "await" not in cell and "async" not in cell:
             return False
         return ask(
@@ -111,17 +142,20 @@ def _async_check_by_text(shell: Any) -> None:
 
 
 def _one_transform_per_cell(shell: Any) -> None:
+    import threading
+
     transform = getattr(shell, "transform_cell", None)
     events = getattr(shell, "events", None)
     if transform is None or events is None:
         return
-    last: list[Any] = []  # [raw cell, its transform] of the cell now running
+    last: list[Any] = []  # [thread, raw cell, its transform] of the cell now running
 
     def transform_cell(raw_cell: str) -> Any:
-        if last and last[0] == raw_cell:
-            return last[1]
+        thread = threading.get_ident()
+        if last and last[0] == thread and last[1] == raw_cell:
+            return last[2]
         result = transform(raw_cell)
-        last[:] = [raw_cell, result]
+        last[:] = [thread, raw_cell, result]
         return result
 
     def forget(*_: Any) -> None:
