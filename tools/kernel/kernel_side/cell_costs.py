@@ -13,14 +13,14 @@ alone otherwise (another ipykernel or IPython version runs as it ships):
   taking the buffers and sending them (counted around the original ``_flush``, which takes them
   under the lock this check holds). ~0.4 ms a cell, the pipe's check below included.
   Output written to the file descriptors (``os.write(1, ...)``, C code, a subprocess) reaches
-  the stream through ipykernel's pipe and a watcher thread; the stock kernel's waits gave that
-  thread the GIL before the idle status, so a quick return lost such a cell's last line to the
-  next cell in ~1 case in 4 (an attack found it: tests/unit/test_kernel.py). So a flush of a
-  watched stream first looks at the pipe: bytes still in it get the stock flush; else it lets
-  the watcher run (``time.sleep(0)``: a watcher holding bytes it has read writes them) before
-  looking at the buffers. This rests on the scheduler, as the stock waits did: on a quiet
-  machine no such line left its cell (0 of 1,250, the test's and the attack's); with two busy
-  processes on the 2 cores 1-8 of 450 did, and 3-6 of 450 in the stock kernel.
+  the stream through ipykernel's pipe and a watcher thread; the stock kernel's waits usually
+  gave that thread the GIL before the idle status, and a quick return lost such a cell's last
+  line to the next cell in ~1 case in 4 (an attack found it: tests/unit/test_kernel.py). So a
+  flush of a watched stream first waits (up to 0.1 s, then the stock flush) until the pipe is
+  empty and the watcher waits in ``read`` on it, as /proc/self/task/<id>/syscall shows: then
+  no byte written before is in its hands. That holds under load too, where the stock kernel's
+  waits did not (3-6 of 450 such lines left their cell with two busy processes on 2 cores;
+  0 here). Without /proc the check is an empty pipe and a ``sleep(0)``.
 - **Debug records nobody prints.** The kernel's logger is at DEBUG and filters at its handlers
   (WARNING), so every cell built ~6 log records to drop them. The logger's level is now its
   handlers' lowest when it does not propagate: the same records are printed.
@@ -72,6 +72,7 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
     # one entry per _flush between taking the buffers and having sent them; list.append and
     # list.pop are atomic, so no lock is held that a forked child could inherit held
     sending: list[int] = []
+    watch = _pipe_watch(stream)
 
     def counted_send() -> None:
         sending.append(1)
@@ -87,7 +88,7 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
             and thread is not None
             and thread.is_alive()
             and thread.ident != threading.get_ident()
-            and _watcher_done(stream)
+            and _watcher_done(watch)
         ):
             with stream._buffer_lock:
                 if not sending and not any(buffer.tell() for buffer in stream._buffers.values()):
@@ -99,26 +100,57 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
     stream._dynagraph_flush = True
 
 
-def _watcher_done(stream: Any) -> bool:
-    """False while bytes written to the stream's file descriptor wait in ipykernel's pipe;
-    else True, after letting its watcher thread write what it has read (see the module
-    docstring). True for a stream whose descriptor is not watched."""
+def _pipe_watch(stream: Any) -> tuple[int, str, str] | None:
+    """(pipe, the watcher's /proc syscall file, its line's start while it waits in ``read`` on
+    the pipe) for a stream whose file descriptor ipykernel watches; None for a stream it does
+    not watch. The line's start is read now, while the watcher waits (nothing has written to
+    the descriptors yet); "" when /proc cannot show it (then see :func:`_watcher_done`)."""
+    pipe = getattr(stream, "_fid", None)
+    thread = getattr(stream, "watch_fd_thread", None)
+    if pipe is None or not getattr(stream, "_should_watch", False):
+        return None
+    path = f"/proc/self/task/{getattr(thread, 'native_id', None)}/syscall"
+    try:
+        with open(path) as status:
+            fields = status.read().split()
+    except OSError:
+        return pipe, path, ""
+    if len(fields) > 1 and fields[1] == hex(pipe):  # waiting in a syscall on the pipe: read
+        return pipe, path, f"{fields[0]} {fields[1]} "
+    return pipe, path, ""
+
+
+def _watcher_done(watch: tuple[int, str, str] | None) -> bool:
+    """Whether every byte written to the stream's file descriptor before now is in its
+    buffers: the pipe is empty and its watcher waits in ``read`` on it (so it holds nothing
+    it has read). Waits up to 0.1 s for that, False after (the stock flush then runs). Where
+    /proc cannot show the watcher, an empty pipe and a ``sleep(0)`` (the watcher may write what
+    it holds) stand for it, as the stock flush's waits did."""
     import fcntl
     import struct
     import termios
     import time
 
-    pipe = getattr(stream, "_fid", None)
-    if pipe is None or not getattr(stream, "_should_watch", False):
+    if watch is None:
         return True
-    try:
-        waiting = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0"))[0]
-    except OSError:
-        return False
-    if waiting:
-        return False
-    time.sleep(0)
-    return True
+    pipe, path, waiting_line = watch
+    deadline = time.monotonic() + 0.1
+    while True:
+        try:
+            waiting = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if not waiting_line:
+                if waiting:
+                    return False
+                time.sleep(0)
+                return True
+            with open(path) as status:
+                if not waiting and status.read().startswith(waiting_line):
+                    return True
+        except OSError:
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0001)
 
 
 def _async_check_by_text(shell: Any) -> None:
