@@ -11,7 +11,7 @@ alone otherwise (another ipykernel or IPython version runs as it ships):
   streams twice after every cell. A flush now returns at once when every byte written before it
   has been sent: the buffers are empty *and* no ``_flush`` of the IOPub thread is between
   taking the buffers and sending them (counted around the original ``_flush``, which takes them
-  under the lock this check holds). ~0.4 ms a cell, the pipe's check below included.
+  under the lock this check holds). ~0.25 ms a cell, the pipe's check below included.
   Output written to the file descriptors (``os.write(1, ...)``, C code, a subprocess) reaches
   the stream through ipykernel's pipe and a watcher thread; the stock kernel's waits usually
   gave that thread the GIL before the idle status, and a quick return lost such a cell's last
@@ -37,8 +37,8 @@ alone otherwise (another ipykernel or IPython version runs as it ships):
   (in C); what it is for, a name per distinct cell for tracebacks' source lines, is kept. Only
   a debugger attached to the kernel would look for the murmur2 name, and ours have none.
 
-Together (``python bench/cell_costs.py``, bench/README.md 13o): the peers' step cell 3.7 -> 3.2
-ms, a CRAFT tool cell 6.8 -> 5.2, a definition cell of three tools 5.5 -> 3.5.
+Together (``python bench/cell_costs.py``, bench/README.md 13o): the peers' step cell 3.3 -> 3.0
+ms, a CRAFT tool cell 6.1 -> 4.9, a definition cell of three tools 5.0 -> 3.5.
 """
 
 from __future__ import annotations
