@@ -81,6 +81,10 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
         finally:
             sending.pop()
 
+    def nothing_to_send() -> bool:
+        with stream._buffer_lock:
+            return not sending and not any(buffer.tell() for buffer in stream._buffers.values())
+
     def quick_flush() -> None:
         thread = getattr(stream.pub_thread, "thread", None)
         if (
@@ -88,11 +92,11 @@ def _quick_flushes(stream: Any, threading: Any) -> None:
             and thread is not None
             and thread.is_alive()
             and thread.ident != threading.get_ident()
+            and nothing_to_send()  # else the stock flush, without looking at the pipe
             and _watcher_done(watch)
+            and nothing_to_send()  # the watcher may have written what it held meanwhile
         ):
-            with stream._buffer_lock:
-                if not sending and not any(buffer.tell() for buffer in stream._buffers.values()):
-                    return
+            return
         flush()
 
     stream._flush = counted_send
