@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.capture import head_tail
-from dynagraph.tools.kernel.cell import CellRun, receive
+from dynagraph.tools.kernel.cell import CellRun, receive, refuse_if_stopping
 from dynagraph.tools.kernel.environment import scrubbed_env
 from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
 from dynagraph.tools.kernel.hardening import Sandbox, SandboxMode, resolve_sandbox
@@ -363,6 +363,7 @@ class KernelSession:
         limit = output_limit or self.output_limit
         assert self._process is not None
         client = self._process.client
+        refuse_if_stopping()  # the process is stopping for good: send nothing to interrupt
         run: CellRun | None = None
         try:
             msg_id = client.execute(
