@@ -69,8 +69,7 @@ class LibraryTools:
         self.services = Services(settings)
         self._folder: str | None = None
         self._kernel = None
-        self._helper_in: Any = None  # the kernel session whose namespace holds the define helper
-        self._helper_restarts = 0  # ... as of this many restarts of it
+        self._helper_at: int | None = None  # the kernel's restarts when it got the helper
         self._lock = threading.Lock()
 
     @property
@@ -180,16 +179,11 @@ class LibraryTools:
         names = [r.name for r in records]
         sources = [(r.name, r.kernel_source(), r.depends_on) for r in records]
         session = self._session()
-        # the helper's ~8 KB of source only in the kernel's first cell (again after a restart,
-        # or a call's %reset: seen as the NameError)
-        installed = self._helper_in is session and session.restarts == self._helper_restarts
-        result = session.execute(
-            definitions.define_code(sources, install=not installed), timeout=60, silent=True
-        )
-        if installed and definitions.helper_missing(result):
-            result = session.execute(definitions.define_code(sources), timeout=60, silent=True)
+        # the helper's ~8 KB of source in the kernel's first cell only (again after a restart)
+        helper = self._helper_at == session.restarts
+        result = definitions.run_definitions(session, sources, helper=helper, timeout=60)
         if result.ok():
-            self._helper_in, self._helper_restarts = session, session.restarts
+            self._helper_at = session.restarts
         failed = definitions.failures(result, names)
         if failed:
             first = next(iter(failed))
@@ -207,7 +201,7 @@ class LibraryTools:
     def close(self) -> None:
         if self._kernel is not None:
             self._kernel.shutdown()
-            self._kernel = None
+            self._kernel = self._helper_at = None
         if self._folder:
             shutil.rmtree(self._folder, ignore_errors=True)
         self.services.close()

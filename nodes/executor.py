@@ -171,17 +171,14 @@ class ExecutorNode:
                 break
             restarts = session.restarts
             # one cell for all, each source run in a namespace of its own (definitions.py);
-            # the helper's source only in the kernel's first one
-            cell = definitions.define_code(
+            # the helper's source only in the kernel's first one (again after a %reset)
+            result = definitions.run_definitions(
+                session,
                 [(r.name, r.kernel_source(), r.depends_on) for r in todo],
-                install=not known.helper,
+                helper=known.helper,
+                timeout=30 + 5 * len(todo),
+                output_limit=1024 * 1024,
             )
-            result = session.execute(
-                cell, timeout=30 + 5 * len(todo), silent=True, output_limit=1024 * 1024
-            )
-            if known.helper and definitions.helper_missing(result):
-                known.helper = False  # a cell's %reset removed it: install it again
-                continue
             failed = definitions.failures(result, [r.name for r in todo])
             if session.restarts != restarts:
                 if result.status in ("died", "timeout"):

@@ -9,9 +9,13 @@ with its error and the others are still defined.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.result import ExecutionResult
+
+if TYPE_CHECKING:
+    from dynagraph.tools.kernel.session import KernelSession
 
 __all__ = [
     "DEFINED_MARKER",
@@ -20,6 +24,7 @@ __all__ = [
     "failures",
     "helper_missing",
     "reported_failures",
+    "run_definitions",
 ]
 
 #: Prefix of the line the definition cell prints (the rest of the line is JSON).
@@ -58,6 +63,28 @@ def helper_missing(result: ExecutionResult) -> bool:
     return result.error_name == "NameError" and "__dynagraph_define_all__" in (
         result.error_value or ""
     )
+
+
+def run_definitions(
+    session: KernelSession,
+    sources: list[tuple[str, str, list[str]]],
+    *,
+    helper: bool,
+    timeout: float,
+    output_limit: int | None = None,
+) -> ExecutionResult:
+    """Run :func:`define_code`'s cell for ``sources``, silently. ``helper`` says the kernel
+    holds the helper (an earlier cell of it ran): the cell then leaves its source out, and is
+    sent again with it if a ``%reset`` removed it meanwhile (:func:`helper_missing`)."""
+
+    def run(install: bool) -> ExecutionResult:
+        code = define_code(sources, install=install)
+        return session.execute(code, timeout=timeout, silent=True, output_limit=output_limit)
+
+    result = run(install=not helper)
+    if helper and helper_missing(result):
+        result = run(install=True)
+    return result
 
 
 def failures(result: ExecutionResult, names: list[str]) -> dict[str, str]:
