@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.config import StrictSettings
 from dynagraph.tools.errors import ConfigError, EndpointError, causes
+from dynagraph.tools.model_requests import plain_completions
 from pydantic import Field
 
 if TYPE_CHECKING:  # langchain (~0.35 s to import) loads when the first model is built
@@ -166,6 +167,9 @@ class ModelFactory:
             kwargs["max_tokens"] = entry.max_tokens
         model = _chat_class()(**kwargs)
         model._dg_entry, model._dg_node = entry, node
+        plain = plain_completions(model.root_client)
+        if plain is not None and model.client is not None:
+            model.client = plain  # sends ChatOpenAI's body as built (tools/model_requests.py)
         return model
 
 
