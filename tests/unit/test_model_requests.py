@@ -167,3 +167,24 @@ def test_the_check_finds_an_alias_or_a_format_anywhere_in_the_params():
 )
 def test_plain_json_is_only_json_values(value, plain):
     assert is_plain_json(value) is plain
+
+
+def test_request_options_reach_the_body_as_openai_sends_them(stub, transforms):
+    """``extra_body`` is merged into the JSON and ``extra_headers`` sent, as by openai's own
+    create (ChatOpenAI passes its ``extra_body`` and ``model_kwargs`` this way)."""
+    ours, _stock = _models(stub)
+    plain = ours.client
+    stock = ours.root_client.chat.completions  # openai's own resource, same client
+    for resource in (plain, stock):
+        reply = resource.create(
+            model="stub-model",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"top_k": 3, "chat_template_kwargs": {"thinking": False}},
+            extra_headers={"X-Title": "dynagraph"},
+            n=None,
+        )
+        assert reply.choices[0].message.content == "```python\nprint(1)\n```"
+    first, second = _bodies(stub)
+    assert first == second
+    assert first["top_k"] == 3 and first["n"] is None
+    assert len(transforms) == 1  # the stock resource's
