@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -130,24 +131,29 @@ def test_ctrl_c_in_a_script_stops_the_cell_at_once(cli_env, stub_env, tmp_path, 
 # -- in-process: cancel_running() reaches a cell received in another thread -----------------------
 
 
-def test_cancel_running_stops_a_cell_in_a_worker_thread(tmp_path):
-    import threading
+def _in_worker(session, code: str) -> tuple[threading.Thread, dict[str, object]]:
+    """``session.execute(code)`` in a started thread; its result or what it raised lands in
+    the dict."""
+    outcome: dict[str, object] = {}
 
+    def worker() -> None:
+        try:
+            outcome["result"] = session.execute(code, timeout=120)
+        except BaseException as exc:
+            outcome["raised"] = exc
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    return thread, outcome
+
+
+def test_cancel_running_stops_a_cell_in_a_worker_thread(tmp_path):
     from dynagraph.tools.kernel import KernelSession
     from dynagraph.tools.kernel.cell import CellCancelled, cancel_running, resume_cells
 
     with KernelSession(tmp_path / "work", sandbox="none") as session:
         session.execute("kept = 41", timeout=30)
-        outcome: dict[str, object] = {}
-
-        def worker() -> None:
-            try:
-                outcome["result"] = session.execute("import time; time.sleep(60)", timeout=120)
-            except BaseException as exc:
-                outcome["raised"] = exc
-
-        thread = threading.Thread(target=worker)
-        thread.start()
+        thread, outcome = _in_worker(session, "import time; time.sleep(60)")
         time.sleep(1.0)  # the cell is running
         sent = time.monotonic()
         assert cancel_running() == 1
@@ -170,6 +176,30 @@ def test_cancel_running_stops_a_cell_in_a_worker_thread(tmp_path):
         # in ~1 run in 4 when the cell was sent and interrupted at once)
         assert (again.stdout, session.restarts) == ("again\n", 0), again.to_observation()
         assert "never waited for" not in " ".join(again.notes)
+
+
+def test_a_cancel_as_the_cell_is_sent_interrupts_the_cell_not_the_kernel(tmp_path):
+    """cancel_running() the moment a worker's cell is sent: the interrupt waits until the
+    kernel runs the cell (its execute_input). Sent at once, the SIGINT could land while
+    ipykernel was still taking the request, and the kernel ended (exit 0) in 4-5 of 100."""
+    from dynagraph.tools.kernel import KernelSession
+    from dynagraph.tools.kernel import cell as cells
+
+    with KernelSession(tmp_path / "work", sandbox="none") as session:
+        session.execute("kept = 41", timeout=30)
+        lost: list[str] = []
+        for attempt in range(100):
+            thread, outcome = _in_worker(session, "import time; time.sleep(5)")
+            while not cells._STOPPING.active and thread.is_alive():  # its receive loop is on
+                time.sleep(0)
+            cells.cancel_running()
+            thread.join(30)
+            assert isinstance(outcome.get("raised"), cells.CellCancelled), outcome
+            after = session.execute("print(kept + 1)", timeout=30)
+            if session.restarts or after.stdout != "42\n":
+                lost.append(f"attempt {attempt}: {after.notes[:1]}")
+                break
+        assert not lost, lost
 
 
 def test_ctrl_c_during_a_batch_ends_with_its_summary_and_no_thread_traceback(

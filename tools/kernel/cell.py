@@ -51,6 +51,13 @@ __all__ = [
 Ending = Literal["done", "quiet", "died", "stuck"]
 
 ALIVE_POLL_S = 0.25
+#: How long a cancel waits for the kernel to start the cell before interrupting it anyway.
+#: A SIGINT landing while ipykernel is still taking the request (before the cell's
+#: execute_input) ended the kernel (exit 0) in ~1 cancel in 20; once the cell runs, IPython
+#: takes it. A silent cell has no execute_input: its "busy" status and this margin stand in.
+CANCEL_START_WAIT_S = 1.0
+_BUSY_MARGIN_S = 0.02
+_CANCEL_POLL_S = 0.005
 _IDLE_AFTER_REPLY_S = 5.0  # iopub silence after the reply before we stop waiting for 'idle'
 _DRAIN_BATCH = 500
 _KERNEL_CUT_RE = re.compile("\x00dynagraph-cut:(\\d+)\x00")  # kernel_side/stream_cap.py
@@ -118,6 +125,8 @@ class CellRun:
         self.capture = OutputCapture(output_limit)
         self.save_image = save_image
         self.reply: dict[str, Any] | None = None
+        self.started = False  # the kernel runs the cell: its execute_input (or more) came
+        self.busy_at: float | None = None  # when its "busy" status came
         self.last_activity = time.monotonic()
         self.idle = False
         self.result: str | None = None
@@ -130,6 +139,11 @@ class CellRun:
     @property
     def done(self) -> bool:
         return self.reply is not None and self.idle
+
+    def running(self, now: float) -> bool:
+        """Whether the kernel is running the cell (past taking its request): an interrupt
+        now reaches the cell, not ipykernel (CANCEL_START_WAIT_S)."""
+        return self.started or (self.busy_at is not None and now >= self.busy_at + _BUSY_MARGIN_S)
 
     def on_shell(self, msg: dict[str, Any]) -> None:
         if msg.get("parent_header", {}).get("msg_id") != self.msg_id:
@@ -147,9 +161,13 @@ class CellRun:
         self.last_activity = time.monotonic()
         kind = msg.get("msg_type")
         content = msg.get("content", {})
+        if kind != "status":
+            self.started = True
         if kind == "status":
             if content.get("execution_state") == "idle":
                 self.idle = True
+            elif content.get("execution_state") == "busy" and self.busy_at is None:
+                self.busy_at = self.last_activity
         elif kind == "stream":
             name = "stderr" if content.get("name") == "stderr" else "stdout"
             text = content.get("text", "")
@@ -301,11 +319,15 @@ def receive(
         deadline = None if timeout is None else started + timeout
         interrupted = False
         next_alive_check = time.monotonic() + ALIVE_POLL_S
+        cancel_by = None  # when a cancel stops waiting for the cell to start
         while not run.done:
-            if cancelled.is_set():
-                interrupt()
-                raise CellCancelled("the process is stopping: the cell was interrupted")
             now = time.monotonic()
+            if cancelled.is_set():
+                cancel_by = cancel_by or now + CANCEL_START_WAIT_S
+                if run.running(now) or run.reply is not None or now >= cancel_by:
+                    if run.reply is None:
+                        interrupt()
+                    raise CellCancelled("the process is stopping: the cell was interrupted")
             if run.reply is not None and now > run.last_activity + _IDLE_AFTER_REPLY_S:
                 return "quiet", interrupted
             if now >= next_alive_check:
@@ -321,7 +343,7 @@ def receive(
                 interrupted = True
                 interrupt()
                 deadline = now + grace_s
-            wait = ALIVE_POLL_S
+            wait = ALIVE_POLL_S if cancel_by is None else _CANCEL_POLL_S
             if deadline is not None:
                 wait = min(wait, max(deadline - now, 0.0))
             events = dict(poller.poll(int(wait * 1000)))
