@@ -4,30 +4,35 @@ Why: openai's ``Completions.create`` passes the whole request body through ``may
 before sending it: a walk of every message against the request's TypedDict tree (unions of
 ~57 TypedDicts), made to rename aliased keys, format dates and files, dump pydantic models,
 turn iterables into lists and drop omitted values. A body of JSON values in a params tree that
-declares no alias and no format comes out of it equal to what went in, and that is every body
-ChatOpenAI sends for a node. The walk cost 1.2 ms of a 2.4 ms loopback call with a
-10-message prompt (more as a task's history grows), the largest part of a model call's client
-time, and a default step makes two calls (bench/README 13p).
+declares no alias and no format comes out of it equal to what went in, less its omitted
+values, and that is every body ChatOpenAI sends for a node. The walk cost 0.3 ms of a 1.2 ms
+loopback call with a node's two messages, 1.2 ms with ten, 3.6 ms with thirty (bench/README
+13p): the largest part of a model call's client time.
 
-:func:`plain_completions` gives a chat model a ``Completions`` resource whose ``create`` sends
-such a body as it is, through the same client (``_post``, the same request options, headers,
-retries, streaming and response types as openai's own ``create``). Anything else, a body with
-a value that is not plain JSON, a ``response_format`` (openai validates it), an openai whose
-params declare an alias or a format (checked once, on the installed version), or an openai
-whose internals moved, takes openai's own ``create``. Only the sync client is changed: the
-nodes call ``invoke``.
+:func:`plain_completions` gives a chat model a ``Completions`` resource whose ``create`` is
+openai's own (its signature, validation, request options, auth, retries, streaming and
+response types), called with a flag that lets the transform step return the body with its
+omitted values dropped, when the rest is JSON values only and the installed openai's params
+declare no alias or format (checked once). openai's module-level ``maybe_transform`` in the
+chat completions module is wrapped once for that: a call without the flag, any other
+caller's, runs openai's own transform, and so does a body with any other value. An openai
+whose modules moved keeps its own transform everywhere. Only the sync client is given the
+resource: the nodes call ``invoke``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
+import threading
 from typing import Any, get_args, get_type_hints
 
 log = logging.getLogger(__name__)
 
-#: ``create`` keywords that are request options, not body keys (openai's own create signature).
-_OPTION_KEYS = ("extra_headers", "extra_query", "extra_body", "timeout")
+#: Set while a PlainCompletions.create runs in this context: its transform may pass the body.
+_PLAIN: contextvars.ContextVar[bool] = contextvars.ContextVar("dynagraph_plain", default=False)
+_WRAP_LOCK = threading.Lock()
 
 
 def declares_transforms(root: Any) -> bool:
@@ -55,17 +60,24 @@ def declares_transforms(root: Any) -> bool:
 
 
 @functools.cache
-def transform_changes_nothing() -> bool:
-    """Whether the installed openai's chat completion params leave a body of JSON values as it
-    is (checked once a process, ~4 ms); False when the check itself cannot run."""
+def _chat_params() -> tuple[type, ...]:
+    """The params types openai's chat ``create`` transforms its body against, when they leave
+    a body of JSON values as it is (checked once a process, ~4 ms); () otherwise."""
     try:
         from openai.types.chat import completion_create_params as params
 
         roots = (params.CompletionCreateParamsNonStreaming, params.CompletionCreateParamsStreaming)
-        return not any(declares_transforms(root) for root in roots)
-    except Exception as exc:  # an openai that moved its types: keep its own create
-        log.debug("openai's chat params not inspectable (%s); its create is used", exc)
-        return False
+        if any(declares_transforms(root) for root in roots):
+            return ()
+        return roots
+    except Exception as exc:  # an openai that moved its types: keep its own transform
+        log.debug("openai's chat params not inspectable (%s); its transform is kept", exc)
+        return ()
+
+
+def transform_changes_nothing() -> bool:
+    """Whether the installed openai's chat params leave a body of JSON values as it is."""
+    return bool(_chat_params())
 
 
 def is_plain_json(value: Any) -> bool:
@@ -86,41 +98,54 @@ def is_plain_json(value: Any) -> bool:
     return True
 
 
+def _wrap_transform(module: Any) -> bool:
+    """Wrap ``module.maybe_transform`` (openai's chat completions module) so that, under the
+    flag, a plain body of the chat params skips the walk; a function put there later (a
+    test's or a user's patch) is wrapped in turn. False when it cannot be."""
+    if getattr(getattr(module, "maybe_transform", None), "_dynagraph_plain", False):
+        return True
+    with _WRAP_LOCK:
+        current = getattr(module, "maybe_transform", None)
+        if getattr(current, "_dynagraph_plain", False):
+            return True
+        if current is None or not _chat_params():
+            return False
+        from openai._utils import is_given
+
+        def maybe_transform(data: Any, expected_type: Any) -> Any:
+            if _PLAIN.get() and type(data) is dict and expected_type in _chat_params():
+                body = {key: value for key, value in data.items() if is_given(value)}
+                if is_plain_json(body):
+                    return body
+            return current(data, expected_type)
+
+        maybe_transform._dynagraph_plain = True  # type: ignore[attr-defined]
+        module.maybe_transform = maybe_transform
+        return True
+
+
 @functools.cache
 def _plain_completions_class() -> type | None:
     """The ``Completions`` subclass, or None when this openai lacks what it is built from."""
     try:
-        from openai import Stream
-        from openai._base_client import make_request_options
-        from openai._utils import is_given
         from openai.resources.chat.completions import Completions
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+        from openai.resources.chat.completions import completions as module
     except Exception as exc:
-        log.debug("openai internals moved (%s); its own create is used", exc)
+        log.debug("openai's chat completions moved (%s); its own create is used", exc)
+        return None
+    if not _wrap_transform(module):
         return None
 
     class PlainCompletions(Completions):
-        """openai's chat ``Completions`` whose ``create`` sends a plain body as it is."""
+        """openai's chat ``Completions``; its ``create`` lets a plain body skip the transform."""
 
-        def create(self, **params: Any) -> Any:  # type: ignore[override]
-            body = {k: v for k, v in params.items() if k not in _OPTION_KEYS and is_given(v)}
-            if (
-                "model" not in body
-                or "messages" not in body
-                or "response_format" in body
-                or not transform_changes_nothing()
-                or not is_plain_json(body)
-            ):
-                return super().create(**params)
-            options = {k: params[k] for k in _OPTION_KEYS if k in params}
-            return self._post(
-                "/chat/completions",
-                body=body,
-                options=make_request_options(**options),
-                cast_to=ChatCompletion,
-                stream=bool(body.get("stream")),
-                stream_cls=Stream[ChatCompletionChunk],
-            )
+        def create(self, *args: Any, **params: Any) -> Any:  # type: ignore[override]
+            _wrap_transform(module)  # again if something replaced the wrapper since
+            token = _PLAIN.set(True)
+            try:
+                return super().create(*args, **params)
+            finally:
+                _PLAIN.reset(token)
 
     return PlainCompletions
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Required
 
+import openai._utils._transform as transform_module
 import openai.resources.chat.completions.completions as completions_module
 import pytest
 from dynagraph.tools.model_requests import (
@@ -74,15 +75,16 @@ def stub():
 
 @pytest.fixture
 def transforms(monkeypatch) -> list[int]:
-    """How many times openai's chat create ran its transform."""
+    """How many times openai's transform walked a body (its ``transform``, which its
+    ``maybe_transform`` calls)."""
     calls: list[int] = []
-    original = completions_module.maybe_transform
+    original = transform_module.transform
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(completions_module, "maybe_transform", counting)
+    monkeypatch.setattr(transform_module, "transform", counting)
     return calls
 
 
@@ -188,3 +190,65 @@ def test_request_options_reach_the_body_as_openai_sends_them(stub, transforms):
     assert first == second
     assert first["top_k"] == 3 and first["n"] is None
     assert len(transforms) == 1  # the stock resource's
+
+
+def test_the_body_keeps_openais_key_order(stub):
+    ours, stock = _models(stub, temperature=0.0)
+    ours.bind_tools([{"type": "function", "function": {"name": "f", "parameters": {}}}]).invoke(
+        CONVERSATION[:2], stop=["x"]
+    )
+    stock.bind_tools([{"type": "function", "function": {"name": "f", "parameters": {}}}]).invoke(
+        CONVERSATION[:2], stop=["x"]
+    )
+    first, second = _bodies(stub)
+    assert list(first) == list(second)  # json.loads keeps the order the bytes had
+
+
+def test_a_keyword_openai_does_not_take_is_refused_before_anything_is_sent(stub):
+    """A misconfiguration (``model_kwargs`` with a key openai's create does not know) fails
+    in the client as it does for stock ChatOpenAI, instead of reaching the server."""
+    ours, _stock = _models(stub)
+    stock = ChatOpenAI(
+        model="stub-model", base_url=stub.base_url, api_key="k", model_kwargs={"top_k": 3}
+    )
+    mine = ours.model_copy(update={"model_kwargs": {"top_k": 3}})
+    for model in (mine, stock):
+        with pytest.raises(TypeError, match="top_k"):
+            model.invoke("hi")
+    assert stub.requests == []
+
+
+def test_an_empty_api_key_is_refused_as_openai_refuses_it(stub, monkeypatch):
+    """openai's create sends only bearer auth; with no api_key it refuses rather than send
+    an admin key from the environment to the endpoint (an attack found the first version of
+    the plain path sent it)."""
+    import openai
+    from dynagraph.tools.model_requests import plain_completions
+
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-not-for-this-endpoint")
+    client = openai.OpenAI(base_url=stub.base_url, api_key="", max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    for resource in (plain_completions(client), client.chat.completions):
+        with pytest.raises(TypeError, match="authentication"):
+            resource.create(model="stub-model", messages=messages)
+    assert stub.requests == []
+
+
+def test_another_patch_of_the_transform_still_runs_for_every_other_call(stub, monkeypatch):
+    """A function put in place of the chat module's maybe_transform after ours (a user's or a
+    test's patch) is wrapped in turn: stock calls reach it, a node's plain body does not."""
+    ours, stock = _models(stub)
+    seen: list[int] = []
+    original = completions_module.maybe_transform
+
+    def theirs(*args: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(completions_module, "maybe_transform", theirs)
+    ours.invoke("hi")
+    assert seen == []
+    stock.invoke("hi")
+    assert seen == [1]
+    first, second = _bodies(stub)
+    assert first == second
