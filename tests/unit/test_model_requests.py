@@ -73,19 +73,24 @@ def stub():
         yield server
 
 
-@pytest.fixture
-def transforms(monkeypatch) -> list[int]:
-    """How many times openai's transform walked a body (its ``transform``, which its
-    ``maybe_transform`` calls)."""
+def _count_calls(monkeypatch, module: Any, name: str) -> list[int]:
+    """Replace ``module.name`` with a function that counts its calls and calls the original."""
     calls: list[int] = []
-    original = transform_module.transform
+    original = getattr(module, name)
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(transform_module, "transform", counting)
+    monkeypatch.setattr(module, name, counting)
     return calls
+
+
+@pytest.fixture
+def transforms(monkeypatch) -> list[int]:
+    """How many times openai's transform walked a body (its ``transform``, which its
+    ``maybe_transform`` calls)."""
+    return _count_calls(monkeypatch, transform_module, "transform")
 
 
 def _models(stub: StubLLM, **entry: Any) -> tuple[Any, ChatOpenAI]:
@@ -238,14 +243,7 @@ def test_another_patch_of_the_transform_still_runs_for_every_other_call(stub, mo
     """A function put in place of the chat module's maybe_transform after ours (a user's or a
     test's patch) is wrapped in turn: stock calls reach it, a node's plain body does not."""
     ours, stock = _models(stub)
-    seen: list[int] = []
-    original = completions_module.maybe_transform
-
-    def theirs(*args: Any, **kwargs: Any) -> Any:
-        seen.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(completions_module, "maybe_transform", theirs)
+    seen = _count_calls(monkeypatch, completions_module, "maybe_transform")
     ours.invoke("hi")
     assert seen == []
     stock.invoke("hi")
