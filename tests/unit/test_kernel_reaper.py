@@ -184,3 +184,23 @@ def test_close_waits_for_a_dropped_kernel_still_starting(tmp_path, monkeypatch) 
     services.close()
     assert len(made) == 1, "close() returned before the dropped kernel had started"
     assert not made[0].is_alive() and not made[0].workdir.exists()
+
+
+def test_a_prestart_stopped_by_a_signal_ends_its_thread_without_a_traceback(monkeypatch) -> None:
+    """A stop signal while the prestart thread starts the kernel makes its start raise
+    CellCancelled (a KeyboardInterrupt): the thread ends quietly (an attack saw "Exception in
+    thread dynagraph-kernel-prestart" printed before the command's own last line)."""
+    from dynagraph.tools.kernel.cell import CellCancelled
+
+    class StoppedSession(FakeSession):
+        def start(self) -> None:
+            raise CellCancelled("the process is stopping: the cell was not run")
+
+    uncaught: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: uncaught.append(repr(args)))
+    made: list[FakeSession] = []
+    registry = KernelRegistry(lambda tid: made.append(StoppedSession(tid)) or made[-1])  # type: ignore[arg-type]
+    registry.prestart("t")
+    wait_for(lambda: not registry._prestart_threads)
+    assert made and uncaught == []
+    registry.shutdown_all()

@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Callable
 
 from dynagraph.tools.kernel import reaper
+from dynagraph.tools.kernel.cell import CellCancelled
 from dynagraph.tools.kernel.session import KernelSession
 
 __all__ = ["KernelRegistry"]
@@ -95,6 +96,8 @@ class KernelRegistry:
             session.start()  # get() meanwhile waits on the session's lock, then finds it up
         except Exception as exc:  # the unstarted session stays: get() starts it or says why
             log.debug("kernel prestart for %s failed: %s", thread_id, exc)
+        except CellCancelled:  # the process is stopping (a signal): its cleanup reaps the kernel
+            log.debug("kernel prestart for %s stopped: the process is stopping", thread_id)
         finally:
             with self._lock:
                 self._registered(thread_id, registered)
