@@ -29,6 +29,7 @@ from dynagraph.graphs.run import TaskResult, preflight, run_task
 from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings
 from dynagraph.nodes.context import Context
+from dynagraph.nodes.planner import task_problem
 from dynagraph.tools.errors import DynagraphError, InputError
 from dynagraph.tools.kernel import BWRAP_INSTALL_HINT, KernelError
 
@@ -69,8 +70,9 @@ def read_tasks(path: str | Path) -> list[BatchTask]:
             raise BatchInputError(f"{path}:{number}: not JSON ({exc.msg})") from exc
         if not isinstance(data, dict) or not isinstance(data.get("task"), str):
             raise BatchInputError(f'{path}:{number}: expected {{"id": ..., "task": "..."}}')
-        if not data["task"].strip():
-            raise BatchInputError(f"{path}:{number}: the task is empty")
+        problem = task_problem(data["task"])
+        if problem is not None:
+            raise BatchInputError(f"{path}:{number}: the task cannot be run: {problem}")
         task_id = str(data["id"]) if data.get("id") is not None else str(number)
         if task_id in seen:
             raise BatchInputError(f"{path}:{number}: id {task_id!r} appears twice")

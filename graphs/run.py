@@ -15,10 +15,12 @@ KeyboardInterrupt, an error): a stopped task still resumes; a killed one starts 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dynagraph.graphs.graph import build_graph
@@ -26,9 +28,11 @@ from dynagraph.graphs.services import Services
 from dynagraph.graphs.settings import Settings, load_settings
 from dynagraph.nodes.context import Context
 from dynagraph.nodes.events import LISTENER_KEY
+from dynagraph.nodes.planner import task_problem
 from dynagraph.tools.errors import EnvironmentProblem, InputError
 from dynagraph.tools.library.sqlite_atomic import write_ahead
 from dynagraph.tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
+from dynagraph.tools.thread_lock import thread_lock
 
 
 @dataclass
@@ -62,6 +66,11 @@ def preflight(services: Services, context: Context) -> None:
     """Fail before any work when a model's API key is missing (ConfigError, one line)."""
     for node in ("planner", "coder"):
         services.models.check(node, context.model_override(node))
+
+
+def thread_lock_folder(settings: Settings) -> Path:
+    """Where the threads' lock files are (tools/thread_lock.py): beside the checkpoints."""
+    return settings.path(settings.checkpoint_path).parent / "thread-locks"
 
 
 def open_checkpointer(settings: Settings):
@@ -110,10 +119,17 @@ def run_task(
     services = services or Services(settings)
     context = context or Context()
     thread_id = thread_id or str(uuid.uuid4())
+    held = contextlib.ExitStack()  # the checkpoint connection, then the thread's lock
     try:
+        problem = task_problem(task)
+        if problem is not None:
+            raise InputError(f"the task cannot be run: {problem}")
         preflight(services, context)  # a missing key is said before any file is written
         saver, conn = open_checkpointer(settings)
+        held.callback(conn.close)
+        held.enter_context(thread_lock(thread_lock_folder(settings), thread_id))
     except BaseException:
+        held.close()
         if own_services:
             services.close()
         raise
@@ -134,6 +150,13 @@ def run_task(
             # but no checkpoint after them: LangGraph lists it among the tasks, not as `next`
             if not snapshot.next and not snapshot.tasks:
                 raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
+            stored = snapshot.values.get("task")
+            if isinstance(stored, str) and stored.strip() != task.strip():
+                shown = stored if len(stored) <= 60 else stored[:57] + "..."
+                raise InputError(
+                    f"thread {thread_id} holds another task ({shown!r}); run it with that "
+                    "text to resume it, or use a new thread id"
+                )
             inputs = None  # resume the interrupted task where it stopped
         try:
             # no "custom" stream mode: with it LangGraph runs every node in a worker thread
@@ -159,7 +182,7 @@ def run_task(
     finally:
         services.kernels.release(thread_id)
         services.drop_scratch(services.workdir_for(thread_id))  # started ahead, never claimed
-        conn.close()
+        held.close()
         if own_services:
             services.close()
 

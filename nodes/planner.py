@@ -42,14 +42,26 @@ def check_task(state: State) -> None:
     """The graph's input must hold the task as text: from a LangGraph server (Studio) any JSON
     comes in, and ``{"task": 5}`` failed deep in the embedder with an AttributeError, ``{}``
     with a KeyError, each after the task's kernel had been started."""
-    task = state.get("task")
-    if isinstance(task, str) and task.strip():
-        return
+    problem = task_problem(state.get("task"))
+    if problem is not None:
+        raise InputError(f'the input needs "task", the task as text ({problem})')
+
+
+def task_problem(task: object) -> str | None:
+    """What makes ``task`` unusable as a task, or None: not text, blank, or text that is not
+    UTF-8 (a command line with bytes of another encoding: the checkpoint write failed on it,
+    with a traceback, after the planner's model call)."""
     if task is None:
-        got = "none"
-    else:
-        got = "an empty text" if isinstance(task, str) else f"a {type(task).__name__}"
-    raise InputError(f'the input needs "task", the task as text (got {got})')
+        return "got none"
+    if not isinstance(task, str):
+        return f"got a {type(task).__name__}"
+    if not task.strip():
+        return "got an empty text"
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"it is not UTF-8 text: {task[max(exc.start - 10, 0) : exc.start]!r} is followed by an undecodable byte"
+    return None
 
 
 class Speculator(Protocol):

@@ -263,3 +263,20 @@ def test_weaviate_commands_without_a_server_are_one_line(tmp_path):
         assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], proc.stderr
     sqlite = dynagraph("library", "sync", env=env)
     assert sqlite.returncode == 2 and "weaviate backend" in sqlite.stderr
+
+
+def test_a_task_that_is_not_utf8_is_one_line_exit_2_and_writes_nothing(cli_env, tmp_path):
+    """Bytes of another encoding on the command line (here Latin-1's "é"), or a lone surrogate
+    escaped in a batch file: refused before a model call or a file (an attack saw an 80-line
+    UnicodeEncodeError from the checkpoint write, after the planner's call)."""
+    home = Path(cli_env["DYNAGRAPH_HOME"])
+    proc = dynagraph("run", "caf\udce9 task", env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not UTF-8" in lines[0] and "'caf'" in lines[0], proc.stderr
+    assert not (home / "checkpoints.db").exists()
+    (tmp_path / "tasks.jsonl").write_text('{"id": "a", "task": "caf\\udce9"}\n', encoding="utf-8")
+    proc = dynagraph("batch", "tasks.jsonl", env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tasks.jsonl:1" in lines[0] and "not UTF-8" in lines[0]

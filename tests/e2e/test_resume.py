@@ -77,3 +77,39 @@ def test_a_run_stopped_during_the_coders_call_resumes_in_a_new_kernel(
     retry_prompt = stub.requests_for("coder")[-1]["messages"][-1]["content"]
     assert "resumed in a new kernel" in retry_prompt and "NameError" in retry_prompt
     assert stub.remaining("coder") == 0 and stub.remaining("planner") == 0
+
+
+def test_a_thread_runs_once_at_a_time_and_resumes_only_its_own_task(cli_env, stub_env, tmp_path):
+    """A second run of a thread that is running is refused before it writes anything, and a
+    stopped thread is resumed only by its own task's text (an attack saw two runs of one
+    thread both go ahead, each reporting the other's answer, and a resume with another text
+    answer the old task without a word)."""
+    stub = stub_env["stub"]
+    cli_env = with_stub_config(cli_env, stub_env, tmp_path / "config.yaml")
+
+    def slow_cell(request):
+        time.sleep(CODER_DELAY_S)
+        return coder_cell("print('late')")
+
+    stub.script("planner", [planner_step("Print something.")])
+    stub.script("coder", [slow_cell])
+    argv = dynagraph_argv("run", "print something", "--thread", "once", "--json")
+    first = subprocess.Popen(
+        argv, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for_requests(stub, "coder", 1, first)
+    second = subprocess.run(argv, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert "thread once is being run by another run now" in second.stderr
+    assert "Traceback" not in second.stderr and len(stub.requests_for("planner")) == 1
+    assert json.loads(second.stdout)["status"] == "error"
+
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=90)
+    assert first.returncode == 130
+
+    other = dynagraph_argv("run", "a different task", "--thread", "once")
+    refused = subprocess.run(other, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "thread once holds another task ('print something')" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(stub.requests_for("planner")) == 1
