@@ -16,6 +16,7 @@ KeyboardInterrupt, an error): a stopped task still resumes; a killed one starts 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -63,9 +64,24 @@ def recursion_limit(settings: Settings, max_steps: int) -> int:
 
 
 def preflight(services: Services, context: Context) -> None:
-    """Fail before any work when a model's API key is missing (ConfigError, one line)."""
+    """Fail before any work, in one line, when a model's API key is missing (ConfigError) or
+    the tasks' folder cannot be written (EnvironmentProblem: it failed with a traceback when
+    the first cell's kernel started, after two model calls)."""
     for node in ("planner", "coder"):
         services.models.check(node, context.model_override(node))
+    settings = services.settings
+    runs = settings.path(settings.executor.workdir)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        writable = os.access(runs, os.W_OK | os.X_OK)
+        why = "not writable"
+    except OSError as exc:
+        writable, why = False, exc.strerror or str(exc)
+    if not writable:
+        raise EnvironmentProblem(
+            f"cannot write the task folders at {runs}: {why} "
+            "(set executor.workdir or DYNAGRAPH_HOME to a writable place)"
+        )
 
 
 def thread_lock_folder(settings: Settings) -> Path:

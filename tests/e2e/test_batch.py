@@ -241,7 +241,7 @@ def test_summary_says_every_task_broke_only_when_each_raised_a_setup_problem(tmp
     from dynagraph.tools.errors import ConfigError
     from dynagraph.tools.models import ModelEndpointError
 
-    settings = load_settings(None)
+    settings = batch_settings = load_settings(None)
     raises: dict[str, Exception] = {}
 
     def runner(task, settings, thread_id, *, context, services):
@@ -255,6 +255,7 @@ def test_summary_says_every_task_broke_only_when_each_raised_a_setup_problem(tmp
 
     class NoKernels:
         models = KeysPresent()
+        settings = batch_settings  # preflight checks its tasks' folder
 
         def start_kernel_pool(self, size):
             return None
@@ -402,7 +403,7 @@ def test_unreadable_tasks_or_results_are_one_line_before_any_task(tmp_path, cli_
 
 
 def test_resume_skips_finished_tasks_and_reruns_errors(tmp_path):
-    settings = load_settings(None)
+    settings = batch_settings = load_settings(None)
     calls: list[str] = []
     flaky = {"b"}
 
@@ -419,6 +420,7 @@ def test_resume_skips_finished_tasks_and_reruns_errors(tmp_path):
 
     class NoKernels:  # all run_batch asks of its services when the runner is scripted
         models = KeysPresent()
+        settings = batch_settings  # preflight checks its tasks' folder
 
         def start_kernel_pool(self, size):
             return None

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import dynagraph
-from tests.support.config import write_stub_config
+from tests.support.config import with_stub_config, write_stub_config
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -171,3 +171,34 @@ def test_closed_stdout_pipe_ends_quietly(env, tmp_path):
         text = err.decode()
         assert "BrokenPipeError" not in text and "Traceback" not in text, text
         assert proc.returncode == 141, text
+
+
+def test_unwritable_places_are_one_line_exit_2_before_any_model_call(env, tmp_path, stub_env):
+    """The tasks' folder (executor.workdir), the demo's --home and the library's path, each
+    where nothing can be written: one line naming the setting, exit 2, and for a run no model
+    call yet (an attack saw tracebacks for the first two, the workdir's after two model calls,
+    and exit 1 for the library)."""
+    from dynagraph.tools.errors import EnvironmentProblem
+    from dynagraph.tools.library.sqlite import SqliteLibrary
+
+    stub = stub_env["stub"]
+    cli = with_stub_config(env, stub_env, tmp_path / "wd.yaml", executor={"workdir": "/proc/x"})
+    proc = dynagraph("run", "add 2 and 3", "--quiet", env=cli)
+    assert proc.returncode == 2, proc.stderr
+    line = one_line(proc)
+    assert "/proc/x" in line and "executor.workdir" in line, line
+    assert stub.requests == []
+
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    for home in (tmp_path / "a-file", Path("/proc/demo-home")):
+        proc = dynagraph("demo", "--home", str(home), env=env)
+        assert proc.returncode == 2, proc.stderr
+        line = one_line(proc)
+        assert str(home) in line and "--home" in line, line
+
+    class NoEmbedder:  # opening the file comes first; nothing is embedded
+        name, dim = "none", 4
+
+    with pytest.raises(EnvironmentProblem, match="library.path") as raised:
+        SqliteLibrary(Path("/proc/library.db"), embedder=NoEmbedder())  # type: ignore[arg-type]
+    assert raised.value.exit_code == 2

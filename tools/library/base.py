@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from dynagraph.tools.errors import DynagraphError, InputError
+from dynagraph.tools.errors import DynagraphError, EnvironmentProblem, InputError
 
 Status = Literal["active", "archived", "quarantined"]
 STATUSES: tuple[str, ...] = ("active", "archived", "quarantined")
@@ -29,6 +29,11 @@ RECORD_NAMESPACE = uuid.UUID("6f1c2d4e-8a0b-5c3d-9e7f-1a2b3c4d5e6f")
 
 class LibraryError(DynagraphError):
     """A library operation failed; the message is one line a user can act on."""
+
+
+class LibraryUnavailable(LibraryError, EnvironmentProblem):
+    """The library's file cannot be opened or made where the settings put it (exit 2, as any
+    unusable path)."""
 
 
 def record_id_for(ast_hash: str) -> str:

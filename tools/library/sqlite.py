@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 from dynagraph.tools.embeddings import Embedder, embed_queries_soon, embed_query_soon
-from dynagraph.tools.library.base import STATUSES, FunctionRecord, LibraryError, SearchHit
+from dynagraph.tools.library.base import (
+    STATUSES,
+    FunctionRecord,
+    LibraryError,
+    LibraryUnavailable,
+    SearchHit,
+)
 from dynagraph.tools.library.ledger import (
     bump_task_index,
     decision_rows,
@@ -86,6 +92,12 @@ class SqliteLibrary(SqliteTransactions):
                 self._check_meta(dict(self._conn.execute("SELECT key, value FROM meta")))
         except (sqlite3.DatabaseError, OSError) as exc:
             self._close_quietly()
+            if isinstance(exc, OSError) or "unable to open" in str(exc):
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise LibraryUnavailable(
+                    f"cannot open library {self.path}: {why} "
+                    "(set library.path or DYNAGRAPH_HOME to a writable place)"
+                ) from exc
             raise LibraryError(f"cannot open library {self.path}: {exc}") from exc
         except LibraryError:
             self._close_quietly()
