@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import running
+from tests.support.waiting import wait_for
+
 pytestmark = pytest.mark.timeout(120)
 
 CHILD = """
@@ -42,3 +45,40 @@ def test_a_large_cell_starts_no_zero_copy_collector(tmp_path: Path) -> None:
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["out"] == "200000", report
     assert report["gc"] is False, "a message went zero-copy: pyzmq's collector thread started"
+
+
+def test_close_and_the_exit_finalizer_of_one_kernel_never_run_together(tmp_path):
+    """At exit the finalizers run in the main thread while another thread may be closing the
+    same kernel (a scratch kernel's start failing as the process stops): both closed one
+    client and destroyed its zmq context at once, and libzmq aborted the process (SIGABRT,
+    an attack's Ctrl-C during the librarian, ~1 in 20). One closes, the other finds it done."""
+    import threading
+
+    from dynagraph.tools.kernel import KernelSession
+
+    for attempt in range(6):
+        session = KernelSession(tmp_path / f"w{attempt}", sandbox="none")
+        session.start()
+        process = session._process
+        runtime, pid = process.runtime_dir, process.pid
+        finalizer = process._finalizer
+        both = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def close(process=process, both=both, errors=errors) -> None:
+            both.wait(10)
+            try:
+                process.close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        closer = threading.Thread(target=close)
+        closer.start()
+        both.wait(10)
+        finalizer()  # as weakref's exit function calls it
+        closer.join(30)
+        assert errors == [] and not closer.is_alive()
+        assert not runtime.exists()
+        assert wait_for(lambda pid=pid: not running({pid})), f"kernel {pid} still runs"
+        process.close()  # and once more: nothing left to do
+        session._process = None

@@ -176,10 +176,32 @@ def manager_alive(km: KernelManager) -> bool:
         return False
 
 
-def _discard_kernel(km: KernelManager, runtime_dir: Path, clients: list[Any], log: Any) -> None:
+class _Closing:
+    """Who closes a KernelProcess: close() or its finalizer, one at a time and once. At exit
+    the finalizers run in the main thread while another thread may be in close() (a scratch
+    kernel's start failing as the process stops): two threads then closed one client and
+    destroyed its zmq context together, and libzmq aborted the process (SIGABRT,
+    "pfd.revents & POLLIN", ~1 stop in 20 during the librarian)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+
+
+def _discard_kernel(
+    km: KernelManager, runtime_dir: Path, clients: list[Any], log: Any, closing: _Closing
+) -> None:
     """Finalizer for a process dropped without close(): close its client and its log (held
     here, so they are not collected with the process while still open), kill its kernel,
-    remove its files."""
+    remove its files. Nothing when close() did it (or does it now: it is waited for)."""
+    with closing.lock:
+        if closing.done:
+            return
+        closing.done = True
+        _discard(km, runtime_dir, clients, log)
+
+
+def _discard(km: KernelManager, runtime_dir: Path, clients: list[Any], log: Any) -> None:
     for client in clients:
         with contextlib.suppress(Exception):
             client.stop_channels()
@@ -242,6 +264,7 @@ class KernelProcess:
         self.runtime_dir: Path | None = None
         self._log_file: Any = None
         self._finalizer: weakref.finalize | None = None
+        self._closing = _Closing()  # shared with the finalizer
         self._started: str | None = None  # the kernel process's start time (procfs)
 
     @property
@@ -263,8 +286,15 @@ class KernelProcess:
             shutdown_wait_time=SHUTDOWN_WAIT_S,
         )
         self.km = km
+        self._closing = _Closing()
         self._finalizer = weakref.finalize(
-            self, _discard_kernel, km, self.runtime_dir, self._clients, self._log_file
+            self,
+            _discard_kernel,
+            km,
+            self.runtime_dir,
+            self._clients,
+            self._log_file,
+            self._closing,
         )
         try:
             km.start_kernel(
@@ -338,10 +368,20 @@ class KernelProcess:
         return ""
 
     def close(self) -> None:
-        """Stop the kernel and remove its runtime files. Safe to call twice."""
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+        """Stop the kernel and remove its runtime files. Safe to call twice, and beside the
+        finalizer running at exit (_Closing)."""
+        with self._closing.lock:
+            if self._finalizer is not None:
+                self._finalizer.detach()
+                self._finalizer = None
+            if self._closing.done:  # the finalizer closed it: forget what it closed
+                self.client, self.km, self._log_file, self.runtime_dir = None, None, None, None
+                self._clients.clear()
+                return
+            self._close()
+            self._closing.done = True  # a finalizer already under way finds nothing to do
+
+    def _close(self) -> None:
         self._close_client()
         background = self._background_processes() if self.km is not None else {}
         km, self.km = self.km, None
