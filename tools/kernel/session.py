@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynagraph.tools.kernel import kernel_side
 from dynagraph.tools.kernel.capture import head_tail
-from dynagraph.tools.kernel.cell import CellRun, receive, refuse_if_stopping
+from dynagraph.tools.kernel.cell import CellCancelled, CellRun, receive, refuse_if_stopping
 from dynagraph.tools.kernel.environment import scrubbed_env
 from dynagraph.tools.kernel.errors import BWRAP_INSTALL_HINT, KernelError
 from dynagraph.tools.kernel.hardening import Sandbox, SandboxMode, resolve_sandbox
@@ -376,6 +376,8 @@ class KernelSession:
             )
             run = CellRun(msg_id, limit, self._save_image)
             return self._receive(client, run, started, timeout)
+        except CellCancelled:  # receive() interrupted the cell if it had to: not a second time
+            raise  # (a second SIGINT landed in the next cell, or ended the kernel, exit 0)
         except KeyboardInterrupt:  # our own process was interrupted: pass it on to the kernel
             self.interrupt()
             raise
