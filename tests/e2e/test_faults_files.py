@@ -202,3 +202,19 @@ def test_unwritable_places_are_one_line_exit_2_before_any_model_call(env, tmp_pa
     with pytest.raises(EnvironmentProblem, match="library.path") as raised:
         SqliteLibrary(Path("/proc/library.db"), embedder=NoEmbedder())  # type: ignore[arg-type]
     assert raised.value.exit_code == 2
+
+
+def test_import_of_a_file_without_line_ends_stops_at_the_record_size(tmp_path, monkeypatch):
+    """A file with no line ends (an attack used /dev/zero) is not read whole: the first line
+    longer than a record can be is refused, naming file and line (it took 2.3 GB in 1.5 s)."""
+    from dynagraph.tools.errors import InputError
+    from dynagraph.tools.library import jsonl
+
+    monkeypatch.setattr(jsonl, "MAX_RECORD_CHARS", 1000)
+    endless = tmp_path / "endless.jsonl"
+    endless.write_text("\x00" * 5000, encoding="utf-8")
+    with pytest.raises(InputError, match=r"endless.jsonl:1: longer than 1,000 characters"):
+        list(jsonl.iter_jsonl(endless))
+    fine = tmp_path / "fine.jsonl"
+    fine.write_text("\n\n", encoding="utf-8")
+    assert list(jsonl.iter_jsonl(fine)) == []
