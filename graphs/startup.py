@@ -15,6 +15,8 @@ that import ``dynagraph`` are never affected: only this entry point pauses.
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -44,9 +46,19 @@ def resume_collector() -> None:
         gc.enable()
 
 
+def _stop_while_importing(signum: int, _frame: object) -> None:
+    """A stop signal before the CLI installs its own handler (graphs/cli.py): nothing has
+    started that needs cleaning up, so say so and exit at once (a Ctrl-C in the first ~0.15 s
+    printed a KeyboardInterrupt traceback from inside an import)."""
+    os.write(2, f"interrupted ({signal.Signals(signum).name})\n".encode())
+    os._exit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``dynagraph ...``: the CLI, its imports made with the collector paused (the CLI
     resumes it once the command's start is over; at the latest it resumes here)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_while_importing)
     pause_collector()
     try:
         from dynagraph.graphs.cli import main as cli_main
@@ -54,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_main(argv)
     finally:
         resume_collector()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the interpreter's own again
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -87,3 +87,35 @@ def test_resume_without_a_pause_changes_nothing(collector_state) -> None:
     startup.resume_collector()
     assert gc.isenabled() is False
     assert gc.get_freeze_count() == frozen
+
+
+def test_a_stop_signal_before_the_cli_handles_signals_exits_quietly(tmp_path):
+    """The entry point handles SIGINT/SIGTERM/SIGHUP from its first line: a signal while the
+    CLI is still being imported exits 128 + signal with one line, no traceback (an attack's
+    Ctrl-C in the first ~0.15 s printed a KeyboardInterrupt traceback from an import)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "early_signal.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, time
+            import dynagraph.graphs.cli as cli
+
+            def early(argv):  # the CLI's start, before it handles signals itself
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+                return 0
+
+            cli.main = early
+            from dynagraph.graphs import startup
+            raise SystemExit(startup.main([]))
+            """
+        ),
+        encoding="utf-8",
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "interrupted (SIGINT)"
