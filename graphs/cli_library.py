@@ -23,15 +23,24 @@ EXIT_OK, EXIT_REJECTED = 0, 1
 #: Commands that only read the library: on a SQLite library not made yet, they read an empty
 #: one in a temporary folder and leave no file behind (a later task makes the real one).
 READ_ONLY = frozenset({"list", "search", "show", "stats", "export", "log", "check"})
+#: Commands that only change records already stored: with no library there is none to change.
+ON_STORED = frozenset({"archive", "restore", "quarantine"})
 
 
-def _stand_in_folder(settings: Settings, action: str) -> contextlib.AbstractContextManager:
-    """A temporary folder for an empty stand-in library when ``action`` only reads a SQLite
-    library not made yet (READ_ONLY; an empty file, as ``touch`` leaves, is not made yet
-    either: reading it would write the schema); else a context of None (the library)."""
+def _stand_in_folder(
+    settings: Settings, args: argparse.Namespace
+) -> contextlib.AbstractContextManager:
+    """A temporary folder for an empty stand-in library when the command only reads a SQLite
+    library not made yet (READ_ONLY, ``prune --dry-run``) or only changes stored records
+    (ON_STORED: it then says the name is unknown); an empty file, as ``touch`` leaves, is not
+    made yet either (reading it would write the schema). Else a context of None (the
+    library). So no such command creates library.db."""
+    action = args.library_command
+    reads = action in READ_ONLY or action in ON_STORED
+    reads = reads or (action == "prune" and getattr(args, "dry_run", False))
     path = settings.path(settings.library.path)
     made = path.exists() and not (path.is_file() and path.stat().st_size == 0)
-    if settings.library.backend != "sqlite" or action not in READ_ONLY or made:
+    if settings.library.backend != "sqlite" or not reads or made:
         return contextlib.nullcontext()
     return tempfile.TemporaryDirectory(prefix="dynagraph-no-library-")
 
@@ -56,7 +65,7 @@ def cmd_library(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_mcp(args, settings)
     from dynagraph.graphs.services import Services
 
-    with _stand_in_folder(settings, args.library_command) as folder:
+    with _stand_in_folder(settings, args) as folder:
         opened = settings
         if folder is not None:
             empty = settings.library.model_copy(update={"path": str(Path(folder, "library.db"))})

@@ -301,7 +301,8 @@ def test_a_tampered_record_is_seen_counted_and_never_restored_or_exported(tmp_pa
 
 
 def test_reading_a_library_not_made_yet_makes_no_file(tmp_path, env, cli, monkeypatch):
-    """list, stats, show, search, log, check and export on a new home read an empty library,
+    """list, stats, show, search, log, check, export and prune --dry-run on a new home read an
+    empty library (archive, restore and quarantine find no such function in it),
     say there is none yet, and leave no file in the home or the temporary folder; the first
     write (add) makes the real one."""
     scratch = tmp_path / "tmp"
@@ -318,6 +319,12 @@ def test_reading_a_library_not_made_yet_makes_no_file(tmp_path, env, cli, monkey
     assert cli("library", "check")[0] == 0
     assert cli("library", "export", str(tmp_path / "out.jsonl"))[0] == 0
     assert (tmp_path / "out.jsonl").read_text() == ""
+    # nor does a dry run, or a change to a record there cannot be yet (an attack saw each
+    # of these make library.db)
+    assert cli("library", "prune", "--dry-run")[0] == 0
+    for change in (["archive", "x"], ["restore", "x"], ["quarantine", "x", "--reason", "r"]):
+        status, _, err = cli("library", *change)
+        assert status == 2 and "no function named 'x'" in err, err
     assert not home.exists() and list(scratch.iterdir()) == []
 
     tools = tmp_path / "tools.py"
