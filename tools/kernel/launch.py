@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dynagraph.tools.kernel import kernel_side
+from dynagraph.tools.kernel.discard import Closing, discard_kernel
 from dynagraph.tools.kernel.hardening import Sandbox, protect_agent_process
 from dynagraph.tools.kernel.loops import closing_thread_loop, thread_loop_closed
 from dynagraph.tools.kernel.orphans import kill_tree, process_tree
@@ -176,45 +177,6 @@ def manager_alive(km: KernelManager) -> bool:
         return False
 
 
-class _Closing:
-    """Who closes a KernelProcess: close() or its finalizer, one at a time and once. At exit
-    the finalizers run in the main thread while another thread may be in close() (a scratch
-    kernel's start failing as the process stops): two threads then closed one client and
-    destroyed its zmq context together, and libzmq aborted the process (SIGABRT,
-    "pfd.revents & POLLIN", ~1 stop in 20 during the librarian)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.done = False
-
-
-def _discard_kernel(
-    km: KernelManager, runtime_dir: Path, clients: list[Any], log: Any, closing: _Closing
-) -> None:
-    """Finalizer for a process dropped without close(): close its client and its log (held
-    here, so they are not collected with the process while still open), kill its kernel,
-    remove its files. Nothing when close() did it (or does it now: it is waited for)."""
-    with closing.lock:
-        if closing.done:
-            return
-        closing.done = True
-        _discard(km, runtime_dir, clients, log)
-
-
-def _discard(km: KernelManager, runtime_dir: Path, clients: list[Any], log: Any) -> None:
-    for client in clients:
-        with contextlib.suppress(Exception):
-            client.stop_channels()
-    clients.clear()
-    background = process_tree(getattr(km.provisioner, "pid", None))
-    with contextlib.suppress(Exception):
-        km.shutdown_kernel(now=True)
-    kill_tree(background)
-    with contextlib.suppress(Exception):
-        log.close()
-    shutil.rmtree(runtime_dir, ignore_errors=True)
-
-
 def describe_exit(code: int | None) -> str:
     """An exit code in words, for notes to the model ("killed by SIGKILL")."""
     if code is None:
@@ -260,11 +222,11 @@ class KernelProcess:
         self.spec = spec
         self.km: KernelManager | None = None
         self.client: Any = None
-        self._clients: list[Any] = []  # the open client, for the finalizer (_discard_kernel)
+        self._clients: list[Any] = []  # the open client, for the finalizer (discard_kernel)
         self.runtime_dir: Path | None = None
         self._log_file: Any = None
         self._finalizer: weakref.finalize | None = None
-        self._closing = _Closing()  # shared with the finalizer
+        self._closing = Closing()  # shared with the finalizer
         self._started: str | None = None  # the kernel process's start time (procfs)
 
     @property
@@ -286,10 +248,10 @@ class KernelProcess:
             shutdown_wait_time=SHUTDOWN_WAIT_S,
         )
         self.km = km
-        self._closing = _Closing()
+        self._closing = Closing()
         self._finalizer = weakref.finalize(
             self,
-            _discard_kernel,
+            discard_kernel,
             km,
             self.runtime_dir,
             self._clients,
@@ -369,7 +331,7 @@ class KernelProcess:
 
     def close(self) -> None:
         """Stop the kernel and remove its runtime files. Safe to call twice, and beside the
-        finalizer running at exit (_Closing)."""
+        finalizer running at exit (discard.Closing)."""
         with self._closing.lock:
             if self._finalizer is not None:
                 self._finalizer.detach()
