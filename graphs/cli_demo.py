@@ -9,7 +9,6 @@ the library and calls it, task 3 composes it with a new one. Progress goes to st
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import shutil
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dynagraph.graphs.settings import Settings
-from dynagraph.tools.errors import EnvironmentProblem
+from dynagraph.tools.writable import writable_folder
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -86,15 +85,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.home
         else Path(tempfile.mkdtemp(prefix="dynagraph-demo-"))
     )
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        if not os.access(home, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "not writable")
-    except OSError as exc:
-        raise EnvironmentProblem(
-            f"cannot use {home} as the demo's home: {exc.strerror or exc} (pass --home a "
-            "writable folder, or leave it out for a new temporary one)"
-        ) from exc
+    writable_folder(
+        home,
+        what="the demo's home",
+        fix="pass --home a writable folder, or leave it out for a new temporary one",
+    )
     recording = load_recording()
     _no_proxy_for_loopback()
 

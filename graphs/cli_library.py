@@ -37,7 +37,7 @@ def _stand_in_folder(
     library). So no such command creates library.db."""
     action = args.library_command
     reads = action in READ_ONLY or action in ON_STORED
-    reads = reads or (action == "prune" and getattr(args, "dry_run", False))
+    reads = reads or (action == "prune" and args.dry_run)
     path = settings.path(settings.library.path)
     made = path.exists() and not (path.is_file() and path.stat().st_size == 0)
     if settings.library.backend != "sqlite" or not reads or made:

@@ -16,7 +16,6 @@ KeyboardInterrupt, an error): a stopped task still resumes; a killed one starts 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -31,9 +30,11 @@ from dynagraph.nodes.context import Context
 from dynagraph.nodes.events import LISTENER_KEY
 from dynagraph.nodes.planner import task_problem
 from dynagraph.tools.errors import EnvironmentProblem, InputError
+from dynagraph.tools.librarian.replay import clip
 from dynagraph.tools.library.sqlite_atomic import write_ahead
 from dynagraph.tools.models import ModelEndpointError, describe_endpoint_error, resolve_model
 from dynagraph.tools.thread_lock import thread_lock
+from dynagraph.tools.writable import writable_folder
 
 
 @dataclass
@@ -70,18 +71,11 @@ def preflight(services: Services, context: Context) -> None:
     for node in ("planner", "coder"):
         services.models.check(node, context.model_override(node))
     settings = services.settings
-    runs = settings.path(settings.executor.workdir)
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
-        writable = os.access(runs, os.W_OK | os.X_OK)
-        why = "not writable"
-    except OSError as exc:
-        writable, why = False, exc.strerror or str(exc)
-    if not writable:
-        raise EnvironmentProblem(
-            f"cannot write the task folders at {runs}: {why} "
-            "(set executor.workdir or DYNAGRAPH_HOME to a writable place)"
-        )
+    writable_folder(
+        settings.path(settings.executor.workdir),
+        what="the task folders",
+        fix="set executor.workdir or DYNAGRAPH_HOME to a writable place",
+    )
 
 
 def thread_lock_folder(settings: Settings) -> Path:
@@ -168,9 +162,8 @@ def run_task(
                 raise InputError(f"thread {thread_id} already holds a finished task; use a new id")
             stored = snapshot.values.get("task")
             if isinstance(stored, str) and stored.strip() != task.strip():
-                shown = stored if len(stored) <= 60 else stored[:57] + "..."
                 raise InputError(
-                    f"thread {thread_id} holds another task ({shown!r}); run it with that "
+                    f"thread {thread_id} holds another task ({clip(stored, 60)!r}); run it with that "
                     "text to resume it, or use a new thread id"
                 )
             inputs = None  # resume the interrupted task where it stopped

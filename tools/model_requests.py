@@ -75,11 +75,6 @@ def _chat_params() -> tuple[type, ...]:
         return ()
 
 
-def transform_changes_nothing() -> bool:
-    """Whether the installed openai's chat params leave a body of JSON values as it is."""
-    return bool(_chat_params())
-
-
 def is_plain_json(value: Any) -> bool:
     """Whether ``value`` is made of dicts with str keys, lists, str, int, float, bool and None
     only: what openai's transform passes through unchanged where no key is annotated."""
